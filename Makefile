@@ -1,0 +1,30 @@
+# blendphot: the two everyday commands.
+#   make run   - run the whole workflow on config/config.yaml (embedded mock survey)
+#   make test  - run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= all
+CONFIG ?= config/config.yaml
+BIN    := $(VENV)/bin
+
+.PHONY: run test bench clean-results
+
+$(BIN)/.installed: pyproject.toml envs/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	@echo
+	@echo "Browse the tracked runs with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/bench_blend.py
+
+clean-results:
+	rm -rf results .snakemake

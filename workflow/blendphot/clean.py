@@ -1,0 +1,222 @@
+"""Neighbour removal and isolated-galaxy photometry (paper §2.1, done right).
+
+For each stamp:
+
+1. sep segments the stamp (background and rms from ``sep.Background``);
+2. the central galaxy is the segment under the stamp's central pixel (or the nearest one
+   within 3 pixels);
+3. the neighbours' segments are dilated with a disk of ``dilate_neighbours`` pixels; those
+   pixels, except the central segment dilated by ``protect_central``, are replaced by pixels
+   drawn (seeded, with replacement) from the stamp's own empty background - nothing is added
+   elsewhere, so there is no second noise layer (the public code's bug);
+4. the cleaned stamp is measured again: FLUX_AUTO-like Kron photometry of the central galaxy
+   (the paper's ground truth), its isophotal flux, and the number of sources left (counted at
+   ``verify_thresh``, above which peaks of the correlated noise are rare);
+5. quality flags are raised for visual inspection.
+
+The undilated central segment is the galaxy's target mask.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CleanParams", "CleanResult", "clean_stamp", "clean_stamps", "kron_photometry", "FLAGS"]
+
+FLAGS = ("central_touches_edge", "residual_neighbour_flux", "not_isolated_after_cleaning", "low_background")
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    detect_thresh: float = 1.5
+    minarea: int = 5
+    deblend_cont: float = 0.005
+    deblend_nthresh: int = 32
+    dilate_neighbours: int = 4
+    protect_central: int = 1
+    min_background_pixels: int = 1500
+    max_residual_fraction: float = 0.02
+    verify_thresh: float = 3.0
+
+
+@dataclass
+class CleanResult:
+    """Outcome for one stamp: ``reason`` is set (and arrays are None) when it was dropped."""
+
+    image: np.ndarray | None
+    central_mask: np.ndarray | None
+    info: dict = field(default_factory=dict)
+    reason: str | None = None
+
+
+def _disk(radius: int) -> np.ndarray:
+    from skimage.morphology import disk
+
+    return disk(radius).astype(bool)
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(mask, structure=_disk(radius)) if radius > 0 else mask.copy()
+
+
+def _detect(data: np.ndarray, covered: np.ndarray, params: CleanParams):
+    """Background-subtract and segment one stamp. Returns (objects, seg, back, rms)."""
+    import sep
+
+    bkg = sep.Background(data, mask=~covered, bw=32, bh=32, fw=3, fh=3)
+    sub = data - bkg.back()
+    objects, seg = sep.extract(sub, params.detect_thresh, err=bkg.globalrms, mask=~covered,
+                               minarea=params.minarea, deblend_cont=params.deblend_cont,
+                               deblend_nthresh=params.deblend_nthresh, segmentation_map=True)
+    return objects, seg, bkg.globalback, bkg.globalrms
+
+
+def replace_thresh(params: CleanParams) -> CleanParams:
+    """The detection parameters used to count the sources left after cleaning."""
+    from dataclasses import replace
+
+    return replace(params, detect_thresh=params.verify_thresh)
+
+
+def _central_label(objects, seg: np.ndarray, max_offset: float = 3.0) -> int:
+    """Label (1-based) of the central object, or 0 when none lies at the centre."""
+    c = seg.shape[0] // 2
+    label = int(seg[c, c])
+    if label or len(objects) == 0:
+        return label
+    d = np.hypot(objects["x"] - c, objects["y"] - c)
+    k = int(np.argmin(d))
+    return k + 1 if d[k] <= max_offset else 0
+
+
+def kron_photometry(data: np.ndarray, obj, rms: float, *, mask=None):
+    """FLUX_AUTO-like photometry (Kron factor 2.5, minimum diameter 3.5 px) of one sep object.
+
+    Returns (flux, flux_err, kron_radius, sep_flag).
+    """
+    import sep
+
+    x, y, a, b, theta = (np.array([obj[k]], dtype=float) for k in ("x", "y", "a", "b", "theta"))
+    kronrad, krflag = sep.kron_radius(data, x, y, a, b, theta, 6.0, mask=mask)
+    flux, err, flag = sep.sum_ellipse(data, x, y, a, b, theta, 2.5 * kronrad, err=rms, subpix=1, mask=mask)
+    flag |= krflag
+    if kronrad[0] * np.sqrt(a[0] * b[0]) < 1.75:
+        flux, err, flag = sep.sum_circle(data, x, y, 1.75, err=rms, subpix=1, mask=mask)
+    return float(flux[0]), float(err[0]), float(kronrad[0]), int(flag[0])
+
+
+def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams,
+                rng: np.random.Generator) -> CleanResult:
+    """Remove the neighbours of the central galaxy of one stamp and measure it."""
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    covered = np.isfinite(weight) & (weight > 0) & np.isfinite(data)
+    objects, seg, _, rms = _detect(data, covered, params)
+    label = _central_label(objects, seg)
+    if label == 0:
+        return CleanResult(None, None, {"n_detected": len(objects)}, reason="central_not_detected")
+
+    central = seg == label
+    sources = seg > 0
+    neighbours = sources & ~central
+    replace = _dilate(neighbours, params.dilate_neighbours) & ~_dilate(central, params.protect_central)
+    empty = ~_dilate(sources, params.dilate_neighbours + 2) & covered
+    low_background = empty.sum() < params.min_background_pixels
+    if low_background:  # explicit fallback: undilated background, flagged for inspection
+        empty = ~sources & covered
+        if empty.sum() < 50:
+            return CleanResult(None, None, {"n_detected": len(objects)}, reason="no_background")
+    pool = data[empty]
+    cleaned = data.copy()
+    n_replace = int(replace.sum())
+    cleaned[replace] = rng.choice(pool, size=n_replace, replace=True)
+
+    level = float(np.median(pool))
+    residual_px = neighbours & ~replace
+    residual_flux = float(np.sum(data[residual_px] - level))
+
+    # Measure the cleaned stamp: sources left, central galaxy photometry.
+    objects2, seg2, _, rms2 = _detect(cleaned, covered, params)
+    label2 = _central_label(objects2, seg2)
+    # Sources left, counted at a threshold where correlated-noise peaks are rare.
+    n_left = len(_detect(cleaned, covered, replace_thresh(params))[0])
+    if label2 == 0:
+        return CleanResult(None, None, {"n_detected": len(objects)}, reason="central_lost_after_cleaning")
+    obj = objects2[label2 - 1]
+    sub = cleaned - level
+    flux, flux_err, kron_radius, sep_flag = kron_photometry(sub, obj, rms2)
+    if not np.isfinite(flux) or flux <= 0:
+        return CleanResult(None, None, {"n_detected": len(objects)}, reason="nonpositive_flux")
+
+    edge = central[0].any() or central[-1].any() or central[:, 0].any() or central[:, -1].any()
+    background_std = float(np.std(pool))
+    info = {
+        "n_detected": len(objects),
+        "n_neighbours": len(objects) - 1,
+        "n_sources_after": n_left,
+        "replaced_pixels": n_replace,
+        "background_pixels": int(empty.sum()),
+        "background_level": level,
+        "background_rms": float(rms),
+        "replaced_std_ratio": float(np.std(cleaned[replace]) / background_std) if n_replace > 1 else np.nan,
+        "residual_fraction": residual_flux / flux if residual_px.any() else 0.0,
+        "flux_auto": flux,
+        "flux_auto_err": flux_err,
+        "flux_iso": float(obj["flux"]),
+        "kron_radius": kron_radius,
+        "sep_flag": sep_flag,
+        "x_c": float(obj["x"]),
+        "y_c": float(obj["y"]),
+        "a": float(obj["a"]),
+        "b": float(obj["b"]),
+        "theta": float(obj["theta"]),
+        "mask_pixels": int(central.sum()),
+        "central_touches_edge": bool(edge),
+        "residual_neighbour_flux": bool(residual_px.any() and residual_flux / flux > params.max_residual_fraction),
+        "not_isolated_after_cleaning": n_left != 1,
+        "low_background": bool(low_background),
+    }
+    return CleanResult(cleaned, central.astype(np.uint8), info)
+
+
+def galaxy_rng(seed: int, gid: str) -> np.random.Generator:
+    """A generator per galaxy: independent of the order or subset of galaxies processed."""
+    return np.random.default_rng([seed, zlib.crc32(gid.encode())])
+
+
+def clean_stamps(images: np.ndarray, weights: np.ndarray, catalog: pd.DataFrame, params: CleanParams, *,
+                 seed: int, zeropoint: float, progress: bool = True):
+    """Clean every stamp. Returns (cleaned, originals, masks, catalog, dropped).
+
+    ``catalog`` gains the columns of :class:`CleanResult.info`, ``qa_flags`` (";"-joined) and
+    ``mag_auto`` (the isolated galaxy's magnitude, the paper's ground truth).
+    """
+    from tqdm import tqdm
+
+    cleaned, originals, masks, rows, dropped = [], [], [], [], []
+    for k in tqdm(range(len(catalog)), desc="clean", mininterval=2, disable=not progress):
+        gid = catalog["gid"].iat[k]
+        result = clean_stamp(images[k], weights[k], params, galaxy_rng(seed, gid))
+        if result.reason:
+            dropped.append((gid, result.reason))
+            continue
+        cleaned.append(result.image)
+        originals.append(np.asarray(images[k], dtype=np.float32))
+        masks.append(result.central_mask)
+        rows.append({"row": k, **result.info})
+    info = pd.DataFrame(rows)
+    out = catalog.iloc[info["row"].to_numpy() if len(info) else []].reset_index(drop=True)
+    if len(info):
+        out = pd.concat([out, info.drop(columns="row")], axis=1)
+        out["mag_auto"] = zeropoint - 2.5 * np.log10(out["flux_auto"])
+        out["qa_flags"] = [";".join(f for f in FLAGS if r[f]) for r in out[list(FLAGS)].to_dict("records")]
+        out = out.drop(columns=list(FLAGS))
+    size = images.shape[-1]
+    stack = (lambda a, dt: np.stack(a) if a else np.zeros((0, size, size), dt))
+    return (stack(cleaned, np.float32), stack(originals, np.float32), stack(masks, np.uint8), out,
+            pd.DataFrame(dropped, columns=["gid", "reason"]))

@@ -1,0 +1,178 @@
+"""File I/O at the edges: FITS images and tables, arrays, catalogues, atomic writes.
+
+Every reader turns failures into :class:`~blendphot.errors.InputError` messages that name
+the file (and the column), and every writer writes to a temporary file that is renamed into
+place only when complete, so a killed job never leaves a partial output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from blendphot.errors import InputError
+
+__all__ = [
+    "atomic_path",
+    "native",
+    "read_fits_image",
+    "write_fits_image",
+    "read_fits_table",
+    "write_fits_table",
+    "require_columns",
+    "read_csv",
+    "write_csv",
+    "save_array",
+    "load_array",
+    "write_json",
+]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".part")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def native(array: np.ndarray) -> np.ndarray:
+    """Return ``array`` in native byte order (sep rejects big-endian FITS data)."""
+    if array.dtype.byteorder not in ("=", "|"):
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def read_fits_image(path: str | os.PathLike, *, dtype=np.float32):
+    """Read the first image HDU of a FITS file.
+
+    Returns
+    -------
+    data : ndarray, shape (ny, nx), native byte order, ``dtype``
+    header : astropy.io.fits.Header
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if h.is_image and h.data is not None and h.data.ndim == 2), None)
+            if hdu is None:
+                raise InputError(f"{path}: no 2-D image HDU found")
+            data = native(np.asarray(hdu.data)).astype(dtype, copy=False)
+            header = hdu.header.copy()
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError... on corrupt files
+        raise InputError(f"{path}: not a readable FITS image ({type(exc).__name__}: {exc})") from exc
+    return data, header
+
+
+def write_fits_image(path: str | os.PathLike, data: np.ndarray, header=None) -> None:
+    from astropy.io import fits
+
+    with atomic_path(path, ".fits") as tmp:
+        fits.PrimaryHDU(data=data, header=header).writeto(tmp, overwrite=True)
+
+
+def read_fits_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read the first table HDU of a FITS file into a DataFrame (native byte order)."""
+    from astropy.table import Table
+
+    path = Path(path)
+    try:
+        table = Table.read(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable FITS table ({type(exc).__name__}: {exc})") from exc
+    columns = {}
+    for name in table.colnames:
+        col = np.asarray(table[name])
+        if col.dtype.kind == "S":
+            col = np.char.decode(col, "ascii")
+        columns[name] = native(col) if col.dtype.kind in "fiub" else col
+    return pd.DataFrame(columns)
+
+
+def write_fits_table(path: str | os.PathLike, frame: pd.DataFrame, meta: dict | None = None) -> None:
+    from astropy.table import Table
+
+    table = Table.from_pandas(frame)
+    table.meta.update(meta or {})
+    with atomic_path(path, ".fits") as tmp:
+        table.write(tmp, format="fits", overwrite=True)
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], source: str | os.PathLike) -> None:
+    """Raise one InputError naming the first missing column and the file."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{source}: missing column '{missing[0]}'"
+            + (f" (and {len(missing) - 1} more: {missing[1:]})" if len(missing) > 1 else "")
+            + f"; available: {list(frame.columns)}"
+        )
+
+
+def read_csv(path: str | os.PathLike, required: Iterable[str] = (), **kwargs) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable CSV table ({exc})") from exc
+    require_columns(frame, required, path)
+    return frame
+
+
+def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
+    with atomic_path(path, ".csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.9g")
+
+
+def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save an array as ``.npy`` (memory-mappable with ``np.load(mmap_mode='r')``)."""
+    with atomic_path(path, ".npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array))
+
+
+def load_array(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
+    path = Path(path)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path, ".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

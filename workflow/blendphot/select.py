@@ -1,0 +1,80 @@
+"""Sample selection (paper §2.1): magnitude cut and four morphological classes.
+
+Classes are mutually exclusive by construction, with probability threshold ``p``:
+
+=============  =========================================
+bulge          F_SPH > p, F_DISK <= p, F_IRR <= p
+disk           F_DISK > p, F_SPH <= p, F_IRR <= p
+bulge_disk     F_SPH > p, F_DISK > p, F_IRR <= p
+irregular      F_IRR > p, F_SPH <= p
+=============  =========================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from blendphot.errors import InputError
+
+__all__ = ["CLASS_ORDER", "classify", "select_galaxies", "count_table", "join_catalogs"]
+
+CLASS_ORDER = ("bulge", "disk", "bulge_disk", "irregular")
+
+
+def classify(p_sph: np.ndarray, p_disk: np.ndarray, p_irr: np.ndarray, *, p_min: float) -> np.ndarray:
+    """Morphological class per galaxy (object array; ``None`` where no class applies)."""
+    sph, disk, irr = (np.asarray(p) > p_min for p in (p_sph, p_disk, p_irr))
+    out = np.full(sph.shape, None, dtype=object)
+    out[sph & ~disk & ~irr] = "bulge"
+    out[disk & ~sph & ~irr] = "disk"
+    out[sph & disk & ~irr] = "bulge_disk"
+    out[irr & ~sph] = "irregular"
+    return out
+
+
+def join_catalogs(photometry: pd.DataFrame, morphology: pd.DataFrame, columns: dict, *,
+                  sources: tuple[str, str] = ("photometry", "morphology")) -> pd.DataFrame:
+    """Join the photometric and morphology catalogues on (field, id) into standard columns.
+
+    Returns a frame with columns gid, field, id, ra, dec, mag, re_arcsec, p_sph, p_disk, p_irr.
+    """
+    from blendphot.io import require_columns
+
+    pc, mc = columns["photometry"], columns["morphology"]
+    require_columns(photometry, pc.values(), sources[0])
+    require_columns(morphology, mc.values(), sources[1])
+    phot = photometry[list(pc.values())].rename(columns={v: k for k, v in pc.items()})
+    morph = morphology[list(mc.values())].rename(columns={v: k for k, v in mc.items()})
+    for frame in (phot, morph):
+        frame["field"] = frame["field"].astype(str).str.strip()
+    joined = phot.merge(morph, on=["field", "id"], how="inner", validate="one_to_one")
+    joined = joined.rename(columns={"re": "re_arcsec"})
+    origin = {k: (sources[0], v) for k, v in pc.items()} | {k: (sources[1], v) for k, v in mc.items()}
+    origin["re_arcsec"] = origin.pop("re")
+    for col in ("ra", "dec", "p_sph", "p_disk", "p_irr", "mag", "re_arcsec"):
+        values = pd.to_numeric(joined[col], errors="coerce")
+        n_bad = int((~np.isfinite(values)).sum())
+        if n_bad and col not in ("mag", "re_arcsec"):  # no magnitude or size: simply not selected
+            src, name = origin[col]
+            raise InputError(f"{src}: column '{name}' has {n_bad} non-numeric or NaN values")
+        joined[col] = values
+    joined.insert(0, "gid", joined["field"] + "-" + joined["id"].astype(str))
+    return joined
+
+
+def select_galaxies(catalog: pd.DataFrame, *, mag_max: float, p_min: float) -> pd.DataFrame:
+    """Galaxies brighter than ``mag_max`` with a class, and a finite positive Re."""
+    cls = classify(catalog.p_sph, catalog.p_disk, catalog.p_irr, p_min=p_min)
+    ok = (catalog.mag < mag_max) & pd.notna(cls) & (catalog.re_arcsec > 0)
+    out = catalog[ok].copy()
+    out.insert(1, "cls", cls[ok.to_numpy()])
+    return out.reset_index(drop=True)
+
+
+def count_table(selected: pd.DataFrame, column: str = "selected") -> pd.DataFrame:
+    """Counts per class in the paper's order, with a TOTAL row (Table 1's first column)."""
+    counts = selected["cls"].value_counts().reindex(CLASS_ORDER, fill_value=0)
+    table = counts.rename(column).rename_axis("class").reset_index()
+    total = pd.DataFrame({"class": ["TOTAL"], column: [int(counts.sum())]})
+    return pd.concat([table, total], ignore_index=True)
