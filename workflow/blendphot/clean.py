@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["CleanParams", "CleanResult", "clean_stamp", "clean_stamps", "kron_photometry", "FLAGS"]
+__all__ = ["CleanParams", "CleanResult", "clean_stamp", "clean_stamps", "measure_isolated", "kron_photometry",
+           "qa_summary", "galaxy_rng", "FLAGS"]
 
 FLAGS = ("central_touches_edge", "residual_neighbour_flux", "not_isolated_after_cleaning", "low_background")
 
@@ -111,6 +112,61 @@ def kron_photometry(data: np.ndarray, obj, rms: float, *, mask=None):
     return float(flux[0]), float(err[0]), float(kronrad[0]), int(flag[0])
 
 
+def measure_isolated(cleaned: np.ndarray, covered: np.ndarray, params: CleanParams, *,
+                     level: float) -> dict | str:
+    """Photometry of the central galaxy of a cleaned stamp, or the reason it failed.
+
+    Returns flux_auto (Kron, the paper's ground truth), its error, flux_iso, the Kron radius,
+    the central object's position and shape, and n_sources_after (sources left, counted at
+    ``verify_thresh`` where peaks of the correlated noise are rare).
+    """
+    objects, seg, _, rms = _detect(cleaned, covered, params)
+    label = _central_label(objects, seg)
+    if label == 0:
+        return "central_lost_after_cleaning"
+    n_left = len(_detect(cleaned, covered, replace_thresh(params))[0])
+    obj = objects[label - 1]
+    flux, flux_err, kron_radius, sep_flag = kron_photometry(cleaned - level, obj, rms)
+    if not np.isfinite(flux) or flux <= 0:
+        return "nonpositive_flux"
+    return {
+        "n_sources_after": n_left,
+        "flux_auto": flux,
+        "flux_auto_err": flux_err,
+        "flux_iso": float(obj["flux"]),
+        "kron_radius": kron_radius,
+        "sep_flag": sep_flag,
+        "x_c": float(obj["x"]),
+        "y_c": float(obj["y"]),
+        "a": float(obj["a"]),
+        "b": float(obj["b"]),
+        "theta": float(obj["theta"]),
+    }
+
+
+def qa_summary(table: pd.DataFrame, dropped: pd.DataFrame) -> dict:
+    """The stage's quality figures: counts, single-source fraction, replaced-noise ratio, flags."""
+    n = len(table)
+    flags = table["qa_flags"].fillna("").astype(str) if n else pd.Series(dtype=str)
+    ratio = table["replaced_std_ratio"].dropna() if "replaced_std_ratio" in table else pd.Series(dtype=float)
+    out = {
+        "cleaned": n,
+        "dropped": len(dropped),
+        "single_source_fraction": float((table["n_sources_after"] == 1).mean()) if n else float("nan"),
+        "flagged_fraction": float((flags != "").mean()) if n else float("nan"),
+        "replaced_std_ratio_median": float(ratio.median()) if len(ratio) else float("nan"),
+        "replaced_std_ratio_p16": float(ratio.quantile(0.16)) if len(ratio) else float("nan"),
+        "replaced_std_ratio_p84": float(ratio.quantile(0.84)) if len(ratio) else float("nan"),
+    }
+    if "replaced_rms_over_weight_sigma" in table:
+        out["replaced_rms_over_weight_sigma_median"] = float(table["replaced_rms_over_weight_sigma"].median())
+    for flag in FLAGS:
+        out[f"flag_{flag}"] = int(flags.str.contains(flag).sum())
+    for reason, count in dropped["reason"].value_counts().items():
+        out[f"dropped_{reason}"] = int(count)
+    return out
+
+
 def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams,
                 rng: np.random.Generator) -> CleanResult:
     """Remove the neighbours of the central galaxy of one stamp and measure it."""
@@ -140,45 +196,29 @@ def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams,
     residual_px = neighbours & ~replace
     residual_flux = float(np.sum(data[residual_px] - level))
 
-    # Measure the cleaned stamp: sources left, central galaxy photometry.
-    objects2, seg2, _, rms2 = _detect(cleaned, covered, params)
-    label2 = _central_label(objects2, seg2)
-    # Sources left, counted at a threshold where correlated-noise peaks are rare.
-    n_left = len(_detect(cleaned, covered, replace_thresh(params))[0])
-    if label2 == 0:
-        return CleanResult(None, None, {"n_detected": len(objects)}, reason="central_lost_after_cleaning")
-    obj = objects2[label2 - 1]
-    sub = cleaned - level
-    flux, flux_err, kron_radius, sep_flag = kron_photometry(sub, obj, rms2)
-    if not np.isfinite(flux) or flux <= 0:
-        return CleanResult(None, None, {"n_detected": len(objects)}, reason="nonpositive_flux")
-
+    measured = measure_isolated(cleaned, covered, params, level=level)
+    if isinstance(measured, str):
+        return CleanResult(None, None, {"n_detected": len(objects)}, reason=measured)
     edge = central[0].any() or central[-1].any() or central[:, 0].any() or central[:, -1].any()
     background_std = float(np.std(pool))
     info = {
         "n_detected": len(objects),
         "n_neighbours": len(objects) - 1,
-        "n_sources_after": n_left,
         "replaced_pixels": n_replace,
         "background_pixels": int(empty.sum()),
         "background_level": level,
         "background_rms": float(rms),
         "replaced_std_ratio": float(np.std(cleaned[replace]) / background_std) if n_replace > 1 else np.nan,
-        "residual_fraction": residual_flux / flux if residual_px.any() else 0.0,
-        "flux_auto": flux,
-        "flux_auto_err": flux_err,
-        "flux_iso": float(obj["flux"]),
-        "kron_radius": kron_radius,
-        "sep_flag": sep_flag,
-        "x_c": float(obj["x"]),
-        "y_c": float(obj["y"]),
-        "a": float(obj["a"]),
-        "b": float(obj["b"]),
-        "theta": float(obj["theta"]),
+        # Against the weight map's independent noise estimate (1 for white noise of the right level).
+        "replaced_rms_over_weight_sigma": (float(np.std(cleaned[replace]) * np.sqrt(np.median(weight[replace])))
+                                           if n_replace > 1 else np.nan),
+        "residual_fraction": residual_flux / measured["flux_auto"] if residual_px.any() else 0.0,
+        **measured,
         "mask_pixels": int(central.sum()),
         "central_touches_edge": bool(edge),
-        "residual_neighbour_flux": bool(residual_px.any() and residual_flux / flux > params.max_residual_fraction),
-        "not_isolated_after_cleaning": n_left != 1,
+        "residual_neighbour_flux": bool(residual_px.any()
+                                        and residual_flux / measured["flux_auto"] > params.max_residual_fraction),
+        "not_isolated_after_cleaning": measured["n_sources_after"] != 1,
         "low_background": bool(low_background),
     }
     return CleanResult(cleaned, central.astype(np.uint8), info)

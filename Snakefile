@@ -1,0 +1,55 @@
+# blendphot: Boucaud et al. 2019, "Photometry of high-redshift blended galaxies using deep
+# learning", as a reproducible workflow. See README.md; stages are in workflow/rules/.
+import os
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from blendphot.config import validate_config
+from blendphot import tracking
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate_config(config)  # fills defaults; a bad key stops here with its dotted name
+
+SOURCE = config["survey"]["source"]
+CONTAINERS = config["containers"]
+SPLITS = ["train", "val", "test"]
+
+
+include: "workflow/rules/survey.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/stamps.smk"
+include: "workflow/rules/clean.smk"
+include: "workflow/rules/inspect.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/blend.smk"
+
+
+onstart:
+    os.environ[tracking.PARENT_ENV] = tracking.start_parent(
+        config["mlflow"]["tracking_uri"], config["mlflow"]["experiment"], config=config
+    )
+
+
+onsuccess:
+    if tracking.PARENT_ENV in os.environ:
+        tracking.end_parent(config["mlflow"]["tracking_uri"], os.environ[tracking.PARENT_ENV], "FINISHED")
+
+
+onerror:
+    if tracking.PARENT_ENV in os.environ:
+        tracking.end_parent(config["mlflow"]["tracking_uri"], os.environ[tracking.PARENT_ENV], "FAILED")
+
+
+rule all:
+    input:
+        "results/select/counts.csv",
+        "results/inspect/index.html",
+        "results/split/table1.csv",
+        expand("results/blend/{split}/catalog.csv", split=SPLITS),
+    default_target: True

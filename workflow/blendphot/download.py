@@ -1,0 +1,106 @@
+"""Resumable, verified downloads for the real survey files.
+
+A download streams into ``<dest>.part`` with a progress bar, resumes after a cut with an
+HTTP ``Range`` request, retries transient failures with exponential backoff, checks the
+SHA-256 checksum, and only then renames the file onto ``dest``. A checksum mismatch deletes
+the partial file; a network failure keeps it so that the next run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from blendphot.errors import DownloadError
+
+__all__ = ["download", "sha256sum"]
+
+_CHUNK = 1 << 20
+
+
+def sha256sum(path: str | os.PathLike, chunk: int = _CHUNK) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None:
+    """One attempt: append to ``part`` from its current size. Raises on a short read."""
+    from tqdm import tqdm
+
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "blendphot", "Range": f"bytes={have}-"} if have else {"User-Agent": "blendphot"}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to send: the part file is already whole
+            return
+        raise
+    with response:
+        status = getattr(response, "status", 200)
+        length = response.headers.get("Content-Length")
+        if have and status == 206:
+            match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != have:
+                raise DownloadError(f"{url}: server resumed at the wrong offset "
+                                    f"({response.headers.get('Content-Range')!r}, expected {have})")
+            mode = "ab"
+        else:  # a full response (no range support, or a fresh start)
+            have, mode = 0, "wb"
+        total = have + int(length) if length is not None else None
+        with open(part, mode) as fh, tqdm(total=total, initial=have, unit="B", unit_scale=True,
+                                          desc=Path(url).name[:40], mininterval=2, disable=not progress) as bar:
+            while block := response.read(_CHUNK):
+                fh.write(block)
+                bar.update(len(block))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise http.client.IncompleteRead(b"", total - size)
+
+
+def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, retries: int = 5,
+             timeout: float = 60.0, backoff: float = 1.0, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` (resumable, retried, verified, atomic).
+
+    Raises
+    ------
+    DownloadError
+        After ``retries`` failed attempts, on a client error (4xx), or when the checksum of
+        the complete file differs from ``sha256`` (the partial file is then deleted).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    last: Exception | None = None
+    for attempt in range(retries + 1):
+        try:
+            _fetch_once(url, part, timeout=timeout, progress=progress)
+            break
+        except urllib.error.HTTPError as exc:
+            if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            last = exc
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
+            last = exc
+        if attempt < retries:
+            time.sleep(backoff * 2**attempt)
+    else:
+        raise DownloadError(f"{url}: download failed after {retries + 1} attempts ({type(last).__name__}: {last}); "
+                            f"the partial file {part} is kept and the next run resumes it")
+    if sha256:
+        actual = sha256sum(part)
+        if actual != sha256.lower():
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{dest}: checksum mismatch for {url} (expected sha256 {sha256}, got {actual}); "
+                                "the corrupt file was deleted")
+    os.replace(part, dest)
+    return dest

@@ -1,0 +1,114 @@
+"""MLflow tracking: one parent run per workflow invocation, one child run per job.
+
+The parent run is created once, before any job starts (Snakemake ``onstart``), which also
+creates the sqlite database so that concurrent jobs never race to create it. Its id travels
+to the jobs in the environment variable ``BLENDPHOT_MLFLOW_PARENT``; each job opens its own
+child run with :class:`StageRun`. The client API is used throughout (no global active run),
+so any number of processes can log at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+__all__ = ["PARENT_ENV", "start_parent", "end_parent", "StageRun", "flatten"]
+
+PARENT_ENV = "BLENDPHOT_MLFLOW_PARENT"
+
+
+def _client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _experiment_id(client, name: str, tracking_uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_location = None
+    if tracking_uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in ./mlruns
+        db = Path(tracking_uri[len("sqlite:///"):]).resolve()
+        artifact_location = (db.parent / "artifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # created concurrently by another process
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    """Nested dict -> {"a.b.c": value} (MLflow params are flat)."""
+    out = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def start_parent(tracking_uri: str, experiment: str, *, config: dict, tags: dict | None = None) -> str:
+    """Create the experiment if needed and a parent run; returns its id."""
+    client = _client(tracking_uri)
+    exp_id = _experiment_id(client, experiment, tracking_uri)
+    run = client.create_run(exp_id, run_name=f"workflow-{time.strftime('%Y%m%d-%H%M%S')}",
+                            tags={"blendphot.kind": "workflow", **(tags or {})})
+    _log_params(client, run.info.run_id, flatten(config))
+    return run.info.run_id
+
+
+def end_parent(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
+    _client(tracking_uri).set_terminated(run_id, status=status)
+
+
+def _log_params(client, run_id: str, params: dict) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i:i + 100])
+
+
+class StageRun:
+    """A child run for one job: ``with StageRun(uri, exp, "clean", params) as run: ...``.
+
+    The run ends FINISHED, or FAILED when the block raises. ``run.log_metrics`` accepts a
+    flat or nested dict of numbers; ``run.log_artifact`` a file path.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, name: str, params: dict | None = None,
+                 tags: dict | None = None):
+        self.client = _client(tracking_uri)
+        exp_id = _experiment_id(self.client, experiment, tracking_uri)
+        parent = os.environ.get(PARENT_ENV)
+        run_tags = {"blendphot.kind": "stage", "blendphot.stage": name, **(tags or {})}
+        if parent:
+            run_tags["mlflow.parentRunId"] = parent
+        self.run_id = self.client.create_run(exp_id, run_name=name, tags=run_tags).info.run_id
+        self._start = time.perf_counter()
+        if params:
+            _log_params(self.client, self.run_id, flatten(params))
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in flatten(metrics).items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[i:i + 500])
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def __enter__(self) -> "StageRun":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.log_metrics({"wall_time_s": time.perf_counter() - self._start})
+        self.client.set_terminated(self.run_id, status="FAILED" if exc_type else "FINISHED")

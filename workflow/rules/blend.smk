@@ -1,0 +1,29 @@
+# Stage 7 - blend: seeded artificial blends per split.
+
+
+rule make_blends:
+    input:
+        galaxies="results/split/galaxies.csv",
+        images="results/clean/images.npy",
+        masks="results/clean/masks.npy",
+        catalog="results/clean/catalog.csv",
+    output:
+        images="results/blend/{split}/images.npy",
+        masks="results/blend/{split}/masks.npy",
+        catalog="results/blend/{split}/catalog.csv",
+    wildcard_constraints:
+        split="train|val|test",
+    params:
+        blend=config["blend"],
+        seed=config["seed"],
+        pixel_scale=config["survey"]["pixel_scale"],
+    log:
+        "results/logs/blend/{split}.log",
+    benchmark:
+        "results/benchmarks/blend/{split}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    container:
+        CONTAINERS["data"]
+    script:
+        "../scripts/make_blends.py"

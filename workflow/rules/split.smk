@@ -1,0 +1,28 @@
+# Stage 6 - split: galaxy-level train/val/test assignment, after the inspection decisions.
+
+
+def decisions_file(wildcards):
+    """The person's decisions, when the file exists: an input, so editing it reruns the split."""
+    path = config["inspect"]["decisions"]
+    return [path] if Path(path).exists() else []
+
+
+rule split_galaxies:
+    input:
+        manifest="results/inspect/manifest.csv",
+        catalog="results/clean/catalog.csv",
+        decisions=decisions_file,
+    output:
+        galaxies="results/split/galaxies.csv",
+        table1="results/split/table1.csv",
+    params:
+        split=config["split"],
+        seed=config["seed"],
+    log:
+        "results/logs/split.log",
+    conda:
+        "../../envs/data.yaml"
+    container:
+        CONTAINERS["data"]
+    script:
+        "../scripts/split_galaxies.py"

@@ -1,0 +1,24 @@
+"""Remove the neighbours on every stamp and measure the isolated galaxies."""
+import numpy as np
+import pandas as pd
+
+from blendphot import io
+from blendphot.clean import CleanParams, clean_stamps, qa_summary
+from blendphot.workflow import stage
+
+with stage(snakemake) as run:
+    inp, out, p = snakemake.input, snakemake.output, snakemake.params
+    images = np.concatenate([io.load_array(f, mmap=False) for f in inp.images])
+    weights = np.concatenate([io.load_array(f, mmap=False) for f in inp.weights])
+    catalog = pd.concat([io.read_csv(f) for f in inp.catalogs], ignore_index=True)
+    cleaned, originals, masks, table, dropped = clean_stamps(
+        images, weights, catalog, CleanParams(**p.clean), seed=p.seed, zeropoint=p.zeropoint)
+    qa = qa_summary(table, dropped)
+    io.save_array(out.images, cleaned)
+    io.save_array(out.originals, originals)
+    io.save_array(out.masks, masks)
+    io.write_csv(out.catalog, table)
+    io.write_csv(out.dropped, dropped)
+    io.write_json(out.qa, qa)
+    run.log_metrics(qa)
+    run.log_artifact(out.qa)
