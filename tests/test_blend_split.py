@@ -1,0 +1,88 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from blendphot.blend import compose, draw_companions, make_blends
+from blendphot.split import split_galaxies
+
+KW = dict(max_dmag=2.0, min_shift_re=0.5, max_shift=32, pixel_scale=0.06)
+
+
+def _slow_compose(images, masks, cen, comp, dx, dy):
+    n, s = len(cen), images.shape[-1]
+    out = np.zeros((n, s, s), np.float32)
+    out_m = np.zeros((n, 2, s, s), np.uint8)
+    for i in range(n):
+        out[i] = images[cen[i]]
+        out_m[i, 0] = masks[cen[i]]
+        for y in range(s):
+            for x in range(s):
+                ys, xs = y - dy[i], x - dx[i]
+                if 0 <= ys < s and 0 <= xs < s:
+                    out[i, y, x] += images[comp[i], ys, xs]
+                    out_m[i, 1, y, x] = masks[comp[i], ys, xs]
+    return out, out_m
+
+
+def test_compose_matches_slow_reference():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(5, 16, 16)).astype(np.float32)
+    masks = (images > 0).astype(np.uint8)
+    cen, comp = np.array([0, 1, 2, 3]), np.array([4, 3, 0, 1])
+    dx, dy = np.array([3, -5, 0, 15]), np.array([-2, 7, -15, 1])
+    fast = compose(images, masks, cen, comp, dx, dy, chunk=3)
+    slow = _slow_compose(images, masks, cen, comp, dx, dy)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+
+
+def test_companions_within_dmag_and_never_self():
+    rng = np.random.default_rng(1)
+    mag = rng.uniform(19, 24, 200)
+    cen = rng.integers(0, 200, 5000)
+    ok = np.array([((np.abs(mag - mag[c]) < 2).sum() > 1) for c in cen])
+    cen = cen[ok]
+    comp = draw_companions(rng, mag, cen, 2.0)
+    assert (np.abs(mag[comp] - mag[cen]) < 2).all() and (comp != cen).all()
+
+
+@pytest.mark.parametrize("rule", ["paper", "candels_blender"])
+def test_blends_are_bit_reproducible_and_obey_the_rule(pool, rule):
+    images, masks, cat = pool
+    a = make_blends(images, masks, cat, 300, rule=rule, rng=np.random.default_rng(9), **KW)
+    b = make_blends(images, masks, cat, 300, rule=rule, rng=np.random.default_rng(9), **KW)
+    assert a.images.tobytes() == b.images.tobytes() and a.masks.tobytes() == b.masks.tobytes()
+    pd.testing.assert_frame_equal(a.catalog, b.catalog)
+    c = a.catalog
+    assert (c.cen_gid != c.comp_gid).all() and (c.dmag.abs() < 2).all()
+    r = np.maximum(c.cen_re_px, c.comp_re_px)
+    if rule == "paper":
+        assert (c.dx.abs() >= np.floor(0.5 * r)).all() and (c.dy.abs() >= np.floor(0.5 * r)).all()
+        assert (c.dx.abs() <= 32).all() and (c.dy.abs() <= 32).all()
+    else:
+        assert (c.distance_px <= np.minimum(4 * np.minimum(c.cen_re_px, c.comp_re_px), 32) + 1e-9).all()
+    # a blend is the sum of its two stamps: flux adds up (companion partly shifted out is allowed)
+    assert a.images.sum(axis=(1, 2)).max() <= 20.0 + 1e-3
+
+
+def test_split_is_galaxy_level_and_blends_do_not_leak(pool):
+    images, masks, cat = pool
+    split = split_galaxies(cat, {"train": 0.6, "val": 0.2, "test": 0.2}, rng=np.random.default_rng(2))
+    assert split.gid.is_unique and set(split.split) == {"train", "val", "test"}
+    used = {}
+    for name in ("train", "val", "test"):
+        rows = np.flatnonzero(split.split == name)
+        b = make_blends(images[rows], masks[rows], cat.iloc[rows].reset_index(drop=True), 100, rule="paper",
+                        rng=np.random.default_rng(3), split=name, **KW)
+        used[name] = set(b.catalog.cen_gid) | set(b.catalog.comp_gid)
+    assert not used["test"] & (used["train"] | used["val"])
+    assert not used["train"] & used["val"]
+
+
+def test_split_fractions_and_test_first(pool):
+    _, _, cat = pool
+    a = split_galaxies(cat, {"train": 0.6, "val": 0.2, "test": 0.2}, rng=np.random.default_rng(4), stratify=False)
+    assert (a.split == "test").sum() == 8 and (a.split == "val").sum() == 8
+    b = split_galaxies(cat, {"train": 0.4, "val": 0.4, "test": 0.2}, rng=np.random.default_rng(4), stratify=False)
+    # test galaxies are drawn first: changing the train/val balance leaves the test set alone
+    assert set(a.gid[a.split == "test"]) == set(b.gid[b.split == "test"])

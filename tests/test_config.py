@@ -1,0 +1,53 @@
+import copy
+
+import pytest
+import yaml
+
+from blendphot.config import child_seed, load_config, validate_config
+from blendphot.errors import ConfigError
+
+
+def test_shipped_configs_validate():
+    for path in ("config/config.yaml", "config/paper.yaml"):
+        cfg = load_config(path)
+        assert cfg["seed"] == 666
+    paper = load_config("config/paper.yaml")
+    assert sum(paper["blend"]["n_blends"].values()) == 30000
+    assert paper["select"] == {"mag_max": 23.5, "p_min": 0.8}
+
+
+def test_defaults_are_filled(default_config):
+    cfg = validate_config({"seed": 1, "survey": {"source": "mock"}})
+    assert cfg["blend"]["rule"] == "paper"
+    assert cfg["stamps"]["size"] == 128
+    assert cfg["survey"]["mock"]["psf"]["jitter_fwhm"] == 0.125
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["blend"].update(max_shift="64"), "blend.max_shift"),
+    (lambda c: c["clean"].update(dilate_neighbors=3), "clean.dilate_neighbors"),
+    (lambda c: c.update(sed=3), "sed"),
+    (lambda c: c["survey"].update(source="hubble"), "survey.source"),
+    (lambda c: c["split"]["fractions"].update(test=0.5), "split.fractions"),
+    (lambda c: c["blend"].update(max_shift=100), "blend.max_shift"),
+    (lambda c: c["survey"]["mock"]["class_fractions"].update(bulge=0.5), "survey.mock.class_fractions"),
+])
+def test_bad_values_name_the_key(default_config, mutate, key):
+    cfg = copy.deepcopy(default_config)
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=rf"'{key}'"):
+        validate_config(cfg)
+
+
+def test_unreadable_config_file(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("seed: [unclosed")
+    with pytest.raises(ConfigError, match="c.yaml"):
+        load_config(bad)
+
+
+def test_child_seeds_are_stable_and_distinct():
+    a = child_seed(666, "blend_test").generate_state(2)
+    b = child_seed(666, "blend_test").generate_state(2)
+    c = child_seed(666, "blend_train").generate_state(2)
+    assert (a == b).all() and not (a == c).all()

@@ -1,0 +1,46 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from blendphot.errors import InputError
+from blendphot.select import classify, count_table, join_catalogs, select_galaxies
+
+COLUMNS = {"photometry": {"id": "ID", "field": "FIELD", "ra": "RA", "dec": "DEC", "mag": "MAG_F160W"},
+           "morphology": {"id": "ID", "field": "FIELD", "p_sph": "F_SPH", "p_disk": "F_DISK", "p_irr": "F_IRR",
+                          "re": "RE_SS"}}
+
+
+def test_classes_are_exclusive_and_follow_the_paper():
+    p_sph = np.array([0.9, 0.1, 0.9, 0.1, 0.5, 0.9])
+    p_disk = np.array([0.1, 0.9, 0.9, 0.6, 0.5, 0.1])
+    p_irr = np.array([0.1, 0.1, 0.1, 0.9, 0.5, 0.9])
+    assert list(classify(p_sph, p_disk, p_irr, p_min=0.8)) == ["bulge", "disk", "bulge_disk", "irregular", None, None]
+
+
+def _catalogs():
+    phot = pd.DataFrame({"ID": [1, 2, 3], "FIELD": ["A", "A", "B"], "RA": [1.0, 1.1, 2.0], "DEC": [0.0, 0.1, 0.2],
+                         "MAG_F160W": [22.0, 24.0, 23.0]})
+    morph = pd.DataFrame({"ID": [1, 2, 3], "FIELD": ["A", "A", "B"], "F_SPH": [0.9, 0.9, 0.1],
+                          "F_DISK": [0.1, 0.1, 0.95], "F_IRR": [0.0, 0.0, 0.0], "RE_SS": [0.3, 0.2, 0.5]})
+    return phot, morph
+
+
+def test_join_select_and_count():
+    cat = join_catalogs(*_catalogs(), COLUMNS)
+    sel = select_galaxies(cat, mag_max=23.5, p_min=0.8)
+    assert list(sel.gid) == ["A-1", "B-3"]
+    table = count_table(sel)
+    assert table.set_index("class").loc["TOTAL", "selected"] == 2
+
+
+def test_missing_column_is_named():
+    phot, morph = _catalogs()
+    with pytest.raises(InputError, match="morph.fits: missing column 'F_IRR'"):
+        join_catalogs(phot, morph.drop(columns="F_IRR"), COLUMNS, sources=("phot.fits", "morph.fits"))
+
+
+def test_nan_probability_is_named():
+    phot, morph = _catalogs()
+    morph.loc[1, "F_SPH"] = np.nan
+    with pytest.raises(InputError, match="column 'F_SPH' has 1 non-numeric"):
+        join_catalogs(phot, morph, COLUMNS)
