@@ -1,0 +1,96 @@
+"""The downloader against real HTTP servers on 127.0.0.1: resume, retry, checksum."""
+import hashlib
+import http.server
+import threading
+
+import numpy as np
+import pytest
+
+from blendphot.download import download
+from blendphot.errors import DownloadError
+
+PAYLOAD = np.random.default_rng(0).bytes(3 * 1024 * 1024 + 123)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    mode = "ok"  # ok | drop_once | corrupt | norange
+    requests = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        cls = type(self)
+        cls.requests.append(self.headers.get("Range"))
+        if self.path != "/mosaic_drz.fits":
+            self.send_error(404)
+            return
+        body = bytearray(PAYLOAD)
+        if cls.mode == "corrupt":
+            body[1000] ^= 0xFF
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and cls.mode != "norange":
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        chunk = bytes(body[start:])
+        if cls.mode == "drop_once" and len(cls.requests) == 1:
+            self.wfile.write(chunk[: len(chunk) // 3])  # then the connection drops
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(chunk)
+
+
+@pytest.fixture
+def server():
+    Handler.requests = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_plain_download_verified(server, tmp_path):
+    Handler.mode = "ok"
+    out = download(f"{server}/mosaic_drz.fits", tmp_path / "m.fits", sha256=SHA, progress=False)
+    assert out.read_bytes() == PAYLOAD and not (tmp_path / "m.fits.part").exists()
+
+
+def test_resumes_after_a_cut(server, tmp_path):
+    Handler.mode = "drop_once"
+    out = download(f"{server}/mosaic_drz.fits", tmp_path / "m.fits", sha256=SHA, backoff=0.01, progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert Handler.requests[0] is None and Handler.requests[1].startswith("bytes=1")  # resumed, not restarted
+
+
+def test_server_without_range_support_restarts_cleanly(server, tmp_path):
+    Handler.mode = "norange"
+    (tmp_path / "m.fits.part").write_bytes(PAYLOAD[:5000])
+    out = download(f"{server}/mosaic_drz.fits", tmp_path / "m.fits", sha256=SHA, progress=False)
+    assert out.read_bytes() == PAYLOAD
+
+
+def test_corrupt_file_fails_and_leaves_nothing(server, tmp_path):
+    Handler.mode = "corrupt"
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        download(f"{server}/mosaic_drz.fits", tmp_path / "m.fits", sha256=SHA, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_is_a_clear_error(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(f"{server}/nope.fits", tmp_path / "n.fits", progress=False)
+    assert not (tmp_path / "n.fits").exists()
+
+
+def test_unreachable_server_gives_up_after_retries(tmp_path):
+    with pytest.raises(DownloadError, match="after 2 attempts"):
+        download("http://127.0.0.1:9/x.fits", tmp_path / "x.fits", retries=1, backoff=0.01, progress=False)
