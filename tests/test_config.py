@@ -51,3 +51,13 @@ def test_child_seeds_are_stable_and_distinct():
     b = child_seed(666, "blend_test").generate_state(2)
     c = child_seed(666, "blend_train").generate_state(2)
     assert (a == b).all() and not (a == c).all()
+
+
+def test_cli_check_config(tmp_path, capsys):
+    from blendphot.cli import main
+
+    assert main(["check-config", "config/paper.yaml"]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: -1\nsurvey: {source: mock}\n")
+    assert main(["check-config", str(bad)]) == 1
+    assert "config key 'seed'" in capsys.readouterr().err
