@@ -16,7 +16,7 @@ import traceback
 from blendphot.errors import BlendphotError
 from blendphot.tracking import StageRun
 
-__all__ = ["stage", "params_dict"]
+__all__ = ["stage", "params_dict", "write_clean_outputs"]
 
 
 def params_dict(smk) -> dict:
@@ -46,3 +46,15 @@ def stage(smk, *, name: str | None = None):
     finally:
         if log is not sys.stderr:
             log.close()
+
+
+def write_clean_outputs(out, *, images, originals, masks, table, dropped, qa) -> None:
+    """Write the clean stage's six outputs (shared by remove_neighbours and import_stamps)."""
+    from blendphot import io
+
+    io.save_array(out.images, images)
+    io.save_array(out.originals, originals)
+    io.save_array(out.masks, masks)
+    io.write_csv(out.catalog, table)
+    io.write_csv(out.dropped, dropped)
+    io.write_json(out.qa, qa)

@@ -4,21 +4,17 @@ import pandas as pd
 
 from blendphot import io
 from blendphot.clean import CleanParams, clean_stamps, qa_summary
-from blendphot.workflow import stage
+from blendphot.workflow import stage, write_clean_outputs
 
 with stage(snakemake) as run:
-    inp, out, p = snakemake.input, snakemake.output, snakemake.params
+    inp, p = snakemake.input, snakemake.params
     images = np.concatenate([io.load_array(f, mmap=False) for f in inp.images])
     weights = np.concatenate([io.load_array(f, mmap=False) for f in inp.weights])
     catalog = pd.concat([io.read_csv(f) for f in inp.catalogs], ignore_index=True)
     cleaned, originals, masks, table, dropped = clean_stamps(
         images, weights, catalog, CleanParams(**p.clean), seed=p.seed, zeropoint=p.zeropoint)
     qa = qa_summary(table, dropped)
-    io.save_array(out.images, cleaned)
-    io.save_array(out.originals, originals)
-    io.save_array(out.masks, masks)
-    io.write_csv(out.catalog, table)
-    io.write_csv(out.dropped, dropped)
-    io.write_json(out.qa, qa)
+    write_clean_outputs(snakemake.output, images=cleaned, originals=originals, masks=masks, table=table,
+                        dropped=dropped, qa=qa)
     run.log_metrics(qa)
-    run.log_artifact(out.qa)
+    run.log_artifact(snakemake.output.qa)
