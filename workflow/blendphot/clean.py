@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["CleanParams", "CleanResult", "clean_stamp", "clean_stamps", "measure_isolated", "kron_photometry",
-           "qa_summary", "galaxy_rng", "FLAGS"]
+           "qa_summary", "galaxy_rng", "touches_edge", "FLAGS"]
 
 FLAGS = ("central_touches_edge", "residual_neighbour_flux", "not_isolated_after_cleaning", "low_background")
 
@@ -78,11 +78,16 @@ def _detect(data: np.ndarray, covered: np.ndarray, params: CleanParams):
     return objects, seg, bkg.globalback, bkg.globalrms
 
 
-def replace_thresh(params: CleanParams) -> CleanParams:
+def _verify_params(params: CleanParams) -> CleanParams:
     """The detection parameters used to count the sources left after cleaning."""
     from dataclasses import replace
 
     return replace(params, detect_thresh=params.verify_thresh)
+
+
+def touches_edge(mask: np.ndarray) -> bool:
+    """Whether a 2-D mask has any pixel on the stamp's border."""
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
 def _central_label(objects, seg: np.ndarray, max_offset: float = 3.0) -> int:
@@ -124,7 +129,7 @@ def measure_isolated(cleaned: np.ndarray, covered: np.ndarray, params: CleanPara
     label = _central_label(objects, seg)
     if label == 0:
         return "central_lost_after_cleaning"
-    n_left = len(_detect(cleaned, covered, replace_thresh(params))[0])
+    n_left = len(_detect(cleaned, covered, _verify_params(params))[0])
     obj = objects[label - 1]
     flux, flux_err, kron_radius, sep_flag = kron_photometry(cleaned - level, obj, rms)
     if not np.isfinite(flux) or flux <= 0:
@@ -148,18 +153,18 @@ def qa_summary(table: pd.DataFrame, dropped: pd.DataFrame) -> dict:
     """The stage's quality figures: counts, single-source fraction, replaced-noise ratio, flags."""
     n = len(table)
     flags = table["qa_flags"].fillna("").astype(str) if n else pd.Series(dtype=str)
-    ratio = table["replaced_std_ratio"].dropna() if "replaced_std_ratio" in table else pd.Series(dtype=float)
+    ratio = (table["replaced_rms_over_weight_sigma"].dropna() if "replaced_rms_over_weight_sigma" in table
+             else pd.Series(dtype=float))
     out = {
         "cleaned": n,
         "dropped": len(dropped),
         "single_source_fraction": float((table["n_sources_after"] == 1).mean()) if n else float("nan"),
         "flagged_fraction": float((flags != "").mean()) if n else float("nan"),
-        "replaced_std_ratio_median": float(ratio.median()) if len(ratio) else float("nan"),
-        "replaced_std_ratio_p16": float(ratio.quantile(0.16)) if len(ratio) else float("nan"),
-        "replaced_std_ratio_p84": float(ratio.quantile(0.84)) if len(ratio) else float("nan"),
+        # rms of the replaced pixels over the weight map's sigma: 1 when the fill has the noise's level
+        "replaced_rms_over_weight_sigma_median": float(ratio.median()) if len(ratio) else float("nan"),
+        "replaced_rms_over_weight_sigma_p16": float(ratio.quantile(0.16)) if len(ratio) else float("nan"),
+        "replaced_rms_over_weight_sigma_p84": float(ratio.quantile(0.84)) if len(ratio) else float("nan"),
     }
-    if "replaced_rms_over_weight_sigma" in table:
-        out["replaced_rms_over_weight_sigma_median"] = float(table["replaced_rms_over_weight_sigma"].median())
     for flag in FLAGS:
         out[f"flag_{flag}"] = int(flags.str.contains(flag).sum())
     for reason, count in dropped["reason"].value_counts().items():
@@ -199,8 +204,6 @@ def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams,
     measured = measure_isolated(cleaned, covered, params, level=level)
     if isinstance(measured, str):
         return CleanResult(None, None, {"n_detected": len(objects)}, reason=measured)
-    edge = central[0].any() or central[-1].any() or central[:, 0].any() or central[:, -1].any()
-    background_std = float(np.std(pool))
     info = {
         "n_detected": len(objects),
         "n_neighbours": len(objects) - 1,
@@ -208,14 +211,14 @@ def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams,
         "background_pixels": int(empty.sum()),
         "background_level": level,
         "background_rms": float(rms),
-        "replaced_std_ratio": float(np.std(cleaned[replace]) / background_std) if n_replace > 1 else np.nan,
-        # Against the weight map's independent noise estimate (1 for white noise of the right level).
+        # Against the weight map's independent noise estimate (the fill is drawn from the stamp's own
+        # background, so comparing with that background's std would be 1 by construction).
         "replaced_rms_over_weight_sigma": (float(np.std(cleaned[replace]) * np.sqrt(np.median(weight[replace])))
                                            if n_replace > 1 else np.nan),
         "residual_fraction": residual_flux / measured["flux_auto"] if residual_px.any() else 0.0,
         **measured,
         "mask_pixels": int(central.sum()),
-        "central_touches_edge": bool(edge),
+        "central_touches_edge": touches_edge(central),
         "residual_neighbour_flux": bool(residual_px.any()
                                         and residual_flux / measured["flux_auto"] > params.max_residual_fraction),
         "not_isolated_after_cleaning": measured["n_sources_after"] != 1,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from blendphot import io
-from blendphot.clean import FLAGS, CleanParams, measure_isolated
+from blendphot.clean import FLAGS, CleanParams, measure_isolated, touches_edge
 from blendphot.errors import InputError
 
 __all__ = ["GALTYPES", "find_stampset", "import_stampset"]
@@ -64,6 +64,8 @@ def import_stampset(cfg: dict, params: CleanParams, *, zeropoint: float, pixel_s
     if not np.isfinite(images).all():
         raise InputError(f"{root / 'candels_img.npy'}: {int((~np.isfinite(images)).sum())} NaN/inf pixels")
     field = cat["FIELD"].astype(str).str.replace(r"^b['\"](.*)['\"]$", r"\1", regex=True).str.strip()
+    ra = cat["RA"] if "RA" in cat else pd.Series(np.nan, index=cat.index)
+    dec = cat["DEC"] if "DEC" in cat else pd.Series(np.nan, index=cat.index)
     c = images.shape[-1] // 2
     rows, masks, kept, dropped = [], [], [], []
     for k in range(len(cat)):
@@ -80,11 +82,10 @@ def import_stampset(cfg: dict, params: CleanParams, *, zeropoint: float, pixel_s
         if isinstance(measured, str):
             dropped.append((gid, measured))
             continue
-        edge = central[0].any() or central[-1].any() or central[:, 0].any() or central[:, -1].any()
-        flags = {"central_touches_edge": bool(edge), "not_isolated_after_cleaning": measured["n_sources_after"] != 1}
+        flags = {"central_touches_edge": touches_edge(central),
+                 "not_isolated_after_cleaning": measured["n_sources_after"] != 1}
         rows.append({"gid": gid, "cls": GALTYPES[cat["galtype"].iat[k]], "field": field.iat[k],
-                     "id": cat["ID"].iat[k], "ra": cat.get("RA", pd.Series(np.nan, index=cat.index)).iat[k],
-                     "dec": cat.get("DEC", pd.Series(np.nan, index=cat.index)).iat[k], "mag": cat["mag"].iat[k],
+                     "id": cat["ID"].iat[k], "ra": ra.iat[k], "dec": dec.iat[k], "mag": cat["mag"].iat[k],
                      "re_arcsec": float(cat["radius"].iat[k]) * pixel_scale, **measured,
                      "background_level": level, "mask_pixels": int(central.sum()),
                      "qa_flags": ";".join(f for f in FLAGS if flags.get(f))})
