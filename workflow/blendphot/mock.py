@@ -105,12 +105,13 @@ def _inclined_q(rng, n: int, q0: float = 0.2) -> np.ndarray:
 
 
 def draw_population(rng: np.random.Generator, field: MockField, params: dict, *, pixel_scale: float,
-                    zeropoint: float) -> pd.DataFrame:
+                    zeropoint: float, footprint: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Draw every object of one field: positions, classes, magnitudes and structure.
 
+    ``footprint`` is :func:`footprint_mask`'s result, computed when not given.
     Returns the truth table (one row per object, ``x``/``y`` in 0-based pixels).
     """
-    inside, _ = footprint_mask(field.nx, field.ny, params["footprint_angle"])
+    inside, _ = footprint or footprint_mask(field.nx, field.ny, params["footprint_angle"])
     ys, xs = np.nonzero(inside[::8, ::8])  # coarse grid for uniform positions in the footprint
     area = inside.sum() * (pixel_scale / 60.0) ** 2  # arcmin^2
 
@@ -223,7 +224,8 @@ def _profile(row, galsim, gsparams):
 
 
 def render_field(truth: pd.DataFrame, field: MockField, params: dict, *, pixel_scale: float,
-                 rng: np.random.Generator, progress: bool = True):
+                 rng: np.random.Generator, progress: bool = True,
+                 footprint: tuple[np.ndarray, np.ndarray] | None = None):
     """Draw every truth object into a noisy mosaic.
 
     Returns
@@ -252,7 +254,7 @@ def render_field(truth: pd.DataFrame, field: MockField, params: dict, *, pixel_s
             full[bounds] += stamp[bounds]
     signal = full.array
 
-    inside, deep = footprint_mask(field.nx, field.ny, params["footprint_angle"])
+    inside, deep = footprint or footprint_mask(field.nx, field.ny, params["footprint_angle"])
     sigma = np.where(deep, params["noise_sigma"]["deep"], params["noise_sigma"]["wide"]).astype(np.float32)
     noise = rng.standard_normal((field.ny, field.nx), dtype=np.float32)
     c = params["noise_correlation"]
@@ -317,10 +319,12 @@ def generate_field(field: MockField, params: dict, *, pixel_scale: float, zeropo
                    seed: np.random.SeedSequence, progress: bool = True) -> MockSurvey:
     """Generate one complete mock field from its own seed."""
     pop_seed, noise_seed, cat_seed = seed.spawn(3)
+    footprint = footprint_mask(field.nx, field.ny, params["footprint_angle"])
     truth = draw_population(np.random.default_rng(pop_seed), field, params, pixel_scale=pixel_scale,
-                            zeropoint=zeropoint)
+                            zeropoint=zeropoint, footprint=footprint)
     image, weight, psf = render_field(truth, field, params, pixel_scale=pixel_scale,
-                                      rng=np.random.default_rng(noise_seed), progress=progress)
+                                      rng=np.random.default_rng(noise_seed), progress=progress,
+                                      footprint=footprint)
     phot, morph = make_catalogs(truth, np.random.default_rng(cat_seed), params, pixel_scale=pixel_scale,
                                 zeropoint=zeropoint)
     header = _wcs(field, pixel_scale).to_header()
