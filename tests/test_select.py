@@ -44,3 +44,17 @@ def test_nan_probability_is_named():
     morph.loc[1, "F_SPH"] = np.nan
     with pytest.raises(InputError, match="column 'F_SPH' has 1 non-numeric"):
         join_catalogs(phot, morph, COLUMNS)
+
+
+def test_attach_truth_keeps_every_row_and_refuses_gaps():
+    from blendphot.select import attach_truth
+
+    phot, morph = _catalogs()
+    phot["TRUTH_ID"] = [10, 11, 12]
+    cat = join_catalogs(phot, morph, COLUMNS)
+    truth = pd.DataFrame({"field": ["A", "A", "B"], "truth_id": [10, 11, 12], "flux": [1.0, 2.0, 3.0],
+                          "cls": ["bulge", "bulge", "disk"]})
+    out = attach_truth(cat, phot, truth)
+    assert list(out.gid) == list(cat.gid) and list(out.flux_true) == [1.0, 2.0, 3.0]
+    with pytest.raises(InputError, match="no true flux for 1 catalogue galaxies"):
+        attach_truth(cat, phot, truth.iloc[:2])

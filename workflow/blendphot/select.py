@@ -17,7 +17,7 @@ import pandas as pd
 
 from blendphot.errors import InputError
 
-__all__ = ["CLASS_ORDER", "classify", "select_galaxies", "count_table", "join_catalogs"]
+__all__ = ["CLASS_ORDER", "classify", "select_galaxies", "count_table", "join_catalogs", "attach_truth"]
 
 CLASS_ORDER = ("bulge", "disk", "bulge_disk", "irregular")
 
@@ -61,6 +61,24 @@ def join_catalogs(photometry: pd.DataFrame, morphology: pd.DataFrame, columns: d
         joined[col] = values
     joined.insert(0, "gid", joined["field"] + "-" + joined["id"].astype(str))
     return joined
+
+
+def attach_truth(catalog: pd.DataFrame, photometry: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Add the mock generator's true flux and class (``flux_true``, ``cls_true``) to a joined catalogue.
+
+    The mock photometric catalogue links each (FIELD, ID) to the generator's ``truth_id``.
+    Every catalogue row must have its truth: a missing one is an error, never a silent drop.
+    """
+    link = photometry[["FIELD", "ID", "TRUTH_ID"]].rename(columns={"FIELD": "field", "ID": "id",
+                                                                   "TRUTH_ID": "truth_id"})
+    link["field"] = link["field"].astype(str).str.strip()
+    known = truth[["field", "truth_id", "flux", "cls"]].rename(columns={"flux": "flux_true", "cls": "cls_true"})
+    out = catalog.merge(link, on=["field", "id"], how="left").merge(known, on=["field", "truth_id"], how="left")
+    missing = out["flux_true"].isna()
+    if missing.any():
+        raise InputError(f"truth table: no true flux for {int(missing.sum())} catalogue galaxies "
+                         f"(first: {out.loc[missing, 'gid'].iat[0]})")
+    return out.drop(columns="truth_id")
 
 
 def select_galaxies(catalog: pd.DataFrame, *, mag_max: float, p_min: float) -> pd.DataFrame:

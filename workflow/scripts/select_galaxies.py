@@ -19,11 +19,7 @@ with stage(snakemake) as run:
     catalog = select.join_catalogs(phot, morph, p.columns, sources=sources)
     if "truth" in inp.keys():  # mock survey: carry the generator's true flux along
         truth = pd.concat([io.read_csv(f) for f in inp.truth], ignore_index=True)
-        link = phot[["FIELD", "ID", "TRUTH_ID"]].rename(columns={"FIELD": "field", "ID": "id"})
-        truth = truth[["field", "truth_id", "flux", "cls"]].rename(
-            columns={"truth_id": "TRUTH_ID", "flux": "flux_true", "cls": "cls_true"})
-        catalog = catalog.merge(link, on=["field", "id"]).merge(truth, on=["field", "TRUTH_ID"])
-        catalog = catalog.drop(columns="TRUTH_ID")
+        catalog = select.attach_truth(catalog, phot, truth)
     selected = select.select_galaxies(catalog, mag_max=p.select["mag_max"], p_min=p.select["p_min"])
     counts = select.count_table(selected)
     io.write_csv(snakemake.output.catalog, selected)
