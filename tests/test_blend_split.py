@@ -86,3 +86,34 @@ def test_split_fractions_and_test_first(pool):
     b = split_galaxies(cat, {"train": 0.4, "val": 0.4, "test": 0.2}, rng=np.random.default_rng(4), stratify=False)
     # test galaxies are drawn first: changing the train/val balance leaves the test set alone
     assert set(a.gid[a.split == "test"]) == set(b.gid[b.split == "test"])
+
+
+def test_blends_written_into_memmaps_match_in_memory(pool, tmp_path):
+    from blendphot import io
+
+    images, masks, cat = pool
+    ref = make_blends(images, masks, cat, 50, rule="paper", rng=np.random.default_rng(1), **KW)
+    with io.create_array(tmp_path / "i.npy", (50, 64, 64), np.float32) as oi, \
+            io.create_array(tmp_path / "m.npy", (50, 2, 64, 64), np.uint8) as om:
+        make_blends(images, masks, cat, 50, rule="paper", rng=np.random.default_rng(1), out_images=oi,
+                    out_masks=om, **KW)
+    assert np.load(tmp_path / "i.npy").tobytes() == ref.images.tobytes()
+    assert np.load(tmp_path / "m.npy").tobytes() == ref.masks.tobytes()
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    from blendphot import io
+
+    with pytest.raises(RuntimeError):
+        with io.create_array(tmp_path / "i.npy", (4, 8, 8), np.float32):
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pool_without_companions_is_a_named_error(pool):
+    from blendphot.errors import InputError
+
+    images, masks, cat = pool
+    cat = cat.assign(mag_auto=np.arange(len(cat)) * 5.0)  # 5 mag apart: nobody within 2 mag
+    with pytest.raises(InputError, match="split 'test': no galaxy has a companion"):
+        make_blends(images, masks, cat, 10, rule="paper", rng=np.random.default_rng(0), split="test", **KW)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from blendphot.errors import InputError
+
 __all__ = ["BlendSet", "draw_companions", "draw_shifts_paper", "draw_pairs_candels_blender",
            "compose", "make_blends"]
 
@@ -176,7 +178,7 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
     _, lo, hi, _ = _eligible(mag, max_dmag)
     candidates = np.flatnonzero(hi - lo - 1 >= 1)
     if n and not len(candidates):
-        raise ValueError(f"split {split!r}: no galaxy has a companion within {max_dmag} mag "
+        raise InputError(f"split {split!r}: no galaxy has a companion within {max_dmag} mag "
                          f"(pool of {len(pool)} galaxies)")
     if rule == "paper":
         cen = rng.choice(candidates, n)

@@ -30,6 +30,7 @@ __all__ = [
     "read_csv",
     "write_csv",
     "save_array",
+    "create_array",
     "load_array",
     "write_json",
 ]
@@ -153,6 +154,18 @@ def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path, ".npy") as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(array))
+
+
+@contextlib.contextmanager
+def create_array(path: str | os.PathLike, shape: tuple[int, ...], dtype) -> Iterator[np.ndarray]:
+    """A new ``.npy`` file as a writable memmap, renamed onto ``path`` only if the block succeeds.
+
+    Lets a stage write outputs larger than memory, chunk by chunk, with no partial file left.
+    """
+    with atomic_path(path, ".npy") as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        yield array
+        array.flush()
 
 
 def load_array(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
