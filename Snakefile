@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from blendphot.config import validate_config
+from blendphot.config import model_settings, model_seed, validate_config
 from blendphot import tracking
 
 min_version("9.0")
@@ -28,6 +28,8 @@ include: "workflow/rules/clean.smk"
 include: "workflow/rules/inspect.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/blend.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
 
 
 onstart:
@@ -52,4 +54,5 @@ rule all:
         "results/inspect/index.html",
         "results/split/table1.csv",
         expand("results/blend/{split}/catalog.csv", split=SPLITS),
+        expand("results/predict/{model}/predictions.csv", model=MODELS),
     default_target: True

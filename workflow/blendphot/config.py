@@ -11,7 +11,8 @@ import yaml
 
 from blendphot.errors import ConfigError
 
-__all__ = ["SCHEMA_PATH", "load_schema", "validate_config", "load_config", "child_seed"]
+__all__ = ["SCHEMA_PATH", "load_schema", "validate_config", "load_config", "child_seed", "model_settings",
+           "model_seed", "ARCH_KEYS", "TRAIN_KEYS"]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -103,6 +104,7 @@ def _check_consistency(config: dict) -> None:
         stamps = config["survey"]["stamps"]
         if not (stamps["url"] or stamps["path"]):
             raise ConfigError("config key 'survey.stamps.url' or 'survey.stamps.path' must be set for source 'stamps'")
+    _check_models(config)
     names = [f["name"] for f in mock.get("fields", [])]
     if len(names) != len(set(names)):
         raise ConfigError("config key 'survey.mock.fields' has duplicate field names")
@@ -128,3 +130,64 @@ def child_seed(seed: int, stream: str) -> "numpy.random.SeedSequence":  # noqa: 
     if stream not in _SEED_STREAMS:
         raise KeyError(f"unknown seed stream {stream!r}; known: {_SEED_STREAMS}")
     return np.random.SeedSequence(seed).spawn(len(_SEED_STREAMS))[_SEED_STREAMS.index(stream)]
+
+
+# Keys of a train.models entry that describe the network, and the optimisation keys that
+# a model may override (the rest of the train section is shared).
+ARCH_KEYS = ("arch", "filters", "conv_layers", "dense_units", "dense_layers", "dense_activation", "unet_depth",
+             "unet_filters", "overlap_channel")
+TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_factor", "lr_patience", "lr_min",
+              "early_stopping_patience", "min_delta", "loss_weights", "amp", "channels_last")
+
+
+def model_settings(config: dict, name: str) -> dict:
+    """One model's resolved settings: ``{"model": {...}, "train": {...}, "init_from": str | None}``.
+
+    ``model`` holds the architecture keys set in ``train.models.<name>`` (unset keys take the
+    paper's values, see :class:`blendphot.models.ModelConfig`); ``train`` the shared
+    ``train`` keys with the model's overrides applied. These are the params of the model's
+    Snakemake rules, so changing a shared key reruns every model and changing one model's
+    entry reruns that model only (and what depends on it).
+    """
+    entry = config["train"]["models"][name]  # architecture keys filled by the schema's defaults
+    shared = {k: copy.deepcopy(config["train"][k]) for k in TRAIN_KEYS}
+    shared.update({k: copy.deepcopy(v) for k, v in entry.items() if k in TRAIN_KEYS})
+    return {"model": {k: v for k, v in entry.items() if k in ARCH_KEYS},
+            "train": shared, "init_from": entry.get("init_from")}
+
+
+def model_seed(seed: int, name: str) -> int:
+    """The training seed of one model: the ``train`` stream, mixed with the model's name."""
+    import zlib
+
+    state = child_seed(seed, "train").generate_state(1)[0]
+    return int((int(state) ^ zlib.crc32(name.encode())) & 0x7FFFFFFF)
+
+
+def _check_models(config: dict) -> None:
+    models = config["train"]["models"]
+    size = config["stamps"]["size"]
+    for name, entry in models.items():
+        key = f"train.models.{name}"
+        arch = entry["arch"]
+        init = entry.get("init_from")
+        if arch == "blend2mask2flux" and init is not None:
+            if init not in models:
+                raise ConfigError(f"config key '{key}.init_from': no model named {init!r} under train.models")
+            if models[init]["arch"] != "unet":
+                raise ConfigError(f"config key '{key}.init_from': {init!r} is a {models[init]['arch']}, not a unet")
+            for k in ("unet_depth", "unet_filters", "overlap_channel", "normalisation"):
+                mine = entry.get(k, config["train"].get(k))
+                theirs = models[init].get(k, config["train"].get(k))
+                if mine != theirs:
+                    raise ConfigError(f"config key '{key}.{k}' ({mine!r}) differs from the U-Net it starts "
+                                      f"from, train.models.{init}.{k} ({theirs!r})")
+        elif init is not None:
+            raise ConfigError(f"config key '{key}.init_from' applies only to blend2mask2flux models")
+        conv, depth = entry["conv_layers"], entry["unet_depth"]
+        if arch != "unet" and size % 2 ** (conv - 1):
+            raise ConfigError(f"config key '{key}.conv_layers': stamps.size {size} is not divisible by "
+                              f"2**(conv_layers - 1) = {2 ** (conv - 1)}")
+        if arch != "blend2flux" and size % 2 ** (depth - 1):
+            raise ConfigError(f"config key '{key}.unet_depth': stamps.size {size} is not divisible by "
+                              f"2**(unet_depth - 1) = {2 ** (depth - 1)}")

@@ -103,6 +103,10 @@ class StageRun:
         for i in range(0, len(items), 500):
             self.client.log_batch(self.run_id, metrics=items[i:i + 500])
 
+    def set_tags(self, tags: dict) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, f"blendphot.{key}", str(value))
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 

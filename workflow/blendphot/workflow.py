@@ -16,7 +16,17 @@ import traceback
 from blendphot.errors import BlendphotError
 from blendphot.tracking import StageRun
 
-__all__ = ["stage", "params_dict", "write_clean_outputs"]
+__all__ = ["stage", "params_dict", "write_clean_outputs", "runtime_device", "DEVICE_ENV"]
+
+# Runtime choice of the torch device for training and prediction: auto (CUDA when present),
+# cpu, cuda, cuda:1... Not a science setting, so it lives in the environment, not config/.
+DEVICE_ENV = "BLENDPHOT_DEVICE"
+
+
+def runtime_device() -> str:
+    import os
+
+    return os.environ.get(DEVICE_ENV, "auto")
 
 
 def params_dict(smk) -> dict:

@@ -1,0 +1,74 @@
+"""Architectures: the paper's parameter counts (Table 2, §3.2), shapes and output ranges."""
+import pytest
+import torch
+
+from blendphot.models import (ModelConfig, build_model, count_parameters, mask_probabilities, ConvPool,
+                              FluxOutput, InputNorm)
+
+
+@pytest.mark.parametrize("filters, millions", [(64, 1.6), (256, 25.7), (512, 102.7)])
+def test_blend2flux_parameter_counts_match_table2(filters, millions):
+    n = count_parameters(build_model(ModelConfig("blend2flux", filters=filters)))
+    assert n / 1e6 == pytest.approx(millions, rel=0.02)
+
+
+def test_blend2mask2flux_has_about_18_5_million_parameters():
+    cfg = ModelConfig("blend2mask2flux", filters=128, dense_units=256)  # config/paper.yaml
+    assert count_parameters(build_model(cfg)) / 1e6 == pytest.approx(18.5, rel=0.02)
+
+
+def test_paper_config_models_have_the_paper_sizes(tmp_path):
+    from blendphot.config import load_config, model_settings
+
+    config = load_config("config/paper.yaml")
+    sizes = {name: count_parameters(build_model(ModelConfig(**model_settings(config, name)["model"]))) / 1e6
+             for name in config["train"]["models"]}
+    assert sizes["blend2flux_f64"] == pytest.approx(1.6, rel=0.02)
+    assert sizes["blend2flux"] == pytest.approx(25.7, rel=0.02)
+    assert sizes["blend2flux_f512"] == pytest.approx(102.7, rel=0.02)
+    assert sizes["blend2mask2flux"] == pytest.approx(18.5, rel=0.02)
+
+
+def test_filters_double_every_other_layer():
+    convs = [m for m in ConvPool(1, 8, 5).net if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8, 16, 16, 32]
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_shapes_of_every_architecture(overlap):
+    x = torch.rand(3, 64, 64)
+    small = dict(image_size=64, filters=4, unet_depth=3, unet_filters=4, overlap_channel=overlap, flux_scale=20.0)
+    assert build_model(ModelConfig("blend2flux", **small))(x).shape == (3, 2)
+    assert build_model(ModelConfig("unet", **small))(x).shape == (3, 3 if overlap else 2, 64, 64)
+    flux, logits = build_model(ModelConfig("blend2mask2flux", **small))(x)
+    assert flux.shape == (3, 2) and logits.shape == (3, 3 if overlap else 2, 64, 64)
+
+
+def test_fluxes_are_positive_and_start_at_the_flux_scale():
+    # The last layer's bias is zero, so an all-zero input predicts exactly flux_scale.
+    model = build_model(ModelConfig("blend2flux", image_size=32, filters=4, flux_scale=37.5))
+    with torch.no_grad():
+        for p in model.head.dense.net[-1].parameters():
+            p.zero_()
+        assert torch.allclose(model(torch.zeros(2, 32, 32)), torch.full((2, 2), 37.5))
+    assert (FluxOutput(10.0)(torch.tensor([-100.0, 0.0, 100.0])) > 0).all()
+
+
+def test_input_normalisations():
+    x = torch.tensor([[[-2.0, 0.0, 2.0, 200.0]]])
+    assert torch.allclose(InputNorm(2.0, "linear")(x), x.unsqueeze(1) / 2)
+    assert torch.allclose(InputNorm(2.0, "arcsinh")(x), torch.asinh(x.unsqueeze(1) / 2))
+
+
+def test_mask_probabilities_are_the_sigmoid():
+    logits = torch.tensor([-50.0, 0.0, 50.0])
+    assert torch.allclose(mask_probabilities(logits), torch.tensor([0.0, 0.5, 1.0]))
+
+
+def test_model_config_round_trip_and_errors():
+    cfg = ModelConfig("unet", unet_depth=4, noise_sigma=0.01)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        ModelConfig("resnet")
+    with pytest.raises(ValueError, match="not divisible"):
+        ModelConfig("blend2flux", image_size=100)

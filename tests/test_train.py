@@ -1,0 +1,198 @@
+"""Training: learning a toy problem, resuming a killed job, checkpoints, metrics, bad input."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from blendphot.data import Batches, BlendData, noise_sigma
+from blendphot.errors import InputError
+from blendphot.models import ModelConfig
+from blendphot.train import TrainConfig, evaluate, fit, iou, load_checkpoint, load_model, mape, mask_targets
+from tests.toy import toy_blends
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # bitwise-reproducible CPU kernels, same as the subprocess below
+    yield
+    torch.set_num_threads(previous)
+
+
+def toy_config(arch="blend2flux", data=None, **kw):
+    data = data if data is not None else toy_blends(10)
+    return ModelConfig(arch, image_size=32, filters=8, unet_depth=3, unet_filters=4, normalisation="linear",
+                       noise_sigma=noise_sigma(data.images, border=4), flux_scale=float(data.fluxes.median()), **kw)
+
+
+def test_mape_is_the_papers_equation_1():
+    pred, true = torch.tensor([[90.0, 30.0]]), torch.tensor([[100.0, 20.0]])
+    assert float(mape(pred, true)) == pytest.approx(100 * (0.1 + 0.5) / 2)
+
+
+def test_iou_and_mask_targets():
+    a = torch.zeros(1, 2, 4, 4)
+    a[0, 0, :2] = 1
+    a[0, 1, 1:3] = 1
+    b = a.clone()
+    b[0, 0, 1] = 0
+    assert iou(b, a).tolist() == [[0.5, 1.0]]
+    overlap = mask_targets(a, 3)[0, 2]
+    assert overlap.sum() == 4 and overlap[1].all()
+    assert iou(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item() == 1.0
+
+
+def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path):
+    train, val = toy_blends(2000, seed=1), toy_blends(500, seed=2)
+    summary = fit(toy_config(data=train), TrainConfig(epochs=40, learning_rate=1e-3, seed=3), train, val,
+                  tmp_path / "state")
+    assert summary["best_val_loss"] < 5.0, summary["history"][-1]
+    model, cfg = load_model(summary["best_path"])
+    with torch.inference_mode():
+        pred = model(val.images)
+    assert float(mape(pred, val.fluxes)) == pytest.approx(summary["best_val_loss"], rel=1e-3)
+
+
+_KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys, torch
+    sys.path.insert(0, {root!r})
+    from tests.test_train import resume_setup
+    from blendphot.train import fit
+    torch.set_num_threads(1)
+    cfg, tcfg, train, val = resume_setup()
+    def on_epoch(record, epoch):
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # the job dies right here, like a killed SLURM job
+    fit(cfg, tcfg, train, val, {state!r}, on_epoch=on_epoch)
+""")
+
+
+def resume_setup():
+    train, val = toy_blends(300, seed=5), toy_blends(100, seed=6)
+    return toy_config("blend2mask2flux", data=train), TrainConfig(epochs=6, learning_rate=1e-3, seed=7), train, val
+
+
+def test_a_killed_training_resumes_where_it_stopped_and_ends_as_if_never_killed(tmp_path):
+    state = tmp_path / "state"
+    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN.format(root=str(ROOT), state=str(state))],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == -9, proc.stderr
+    assert load_checkpoint(state / "last.pt")["epoch"] == 2
+
+    cfg, tcfg, train, val = resume_setup()
+    resumed = fit(cfg, tcfg, train, val, state)
+    assert resumed["resumed"] and [h["epoch"] for h in resumed["history"]] == list(range(6))
+
+    reference = fit(cfg, tcfg, train, val, tmp_path / "reference")
+    assert not reference["resumed"]
+    a = load_checkpoint(resumed["last_path"])
+    b = load_checkpoint(reference["last_path"])
+    assert a["best_epoch"] == b["best_epoch"]
+    for key in b["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
+    train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
+    cfg = toy_config(data=train)
+    fit(cfg, TrainConfig(epochs=1, seed=1), train, val, tmp_path)
+    again = fit(cfg, TrainConfig(epochs=2, seed=1, learning_rate=5e-4), train, val, tmp_path)
+    assert not again["resumed"] and again["epochs_run"] == 2
+
+
+def test_checkpoints_load_with_weights_only_and_hold_everything_to_resume(tmp_path):
+    train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
+    summary = fit(toy_config("unet", data=train), TrainConfig(epochs=1, seed=1), train, val, tmp_path)
+    state = torch.load(summary["last_path"], weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "epoch", "best_metric", "model_config", "train_config",
+                "generator", "history"):
+        assert key in state
+    model, cfg = load_model(summary["best_path"])
+    assert cfg.arch == "unet" and not model.training
+
+
+def test_evaluate_reports_flux_and_mask_metrics():
+    data = toy_blends(40, seed=3)
+    cfg = toy_config("blend2mask2flux", data=data)
+    from blendphot.models import build_model
+
+    torch.manual_seed(0)
+    metrics = evaluate(build_model(cfg), Batches(data, 16, torch.device("cpu"), shuffle=False, with_masks=True),
+                       cfg, TrainConfig())
+    assert set(metrics) == {"loss", "flux_mape", "mask_bce", "mape_central", "mape_companion", "iou"}
+    assert metrics["loss"] == pytest.approx(metrics["flux_mape"] + 0.1 * metrics["mask_bce"], rel=1e-5)
+    assert 0 <= metrics["iou"] <= 1
+
+
+def test_seeded_batches_repeat_and_cover_every_blend():
+    data = toy_blends(50)
+
+    def order(seed):
+        batches = Batches(data, 16, torch.device("cpu"), shuffle=True, generator=torch.Generator().manual_seed(seed))
+        return torch.cat([y[:, 0] for _, y, _ in batches])
+
+    assert torch.equal(order(1), order(1)) and not torch.equal(order(1), order(2))
+    assert sorted(order(1).tolist()) == sorted(data.fluxes[:, 0].tolist())
+
+
+def _write_split(tmp_path, n=6, size=16):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "images.npy", rng.normal(size=(n, size, size)).astype(np.float32))
+    np.save(tmp_path / "masks.npy", np.zeros((n, 2, size, size), np.uint8))
+    pd.DataFrame({"blend_id": range(n), "cen_flux": 10.0, "comp_flux": 20.0}).to_csv(tmp_path / "catalog.csv",
+                                                                                   index=False)
+    return tmp_path / "images.npy", tmp_path / "catalog.csv", tmp_path / "masks.npy"
+
+
+def test_blend_data_loads_and_rejects_bad_files(tmp_path):
+    images, catalog, masks = _write_split(tmp_path)
+    data = BlendData.load(images, catalog, masks)
+    assert len(data) == 6 and data.masks.shape == (6, 2, 16, 16) and data.images.dtype == torch.float32
+
+    bad = np.load(images)
+    bad[3, 5, 5] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(InputError, match=r"nan.npy: non-finite pixels in 1 blends \(first: row 3"):
+        BlendData.load(tmp_path / "nan.npy", catalog)
+
+    cat = pd.read_csv(catalog)
+    cat.loc[4, "comp_flux"] = -1.0
+    cat.to_csv(tmp_path / "neg.csv", index=False)
+    with pytest.raises(InputError, match=r"neg.csv: column 'comp_flux' must be finite and positive; row 4"):
+        BlendData.load(images, tmp_path / "neg.csv")
+
+    cat.drop(columns="cen_flux").to_csv(tmp_path / "nocol.csv", index=False)
+    with pytest.raises(InputError, match=r"nocol.csv: missing column 'cen_flux'"):
+        BlendData.load(images, tmp_path / "nocol.csv")
+
+    cat.iloc[:4].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(InputError, match=r"6 images but .*short.csv has 4 rows"):
+        BlendData.load(images, tmp_path / "short.csv")
+
+    (tmp_path / "cut.npy").write_bytes(images.read_bytes()[:500])
+    with pytest.raises(InputError, match="cut.npy: not a readable .npy array"):
+        BlendData.load(tmp_path / "cut.npy", catalog)
+
+
+def test_blend2mask2flux_starts_from_the_trained_unet(tmp_path):
+    train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
+    unet = fit(toy_config("unet", data=train), TrainConfig(epochs=1, seed=1), train, val, tmp_path / "u")
+    cfg = toy_config("blend2mask2flux", data=train)
+    summary = fit(cfg, TrainConfig(epochs=1, seed=1, learning_rate=1e-12), train, val, tmp_path / "b",
+                  init_from=unet["best_path"])
+    # With a vanishing learning rate the U-Net part is still the trained U-Net.
+    u = load_checkpoint(unet["best_path"])["model"]
+    b = load_checkpoint(summary["best_path"])["model"]
+    assert torch.allclose(b["unet.inc.0.weight"], u["inc.0.weight"], atol=1e-6)
+
+    wrong = toy_config("blend2mask2flux", data=train, overlap_channel=True)
+    with pytest.raises(InputError, match="overlap_channel"):
+        fit(wrong, TrainConfig(epochs=1), train, val, tmp_path / "c", init_from=unet["best_path"])

@@ -1,0 +1,266 @@
+"""The paper's three networks (§3), built from small named parts.
+
+blend2flux (Fig. 3)
+    ``conv_layers`` 3×3 ReLU convolutions with 2×2 max-pooling between them; the first has
+    ``filters`` kernels and the count doubles every other layer (f, f, 2f, 2f, 4f); flatten;
+    ``dense_layers`` hidden dense layers of ``dense_units`` (default: ``filters``) and a
+    dense layer with the two fluxes (central, companion). At f = 64 / 256 / 512 this has
+    1.6 / 25.7 / 102.7 million parameters, as in Table 2.
+U-Net (Fig. 4)
+    ``depth`` levels of two 3×3 ReLU convolutions, max-pooling down, 2×2 up-convolution
+    and skip concatenation up; ``filters`` kernels at the top level, doubling per level;
+    a 1×1 convolution to one channel per galaxy (central, companion[, overlap]). It returns
+    logits: the sigmoid of the paper's last layer is applied by :func:`mask_probabilities`
+    and, during training, inside the numerically stable ``BCEWithLogits`` loss.
+blend2mask2flux
+    the U-Net, whose mask probabilities are concatenated with the blend (3 channels) into
+    a smaller blend2flux. It returns both the fluxes and the mask logits.
+
+Every model starts with :class:`InputNorm` (raw pixels in e-/s → network scale) and ends,
+for fluxes, with :class:`FluxOutput` (``flux_scale · exp(x)``: positive fluxes, a target
+scale near 1 and an initial prediction equal to the training median). Both are part of
+the model, so a checkpoint maps raw pixels to fluxes in catalogue units with nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+__all__ = ["ModelConfig", "InputNorm", "FluxOutput", "ConvPool", "DenseStack", "Blend2Flux",
+           "DoubleConv", "Down", "Up", "UNet", "Blend2Mask2Flux", "build_model", "count_parameters",
+           "mask_probabilities", "ARCHITECTURES"]
+
+ARCHITECTURES = ("blend2flux", "unet", "blend2mask2flux")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; saved inside every checkpoint.
+
+    ``filters``/``conv_layers``/``dense_*`` describe the flux network (for blend2mask2flux,
+    its head); ``unet_depth``/``unet_filters``/``overlap_channel`` the U-Net.
+    ``normalisation`` is ``"arcsinh"`` (arcsinh(F/σ)) or ``"linear"`` (F/σ, i.e. raw pixels
+    up to a constant); ``noise_sigma`` (e-/s) and ``flux_scale`` (catalogue flux units) are
+    measured on the training set.
+    """
+
+    arch: str
+    image_size: int = 128
+    filters: int = 256
+    conv_layers: int = 5
+    dense_units: int | None = None
+    dense_layers: int = 2
+    dense_activation: str = "relu"
+    unet_depth: int = 5
+    unet_filters: int = 32
+    overlap_channel: bool = False
+    normalisation: str = "arcsinh"
+    noise_sigma: float = 1.0
+    flux_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; known: {ARCHITECTURES}")
+        if self.normalisation not in ("arcsinh", "linear"):
+            raise ValueError(f"unknown normalisation {self.normalisation!r}")
+        if self.dense_activation not in ("relu", "selu"):
+            raise ValueError(f"unknown dense activation {self.dense_activation!r}")
+        if self.image_size % 2 ** (self.conv_layers - 1) or self.image_size % 2 ** (self.unet_depth - 1):
+            raise ValueError(f"image size {self.image_size} is not divisible by the networks' pooling")
+        if not self.noise_sigma > 0 or not self.flux_scale > 0:
+            raise ValueError("noise_sigma and flux_scale must be positive")
+
+    @property
+    def mask_channels(self) -> int:
+        return 3 if self.overlap_channel else 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class InputNorm(nn.Module):
+    """(N, S, S) or (N, 1, S, S) raw pixels → (N, 1, S, S) arcsinh(F/σ) or F/σ."""
+
+    def __init__(self, noise_sigma: float, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.register_buffer("inv_sigma", torch.tensor(1.0 / noise_sigma, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        x = x * self.inv_sigma
+        return torch.asinh(x) if self.kind == "arcsinh" else x
+
+
+class FluxOutput(nn.Module):
+    """Network output x → fluxes ``flux_scale · exp(x)`` (float32, whatever the autocast)."""
+
+    def __init__(self, flux_scale: float):
+        super().__init__()
+        self.register_buffer("log_scale", torch.tensor(float(torch.log(torch.tensor(flux_scale)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x.float().clamp(-30.0, 30.0) + self.log_scale)
+
+
+class ConvPool(nn.Module):
+    """The convolutional part of blend2flux: 3×3 ReLU convolutions, max-pooling between."""
+
+    def __init__(self, in_channels: int, filters: int, layers: int):
+        super().__init__()
+        parts, c_in = [], in_channels
+        for i in range(layers):
+            c_out = filters * 2 ** (i // 2)
+            parts += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]
+            if i < layers - 1:
+                parts.append(nn.MaxPool2d(2))
+            c_in = c_out
+        self.net = nn.Sequential(*parts)
+        self.out_channels = c_in
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class DenseStack(nn.Module):
+    """Flatten, ``layers`` hidden dense layers, and a linear layer to ``outputs`` values."""
+
+    def __init__(self, in_features: int, units: int, layers: int, outputs: int, activation: str):
+        super().__init__()
+        act = nn.ReLU if activation == "relu" else nn.SELU
+        parts, n_in = [nn.Flatten()], in_features
+        for _ in range(layers):
+            parts += [nn.Linear(n_in, units), act(inplace=True)]
+            n_in = units
+        last = nn.Linear(n_in, outputs)
+        nn.init.zeros_(last.bias)
+        parts.append(last)
+        self.net = nn.Sequential(*parts)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class _FluxHead(nn.Module):
+    """ConvPool → DenseStack → FluxOutput on an already normalised (N, C, S, S) input."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int):
+        super().__init__()
+        self.features = ConvPool(in_channels, cfg.filters, cfg.conv_layers)
+        side = cfg.image_size // 2 ** (cfg.conv_layers - 1)
+        self.dense = DenseStack(self.features.out_channels * side * side, cfg.dense_units or cfg.filters,
+                                cfg.dense_layers, 2, cfg.dense_activation)
+        self.flux = FluxOutput(cfg.flux_scale)
+
+    def forward(self, x):
+        return self.flux(self.dense(self.features(x)))
+
+
+class Blend2Flux(nn.Module):
+    """Blend image (N, S, S) in e-/s → fluxes (N, 2): central, companion."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.norm = InputNorm(cfg.noise_sigma, cfg.normalisation)
+        self.head = _FluxHead(cfg, in_channels=1)
+
+    def forward(self, blend: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(blend))
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3×3 ReLU convolutions: one U-Net block."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
+
+
+class Down(nn.Sequential):
+    """Max-pool, then a block."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels))
+
+
+class Up(nn.Module):
+    """2×2 up-convolution, concatenation with the skip connection, then a block."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+        self.conv = DoubleConv(2 * out_channels, out_channels)
+
+    def forward(self, x, skip):
+        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+
+
+class UNet(nn.Module):
+    """Blend (N, S, S) → mask logits (N, C, S, S), channels central, companion[, overlap]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        widths = [cfg.unet_filters * 2 ** i for i in range(cfg.unet_depth)]
+        self.norm = InputNorm(cfg.noise_sigma, cfg.normalisation)
+        self.inc = DoubleConv(1, widths[0])
+        self.downs = nn.ModuleList(Down(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.ups = nn.ModuleList(Up(b, a) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:])))
+        self.outc = nn.Conv2d(widths[0], cfg.mask_channels, 1)
+
+    def forward(self, blend: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.norm(blend))
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Mask logits from an already normalised (N, 1, S, S) input."""
+        skips = [self.inc(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.outc(x)
+
+
+class Blend2Mask2Flux(nn.Module):
+    """Blend (N, S, S) → (fluxes (N, 2), mask logits (N, C, S, S)).
+
+    The head sees the normalised blend with the central and companion mask probabilities.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.norm = InputNorm(cfg.noise_sigma, cfg.normalisation)
+        self.unet = UNet(cfg)
+        self.head = _FluxHead(cfg, in_channels=3)
+
+    def forward(self, blend: torch.Tensor):
+        x = self.norm(blend)
+        logits = self.unet.decode(x)
+        masks = torch.sigmoid(logits[:, :2].float()).to(x.dtype)
+        return self.head(torch.cat([x, masks], dim=1)), logits
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    return {"blend2flux": Blend2Flux, "unet": UNet, "blend2mask2flux": Blend2Mask2Flux}[cfg.arch](cfg)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def mask_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """The paper's sigmoid output: per-pixel probability of each galaxy."""
+    return torch.sigmoid(logits.float())

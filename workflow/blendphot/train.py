@@ -1,0 +1,370 @@
+"""Training: one function with visible phases, a separate evaluation, resumable checkpoints.
+
+:func:`fit` builds a model from its :class:`~blendphot.models.ModelConfig` (seeded), resumes
+from ``state_dir/last.pt`` when that checkpoint belongs to the same configuration and data,
+and then, epoch by epoch: trains (Adam, bf16 autocast and channels-last on CUDA), evaluates
+on the validation blends under ``torch.inference_mode()``, reduces the learning rate on a
+plateau, saves ``last.pt`` (model, optimizer, scheduler, epoch, best metric, shuffling
+generator, history, configs) and ``best.pt`` when the validation loss improves, and stops
+early when it has not improved for ``early_stopping_patience`` epochs. Checkpoints hold
+only tensors and plain Python values, so they load with ``torch.load(weights_only=True)``;
+the shuffling generator's state is in ``last.pt``, so a resumed run repeats exactly the
+batches the killed one would have seen.
+
+Losses (paper §3): MAPE on the fluxes for blend2flux; binary cross-entropy on the masks
+for the U-Net; ``flux_weight · MAPE + mask_weight · BCE`` for blend2mask2flux (paper 1 and
+0.1; the public code used 0.1 and 1).
+
+Tracking stays outside: :func:`fit` calls ``on_epoch(metrics, epoch)`` and returns a summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from blendphot import io
+from blendphot.data import Batches, BlendData, fingerprint, noise_sigma
+from blendphot.errors import BlendphotError, InputError
+from blendphot.models import ModelConfig, build_model, count_parameters
+
+__all__ = ["TrainConfig", "mape", "mask_targets", "iou", "evaluate", "fit", "save_checkpoint",
+           "load_checkpoint", "load_model", "trivial_mape", "select_device", "train_model"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (config key ``train``; paper values in config/paper.yaml)."""
+
+    epochs: int = 200
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    lr_factor: float = 0.5
+    lr_patience: int = 5
+    lr_min: float = 1e-7
+    early_stopping_patience: int = 10
+    min_delta: float = 1e-3
+    flux_weight: float = 1.0
+    mask_weight: float = 0.1
+    amp: bool = True
+    channels_last: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` → the first CUDA device if there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def mape(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Mean absolute percentage error, 100/n Σ |true − pred| / true (paper eq. 1), float32."""
+    return 100.0 * ((true.float() - pred.float()).abs() / true.float()).mean()
+
+
+def mask_targets(masks: torch.Tensor, channels: int) -> torch.Tensor:
+    """(B, 2, S, S) central/companion masks → (B, channels, S, S), the overlap third."""
+    if channels == 2:
+        return masks
+    return torch.cat([masks, masks[:, :1] * masks[:, 1:2]], dim=1)
+
+
+def iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Per-image, per-channel intersection over union of binary masks (B, C, S, S) → (B, C).
+
+    An empty prediction of an empty mask counts as 1.
+    """
+    p, t = pred.bool(), true.bool()
+    inter = (p & t).sum(dim=(-2, -1)).float()
+    union = (p | t).sum(dim=(-2, -1)).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def trivial_mape(train_fluxes: torch.Tensor, fluxes: torch.Tensor) -> float:
+    """MAPE of the trivial predictor: every flux is the training median."""
+    return float(mape(torch.full_like(fluxes, float(train_fluxes.median())), fluxes))
+
+
+def _loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out, fluxes, masks):
+    """(total loss, {part: value}) for one batch."""
+    if model_cfg.arch == "blend2flux":
+        loss = mape(out, fluxes)
+        return loss, {"flux_mape": loss}
+    logits = out if model_cfg.arch == "unet" else out[1]
+    bce = F.binary_cross_entropy_with_logits(logits.float(), mask_targets(masks, model_cfg.mask_channels))
+    if model_cfg.arch == "unet":
+        return bce, {"mask_bce": bce}
+    flux = mape(out[0], fluxes)
+    return train_cfg.flux_weight * flux + train_cfg.mask_weight * bce, {"flux_mape": flux, "mask_bce": bce}
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+@torch.inference_mode()
+def evaluate(model, batches: Batches, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
+    """Validation metrics: loss, its parts, per-galaxy flux MAPE and mask IoU (threshold 0.5)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    abs_pct = []
+    ious = []
+    for x, y, m in batches:
+        with _autocast(batches.device, train_cfg.amp):
+            out = model(x)
+        loss, parts = _loss(model_cfg, train_cfg, out, y, m)
+        b = x.shape[0]
+        n += b
+        for key, value in {"loss": loss, **parts}.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * b
+        if model_cfg.arch != "unet":
+            pred = out if model_cfg.arch == "blend2flux" else out[0]
+            abs_pct.append((100 * (pred.float() - y).abs() / y).cpu())
+        if m is not None and model_cfg.arch != "blend2flux":
+            logits = out if model_cfg.arch == "unet" else out[1]
+            ious.append(iou(logits[:, :2] > 0, m).cpu())
+    metrics = {k: v / max(n, 1) for k, v in sums.items()}
+    if abs_pct:
+        pct = torch.cat(abs_pct)
+        metrics["mape_central"], metrics["mape_companion"] = (float(v) for v in pct.mean(dim=0))
+    if ious:
+        metrics["iou"] = float(torch.cat(ious).mean())
+    return metrics
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str | Path, *, model, model_cfg: ModelConfig, train_cfg: TrainConfig | None = None,
+                    **extra) -> None:
+    """Save ``model`` (unwrapped), its config and any extra state, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "model_config": model_cfg.to_dict(),
+             "train_config": asdict(train_cfg) if train_cfg else None, **extra}
+    _atomic_save(state, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: checkpoint not found") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+def load_model(path: str | Path, device="cpu"):
+    """(model in eval mode, ModelConfig) from a checkpoint written by :func:`fit`."""
+    state = load_checkpoint(path)
+    cfg = ModelConfig.from_dict(state["model_config"])
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg
+
+
+def _identity(model_cfg: ModelConfig, train_cfg: TrainConfig, data_id: str) -> dict:
+    """What a checkpoint must match to be resumed (not the runtime knobs amp/channels_last)."""
+    tc = asdict(train_cfg)
+    for k in ("amp", "channels_last"):
+        tc.pop(k)
+    return {"model_config": model_cfg.to_dict(), "train_config": tc, "data": data_id}
+
+
+def _init_from_unet(model, path: str | Path, model_cfg: ModelConfig) -> None:
+    state = load_checkpoint(path)
+    ucfg = ModelConfig.from_dict(state["model_config"])
+    if ucfg.arch != "unet":
+        raise InputError(f"{path}: init_from must be a U-Net checkpoint, found {ucfg.arch!r}")
+    for key in ("unet_depth", "unet_filters", "overlap_channel", "image_size", "normalisation"):
+        if getattr(ucfg, key) != getattr(model_cfg, key):
+            raise InputError(f"{path}: the U-Net was trained with {key}={getattr(ucfg, key)!r} but this "
+                             f"model asks for {getattr(model_cfg, key)!r}")
+    weights = {k: v for k, v in state["model"].items() if not k.startswith("norm.")}
+    model.unet.load_state_dict(weights, strict=False)
+
+
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: BlendData, val: BlendData, state_dir: str | Path,
+        *, device: torch.device | str = "cpu", data_id: str = "", init_from: str | Path | None = None,
+        on_epoch: Callable[[dict, int], None] | None = None, stop_after: int | None = None) -> dict:
+    """Train (or resume) one model; return a summary with the best checkpoint's path.
+
+    ``state_dir`` holds ``last.pt`` (every epoch) and ``best.pt`` (best validation loss).
+    ``stop_after`` ends the run after that many epochs *of this call* (for tests and
+    benchmarks), as if the job had been killed.
+    """
+    device = select_device(device) if isinstance(device, str) else device
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = state_dir / "last.pt", state_dir / "best.pt"
+    identity = _identity(model_cfg, train_cfg, data_id)
+    needs_masks = model_cfg.arch != "blend2flux"
+    if needs_masks and (train.masks is None or val.masks is None):
+        raise InputError(f"{model_cfg.arch} needs the blend masks, which were not loaded")
+
+    # --- build (seeded) -------------------------------------------------------------------
+    torch.manual_seed(train_cfg.seed)
+    model = build_model(model_cfg)
+    if init_from is not None:
+        _init_from_unet(model, init_from, model_cfg)
+    model.to(device)
+    if train_cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.learning_rate)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=train_cfg.lr_factor, patience=train_cfg.lr_patience,
+        threshold=train_cfg.min_delta, threshold_mode="rel", min_lr=train_cfg.lr_min)
+    generator = torch.Generator().manual_seed(train_cfg.seed + 1)
+    start_epoch, best, best_epoch, bad_epochs, history = 0, math.inf, -1, 0, []
+
+    # --- resume ---------------------------------------------------------------------------
+    resumed = False
+    if last_path.exists():
+        state = load_checkpoint(last_path)
+        if state.get("identity") == identity:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"])
+            start_epoch, best, best_epoch = state["epoch"] + 1, state["best_metric"], state["best_epoch"]
+            bad_epochs, history, resumed = state["bad_epochs"], state["history"], True
+            log.info("resumed from %s at epoch %d (best val loss %.4g at epoch %d)", last_path, start_epoch,
+                     best, best_epoch)
+        else:
+            log.info("ignoring %s: it belongs to another configuration or data set", last_path)
+            best_path.unlink(missing_ok=True)
+
+    train_batches = Batches(train, train_cfg.batch_size, device, shuffle=True, generator=generator,
+                            channels_last=train_cfg.channels_last, with_masks=needs_masks)
+    val_batches = Batches(val, max(train_cfg.batch_size, 64), device, shuffle=False,
+                          channels_last=train_cfg.channels_last, with_masks=needs_masks)
+    log.info("%s: %d parameters, %d training and %d validation blends, device %s", model_cfg.arch,
+             count_parameters(model), len(train), len(val), device)
+
+    epoch = start_epoch
+    stopped_early = best_epoch >= 0 and bad_epochs >= train_cfg.early_stopping_patience
+    for epoch in range(start_epoch, train_cfg.epochs):
+        if stopped_early or (stop_after is not None and epoch - start_epoch >= stop_after):
+            break
+        # --- train one epoch ----------------------------------------------------------------
+        model.train()
+        t0 = time.perf_counter()
+        wait = 0.0
+        total, seen = 0.0, 0
+        batch_iter = iter(train_batches)
+        while True:
+            tw = time.perf_counter()
+            try:
+                x, y, m = next(batch_iter)
+            except StopIteration:
+                break
+            wait += time.perf_counter() - tw
+            with _autocast(device, train_cfg.amp):
+                out = model(x)
+            loss, _ = _loss(model_cfg, train_cfg, out, y, m)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * x.shape[0]
+            seen += x.shape[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_time = time.perf_counter() - t0
+        train_loss = total / max(seen, 1)
+        if not math.isfinite(train_loss):
+            raise BlendphotError(f"training of {model_cfg.arch} diverged at epoch {epoch}: loss {train_loss}; "
+                                 "lower train.learning_rate")
+
+        # --- evaluate -----------------------------------------------------------------------
+        val_metrics = evaluate(model, val_batches, model_cfg, train_cfg)
+        val_loss = val_metrics["loss"]
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step(val_loss)
+
+        # --- bookkeeping and checkpoints ----------------------------------------------------
+        improved = val_loss < best * (1 - train_cfg.min_delta)
+        if improved:
+            best, best_epoch, bad_epochs = val_loss, epoch, 0
+        else:
+            bad_epochs += 1
+        record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "samples_per_s": seen / train_time,
+                  "loader_wait_fraction": wait / train_time, "epoch_time_s": train_time,
+                  **{f"val_{k}": v for k, v in val_metrics.items()}}
+        history.append(record)
+        if improved:
+            save_checkpoint(best_path, model=model, model_cfg=model_cfg, train_cfg=train_cfg, epoch=epoch,
+                            val_metrics=val_metrics)
+        save_checkpoint(last_path, model=model, model_cfg=model_cfg, train_cfg=train_cfg, identity=identity,
+                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        generator=generator.get_state(), epoch=epoch, best_metric=best, best_epoch=best_epoch,
+                        bad_epochs=bad_epochs, history=history)
+        log.info("epoch %d: train %.4g, val %.4g%s, lr %.2g, %.0f samples/s", epoch, train_loss, val_loss,
+                 " (best)" if improved else "", lr, seen / train_time)
+        if on_epoch is not None:
+            on_epoch(record, epoch)
+        stopped_early = bad_epochs >= train_cfg.early_stopping_patience
+
+    return {"best_path": best_path, "last_path": last_path, "best_epoch": best_epoch, "best_val_loss": best,
+            "epochs_run": len(history), "resumed": resumed, "stopped_early": stopped_early,
+            "history": history, "parameters": count_parameters(model), "device": str(device)}
+
+
+def train_model(settings: dict, *, seed: int, train_files: dict, val_files: dict, state_dir: str | Path,
+                model_out: str | Path, history_out: str | Path, init_from: str | Path | None = None,
+                device: str = "auto", on_epoch: Callable[[dict, int], None] | None = None) -> dict:
+    """The train_{model} stage: read the blends, measure the input scales, fit, write outputs.
+
+    ``settings`` is :func:`blendphot.config.model_settings`; ``train_files``/``val_files`` map
+    images, masks and catalog to the blend stage's files. Writes the best-validation
+    checkpoint to ``model_out`` and the per-epoch history (CSV) to ``history_out``, then
+    removes the resumable state. Returns the summary of :func:`fit` plus the trivial
+    predictor's validation MAPE and the input scales.
+    """
+    arch = settings["model"]["arch"]
+    with_masks = arch != "blend2flux"
+    train = BlendData.load(train_files["images"], train_files["catalog"], train_files["masks"] if with_masks else None)
+    val = BlendData.load(val_files["images"], val_files["catalog"], val_files["masks"] if with_masks else None)
+    if len(train) == 0 or len(val) == 0:
+        raise InputError(f"training needs blends in both splits; got {len(train)} train and {len(val)} val "
+                         "(blend.n_blends)")
+    t = settings["train"]
+    model_cfg = ModelConfig(**settings["model"], image_size=train.images.shape[-1], normalisation=t["normalisation"],
+                            noise_sigma=noise_sigma(train.images), flux_scale=float(train.fluxes.median()))
+    train_cfg = TrainConfig.from_dict({**t, "flux_weight": t["loss_weights"]["flux"],
+                                       "mask_weight": t["loss_weights"]["mask"], "seed": seed})
+    data_id = fingerprint(*(files[k] for files in (train_files, val_files) for k in ("images", "catalog")))
+    summary = fit(model_cfg, train_cfg, train, val, state_dir, device=device, data_id=data_id, init_from=init_from,
+                  on_epoch=on_epoch)
+    if summary["best_epoch"] < 0:
+        raise BlendphotError("training ended before the first epoch finished")
+    with io.atomic_path(model_out, ".pt") as tmp:
+        shutil.copyfile(summary["best_path"], tmp)
+    io.write_csv(history_out, pd.DataFrame(summary["history"]))
+    for path in (summary["best_path"], summary["last_path"]):
+        Path(path).unlink(missing_ok=True)
+    best = summary["history"][[h["epoch"] for h in summary["history"]].index(summary["best_epoch"])]
+    summary.update(trivial_val_mape=trivial_mape(train.fluxes, val.fluxes), noise_sigma=model_cfg.noise_sigma,
+                   flux_scale=model_cfg.flux_scale, best=best)
+    return summary

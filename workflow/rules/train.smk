@@ -1,0 +1,45 @@
+# Stage 8 - train: one rule per model listed under train.models (train_blend2flux, ...).
+# Each asks for one GPU through the gpu=1 resource set in profiles/default; without a GPU it
+# runs on the CPU. A killed job resumes from results/train/<model>/state/last.pt.
+
+MODELS = list(config["train"]["models"])
+
+
+def blend_files(split):
+    return {f"{split}_{kind}": f"results/blend/{split}/{kind}{ext}"
+            for kind, ext in (("images", ".npy"), ("masks", ".npy"), ("catalog", ".csv"))}
+
+
+def train_inputs(name):
+    """Train and val blends, and the U-Net checkpoint a blend2mask2flux model starts from."""
+    inputs = {**blend_files("train"), **blend_files("val")}
+    init = model_settings(config, name)["init_from"]
+    if init is not None:
+        inputs["init_from"] = f"results/train/{init}/model.pt"
+    return inputs
+
+
+for _name in MODELS:
+
+    rule:
+        name:
+            f"train_{_name}"
+        input:
+            **train_inputs(_name),
+        output:
+            model=f"results/train/{_name}/model.pt",
+            history=f"results/train/{_name}/history.csv",
+        params:
+            settings=model_settings(config, _name),
+            seed=model_seed(config["seed"], _name),
+            state_dir=f"results/train/{_name}/state",
+        log:
+            f"results/logs/train/{_name}.log",
+        benchmark:
+            f"results/benchmarks/train/{_name}.tsv"
+        conda:
+            "../../envs/train.yaml"
+        container:
+            CONTAINERS["train"]
+        script:
+            "../scripts/train_model.py"

@@ -1,0 +1,28 @@
+"""Predict the test blends with one trained model, in the shared prediction format."""
+import contextlib
+import time
+
+import numpy as np
+import torch
+
+from blendphot import io
+from blendphot.data import BlendData
+from blendphot.prediction import predict_model
+from blendphot.train import load_model
+from blendphot.workflow import runtime_device, stage
+
+with stage(snakemake) as run:
+    inp, out, p = snakemake.input, snakemake.output, snakemake.params
+    torch.set_num_threads(snakemake.threads)
+    device = torch.device(runtime_device())
+    model, cfg = load_model(inp.model, device)
+    test = BlendData.load(inp.images, inp.catalog, require_fluxes=False)
+    masks = (io.create_array(out.masks, (len(test), 2, *test.images.shape[1:]), np.uint8)
+             if cfg.arch != "blend2flux" else contextlib.nullcontext())
+    start = time.perf_counter()
+    with masks as masks_out:
+        pred = predict_model(model, cfg.arch, test.images, test.blend_id, device=device, masks_out=masks_out,
+                             method=p.name)
+    elapsed = time.perf_counter() - start
+    io.write_csv(out.predictions, pred.catalog)
+    run.log_metrics({"blends": len(test), "blends_per_s": len(test) / max(elapsed, 1e-9)})
