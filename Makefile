@@ -25,6 +25,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_blend.py
+	$(BIN)/python bench/bench_train.py
 
 clean-results:
 	rm -rf results .snakemake

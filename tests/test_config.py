@@ -31,6 +31,18 @@ def test_defaults_are_filled(default_config):
     (lambda c: c["split"]["fractions"].update(test=0.5), "split.fractions"),
     (lambda c: c["blend"].update(max_shift=100), "blend.max_shift"),
     (lambda c: c["survey"]["mock"]["class_fractions"].update(bulge=0.5), "survey.mock.class_fractions"),
+    (lambda c: c["train"].update(learning_rate="fast"), "train.learning_rate"),
+    (lambda c: c["train"]["models"]["unet"].update(arch="resnet"), "train.models.unet.arch"),
+    (lambda c: c["train"]["models"]["unet"].update(filter=3), "train.models.unet.filter"),
+    (lambda c: c["train"]["models"]["blend2flux"].update(epochs=0), "train.models.blend2flux.epochs"),
+    (lambda c: c["train"]["models"]["blend2mask2flux"].update(init_from="unet2"),
+     "train.models.blend2mask2flux.init_from"),
+    (lambda c: c["train"]["models"]["blend2mask2flux"].update(init_from="blend2flux"),
+     "train.models.blend2mask2flux.init_from"),
+    (lambda c: c["train"]["models"]["blend2mask2flux"].update(unet_filters=64),
+     "train.models.blend2mask2flux.unet_filters"),
+    (lambda c: c["train"]["models"]["unet"].update(unet_depth=9), "train.models.unet.unet_depth"),
+    (lambda c: c["train"]["models"]["blend2flux"].update(init_from="unet"), "train.models.blend2flux.init_from"),
 ])
 def test_bad_values_name_the_key(default_config, mutate, key):
     cfg = copy.deepcopy(default_config)
@@ -61,3 +73,15 @@ def test_cli_check_config(tmp_path, capsys):
     bad.write_text("seed: -1\nsurvey: {source: mock}\n")
     assert main(["check-config", str(bad)]) == 1
     assert "config key 'seed'" in capsys.readouterr().err
+
+
+def test_model_settings_merge_shared_keys_and_overrides(default_config):
+    from blendphot.config import model_settings, model_seed
+
+    unet = model_settings(default_config, "unet")
+    assert unet["model"]["arch"] == "unet" and unet["init_from"] is None
+    assert unet["train"]["epochs"] == default_config["train"]["models"]["unet"]["epochs"]
+    assert unet["train"]["batch_size"] == default_config["train"]["batch_size"]
+    b2m2f = model_settings(default_config, "blend2mask2flux")
+    assert b2m2f["init_from"] == "unet" and b2m2f["model"]["dense_layers"] == 2  # schema default
+    assert model_seed(666, "unet") == model_seed(666, "unet") != model_seed(666, "blend2flux")

@@ -38,6 +38,29 @@ def workdir(tmp_path_factory):
 def test_dry_run_of_shipped_configs(config, workdir):
     proc = run_snakemake(["-n", "--cores", "1", "--configfile", config], workdir)
     assert "make_blends" in proc.stdout
+    from blendphot.config import load_config
+
+    for name in load_config(ROOT / config)["train"]["models"]:
+        assert f"train_{name}" in proc.stdout and f"predict_{name}" in proc.stdout
+
+
+def test_one_training_stage_alone(workdir):
+    plan = run_snakemake(["-n", "--cores", "1", "train_blend2flux"], workdir).stdout
+    assert "train_blend2flux" in plan and "make_blends" in plan
+    assert "train_unet" not in plan and "predict_blend2flux" not in plan
+
+
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
+def test_every_model_rule_gets_a_gpu_and_threads_from_the_profile(config):
+    import yaml
+
+    from blendphot.config import load_config
+
+    profile = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
+    for name in load_config(ROOT / config)["train"]["models"]:
+        for rule in (f"train_{name}", f"predict_{name}"):
+            assert profile["set-resources"][rule]["gpu"] == 1, rule
+            assert profile["set-threads"][rule] >= 1, rule
 
 
 def test_bad_config_value_stops_with_the_key(workdir, tmp_path):
@@ -73,11 +96,44 @@ def test_tiny_end_to_end(workdir):
     parents = [r for r in runs if r.data.tags.get("blendphot.kind") == "workflow"]
     children = [r for r in runs if r.data.tags.get("blendphot.kind") == "stage"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 9  # mock, select, stamps, clean, inspect, split, 3 x blend
+    assert len(children) == 15  # mock, select, stamps, clean, inspect, split, 3 x blend, 3 x train, 3 x predict
     assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in children)
     assert all(r.info.status == "FINISHED" for r in children)
     clean = next(r for r in children if r.data.tags["blendphot.stage"] == "remove_neighbours")
     assert clean.data.metrics["single_source_fraction"] > 0.8
+
+    train = next(r for r in children if r.data.tags["blendphot.stage"] == "train_blend2flux")
+    assert len(client.get_metric_history(train.info.run_id, "val_loss")) == 2  # one point per epoch
+    assert any(a.path == "model" for a in client.list_artifacts(train.info.run_id))
+
+    # Trained models and their test predictions in the shared format
+    from blendphot.prediction import Prediction
+    from blendphot.train import load_model
+
+    test = pd.read_csv(res / "blend/test/catalog.csv")
+    for name, arch in (("blend2flux", "blend2flux"), ("unet", "unet"), ("blend2mask2flux", "blend2mask2flux")):
+        _, cfg = load_model(res / f"train/{name}/model.pt")
+        assert cfg.arch == arch
+        assert len(pd.read_csv(res / f"train/{name}/history.csv")) == 2
+        assert not (res / f"train/{name}/state/last.pt").exists()
+        masks = res / f"predict/{name}/masks.npy"
+        pred = Prediction.load(res / f"predict/{name}/predictions.csv", masks if arch != "blend2flux" else None)
+        assert (pred.catalog["blend_id"] == test["blend_id"]).all()
+        fluxes = pred.catalog[["cen_flux", "comp_flux"]].to_numpy()
+        assert np.isnan(fluxes).all() if arch == "unet" else (fluxes > 0).all()
+        if arch != "blend2flux":
+            assert pred.masks.shape == (40, 2, 128, 128) and pred.masks.max() <= 1
+
+    # Changing one model's setting reruns that model and what depends on it, nothing else
+    tiny = (workdir / "tests/config/tiny.yaml").read_text()
+    changed = workdir / "tests/config/tiny_changed.yaml"
+    changed.write_text(tiny.replace("unet: {arch: unet, unet_depth: 3, unet_filters: 4}",
+                                    "unet: {arch: unet, unet_depth: 3, unet_filters: 4, epochs: 3}"))
+    plan = run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout
+    for rule in ("train_unet", "predict_unet", "train_blend2mask2flux", "predict_blend2mask2flux"):
+        assert rule in plan
+    for rule in ("train_blend2flux", "predict_blend2flux", "make_blends"):
+        assert rule not in plan
 
     # A person's decisions file reruns the split and what follows, nothing upstream
     manifest = pd.read_csv(res / "inspect/manifest.csv")

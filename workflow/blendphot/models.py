@@ -34,6 +34,7 @@ __all__ = ["ModelConfig", "InputNorm", "FluxOutput", "ConvPool", "DenseStack", "
            "mask_probabilities", "ARCHITECTURES"]
 
 ARCHITECTURES = ("blend2flux", "unet", "blend2mask2flux")
+_MASK_PRIOR_LOGIT = -2.944  # logit(0.05)
 
 
 @dataclass
@@ -217,6 +218,9 @@ class UNet(nn.Module):
         self.downs = nn.ModuleList(Down(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.ups = nn.ModuleList(Up(b, a) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:])))
         self.outc = nn.Conv2d(widths[0], cfg.mask_channels, 1)
+        # Start from "mostly background" (p = 5 %), not p = 50 %: galaxies cover a few per
+        # cent of a stamp, and an unbiased start spends its first epochs learning just that.
+        nn.init.constant_(self.outc.bias, _MASK_PRIOR_LOGIT)
 
     def forward(self, blend: torch.Tensor) -> torch.Tensor:
         return self.decode(self.norm(blend))

@@ -8,13 +8,13 @@ import torch
 from blendphot import io
 from blendphot.data import BlendData
 from blendphot.prediction import predict_model
-from blendphot.train import load_model
+from blendphot.train import load_model, select_device
 from blendphot.workflow import runtime_device, stage
 
 with stage(snakemake) as run:
     inp, out, p = snakemake.input, snakemake.output, snakemake.params
     torch.set_num_threads(snakemake.threads)
-    device = torch.device(runtime_device())
+    device = select_device(runtime_device())
     model, cfg = load_model(inp.model, device)
     test = BlendData.load(inp.images, inp.catalog, require_fluxes=False)
     masks = (io.create_array(out.masks, (len(test), 2, *test.images.shape[1:]), np.uint8)
