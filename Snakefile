@@ -11,7 +11,12 @@ from blendphot import tracking
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless a config file is given: `--configfile paper.yaml` then stands
+# alone (with the schema's defaults) instead of being merged key by key into the demo config.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 validate_config(config)  # fills defaults; a bad key stops here with its dotted name
