@@ -32,7 +32,7 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def train_throughput(cfg: ModelConfig, device, *, batch=32, steps=10, warmup=2, amp=True, channels_last=True):
+def train_throughput(cfg: ModelConfig, device, *, batch=32, steps=10, warmup=1, amp=True, channels_last=True):
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     if channels_last:
