@@ -63,6 +63,14 @@ def test_every_model_rule_gets_a_gpu_and_threads_from_the_profile(config):
             assert profile["set-threads"][rule] >= 1, rule
 
 
+def test_a_model_missing_from_the_profile_is_warned_about(workdir, tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("seed: 1\nsurvey: {source: mock}\ntrain:\n  models:\n    small: {arch: blend2flux, filters: 8}\n")
+    proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(extra)], workdir)
+    assert "no gpu resource for rules train_small, predict_small" in proc.stdout + proc.stderr
+    assert "train_small" in proc.stdout
+
+
 def test_bad_config_value_stops_with_the_key(workdir, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 1\nsurvey: {source: mock}\nblend: {max_shift: big}\n")

@@ -43,3 +43,18 @@ for _name in MODELS:
             CONTAINERS["train"]
         script:
             "../scripts/train_model.py"
+
+
+def rules_without_gpu():
+    """Model rules that the profiles give no gpu resource (new models need profile entries)."""
+    settings = workflow.resource_settings.overwrite_resources
+    names = [f"{verb}_{name}" for name in MODELS for verb in ("train", "predict")]
+    return [rule for rule in names if "gpu" not in dict(settings.get(rule, {}))]
+
+
+if rules_without_gpu():
+    logger.warning(
+        "blendphot: no gpu resource for rules " + ", ".join(rules_without_gpu())
+        + "; add them under set-resources in profiles/default/config.yaml, or they run without a GPU"
+        + " on a cluster."
+    )
