@@ -1,7 +1,6 @@
 import copy
 
 import pytest
-import yaml
 
 from blendphot.config import child_seed, load_config, validate_config
 from blendphot.errors import ConfigError

@@ -1,5 +1,4 @@
 """Training: learning a toy problem, resuming a killed job, checkpoints, metrics, bad input."""
-import os
 import subprocess
 import sys
 import textwrap

@@ -245,12 +245,11 @@ class Blend2Mask2Flux(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.norm = InputNorm(cfg.noise_sigma, cfg.normalisation)
-        self.unet = UNet(cfg)
+        self.unet = UNet(cfg)  # its InputNorm normalises the blend for both parts
         self.head = _FluxHead(cfg, in_channels=3)
 
     def forward(self, blend: torch.Tensor):
-        x = self.norm(blend)
+        x = self.unet.norm(blend)
         logits = self.unet.decode(x)
         masks = torch.sigmoid(logits[:, :2].float()).to(x.dtype)
         return self.head(torch.cat([x, masks], dim=1)), logits

@@ -1,6 +1,5 @@
 """Apply the inspection decisions and split the accepted galaxies by galaxy."""
 import numpy as np
-import pandas as pd
 
 from blendphot import io
 from blendphot.config import child_seed
