@@ -24,7 +24,7 @@ import torch
 from blendphot.config import load_config, model_settings
 from blendphot.data import Batches, BlendData
 from blendphot.models import ModelConfig, build_model, count_parameters
-from blendphot.train import TrainConfig, _loss, select_device
+from blendphot.train import TrainConfig, autocast, batch_loss, select_device
 
 
 def _sync(device):
@@ -48,9 +48,9 @@ def train_throughput(cfg: ModelConfig, device, *, batch=32, steps=10, warmup=1, 
         if i == warmup:
             _sync(device)
             start = time.perf_counter()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        with autocast(device, amp):
             out = model(x)
-        loss, _ = _loss(cfg, tcfg, out, y, m)
+        loss, _ = batch_loss(cfg, tcfg, out, y, m)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -37,7 +37,7 @@ def test_predict_model_fills_the_format_and_matches_the_model(arch):
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch, image_size=32, filters=4, unet_depth=3, unet_filters=4,
                                     flux_scale=20.0)).eval()
-    pred = predict_model(model, arch, data.images, data.blend_id, device="cpu", batch_size=4, method=arch)
+    pred = predict_model(model, data, device="cpu", batch_size=4, method=arch)
     assert list(pred.catalog.columns) == ["blend_id", "cen_flux", "comp_flux"]
     with torch.inference_mode():
         out = model(data.images.unsqueeze(1))

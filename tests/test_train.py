@@ -107,6 +107,17 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
     assert not again["resumed"] and again["epochs_run"] == 2
 
 
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
+    from blendphot.data import fingerprint
+
+    train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
+    other = toy_blends(64, seed=3)
+    assert fingerprint(train, val) == fingerprint(train, val) != fingerprint(other, val)
+    cfg, tcfg = toy_config(data=train), TrainConfig(epochs=2, seed=1)
+    fit(cfg, tcfg, train, val, tmp_path, data_id=fingerprint(train, val))
+    assert not fit(cfg, tcfg, other, val, tmp_path, data_id=fingerprint(other, val))["resumed"]
+
+
 def test_checkpoints_load_with_weights_only_and_hold_everything_to_resume(tmp_path):
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
     summary = fit(toy_config("unet", data=train), TrainConfig(epochs=1, seed=1), train, val, tmp_path)

@@ -51,11 +51,6 @@ class BlendData:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    @property
-    def nbytes(self) -> int:
-        n = self.images.nbytes + self.fluxes.nbytes
-        return n + (self.masks.nbytes if self.masks is not None else 0)
-
     @classmethod
     def load(cls, images: str | Path, catalog: str | Path, masks: str | Path | None = None, *,
              require_fluxes: bool = True) -> "BlendData":
@@ -109,13 +104,14 @@ def noise_sigma(images: torch.Tensor, *, sample: int = 2000, border: int = 8) ->
     return sigma
 
 
-def fingerprint(*paths: str | Path) -> str:
-    """SHA-256 over the given files: identifies the data a checkpoint was trained on."""
+def fingerprint(*datasets: BlendData) -> str:
+    """SHA-256 over the images, fluxes and masks of the given splits, as loaded: identifies
+    the data a checkpoint was trained on without reading the files a second time."""
     h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
+    for data in datasets:
+        for tensor in (data.images, data.fluxes, data.masks):
+            if tensor is not None:
+                h.update(tensor.contiguous().numpy().data)
     return h.hexdigest()
 
 
@@ -138,7 +134,8 @@ class Batches:
         masks = data.masks if self.with_masks else None
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
-            if data.nbytes < max_device_fraction * free:
+            needed = sum(t.nbytes for t in (images, fluxes, masks) if t is not None)
+            if needed < max_device_fraction * free:
                 images, fluxes = images.to(self.device), fluxes.to(self.device)
                 masks = masks.to(self.device) if masks is not None else None
             else:

@@ -31,7 +31,7 @@ from torch import nn
 
 __all__ = ["ModelConfig", "InputNorm", "FluxOutput", "ConvPool", "DenseStack", "Blend2Flux",
            "DoubleConv", "Down", "Up", "UNet", "Blend2Mask2Flux", "build_model", "count_parameters",
-           "mask_probabilities", "ARCHITECTURES"]
+           "mask_probabilities", "split_outputs", "ARCHITECTURES"]
 
 ARCHITECTURES = ("blend2flux", "unet", "blend2mask2flux")
 _MASK_PRIOR_LOGIT = -2.944  # logit(0.05)
@@ -257,6 +257,15 @@ class Blend2Mask2Flux(nn.Module):
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     return {"blend2flux": Blend2Flux, "unet": UNet, "blend2mask2flux": Blend2Mask2Flux}[cfg.arch](cfg)
+
+
+def split_outputs(arch: str, out) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A model's output as (fluxes (N, 2) or None, mask logits (N, C, S, S) or None)."""
+    if arch == "blend2flux":
+        return out, None
+    if arch == "unet":
+        return None, out
+    return out
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -17,7 +17,10 @@ import pandas as pd
 import torch
 
 from blendphot import io
+from blendphot.data import Batches, BlendData
 from blendphot.errors import InputError
+from blendphot.models import split_outputs
+from blendphot.train import autocast
 
 __all__ = ["Prediction", "PREDICTION_COLUMNS", "predict_model"]
 
@@ -55,36 +58,34 @@ class Prediction:
 
 
 @torch.inference_mode()
-def predict_model(model, arch: str, images: torch.Tensor, blend_id: np.ndarray, *, device, batch_size: int = 256,
-                  amp: bool = True, channels_last: bool = True, masks_out: np.ndarray | None = None,
-                  method: str = "") -> Prediction:
-    """Run a trained model over (N, S, S) blends.
+def predict_model(model, data: BlendData, *, device, batch_size: int = 256, amp: bool = True,
+                  channels_last: bool = True, masks_out: np.ndarray | None = None, method: str = "") -> Prediction:
+    """Run a trained model (built by :func:`blendphot.models.build_model`) over a split of blends.
 
     Flux models fill ``cen_flux``/``comp_flux``; mask models write thresholded (p > 0.5)
     central and companion masks into ``masks_out`` (an (N, 2, S, S) uint8 array, e.g. a
-    memmap from :func:`blendphot.io.create_array`) or a new array.
+    memmap from :func:`blendphot.io.create_array`) or a new array. Batches are served as in
+    training (:class:`blendphot.data.Batches`), in order.
     """
     device = torch.device(device)
+    arch = model.cfg.arch
     model = model.to(device).eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    n = images.shape[0]
+    n = len(data)
     fluxes = np.full((n, 2), np.nan)
-    has_masks = arch in ("unet", "blend2mask2flux")
+    has_masks = arch != "blend2flux"
     if has_masks and masks_out is None:
-        masks_out = np.zeros((n, 2, *images.shape[1:]), dtype=np.uint8)
-    for start in range(0, n, batch_size):
-        x = images[start:start + batch_size].unsqueeze(1).to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            out = model(x)
-        if arch == "blend2flux":
-            fluxes[start:start + len(x)] = out.float().cpu().numpy()
-        elif arch == "unet":
-            masks_out[start:start + len(x)] = (out[:, :2] > 0).cpu().numpy()
-        else:
-            fluxes[start:start + len(x)] = out[0].float().cpu().numpy()
-            masks_out[start:start + len(x)] = (out[1][:, :2] > 0).cpu().numpy()
-    catalog = pd.DataFrame({"blend_id": blend_id, "cen_flux": fluxes[:, 0], "comp_flux": fluxes[:, 1]})
+        masks_out = np.zeros((n, 2, *data.images.shape[1:]), dtype=np.uint8)
+    start = 0
+    for x, _, _ in Batches(data, batch_size, device, shuffle=False, channels_last=channels_last):
+        with autocast(device, amp):
+            pred, logits = split_outputs(arch, model(x))
+        rows = slice(start, start + len(x))
+        if pred is not None:
+            fluxes[rows] = pred.float().cpu().numpy()
+        if logits is not None:
+            masks_out[rows] = (logits[:, :2] > 0).cpu().numpy()
+        start += len(x)
+    catalog = pd.DataFrame({"blend_id": data.blend_id, "cen_flux": fluxes[:, 0], "comp_flux": fluxes[:, 1]})
     return Prediction(catalog=catalog, masks=masks_out if has_masks else None, method=method)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -36,10 +35,11 @@ import torch.nn.functional as F
 from blendphot import io
 from blendphot.data import Batches, BlendData, fingerprint, noise_sigma
 from blendphot.errors import BlendphotError, InputError
-from blendphot.models import ModelConfig, build_model, count_parameters
+from blendphot.models import ModelConfig, build_model, count_parameters, split_outputs
 
 __all__ = ["TrainConfig", "mape", "mask_targets", "iou", "evaluate", "fit", "save_checkpoint",
-           "load_checkpoint", "load_model", "trivial_mape", "select_device", "train_model"]
+           "load_checkpoint", "load_model", "trivial_mape", "select_device", "autocast", "batch_loss",
+           "train_model"]
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +103,22 @@ def trivial_mape(train_fluxes: torch.Tensor, fluxes: torch.Tensor) -> float:
     return float(mape(torch.full_like(fluxes, float(train_fluxes.median())), fluxes))
 
 
-def _loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out, fluxes, masks):
-    """(total loss, {part: value}) for one batch."""
-    if model_cfg.arch == "blend2flux":
-        loss = mape(out, fluxes)
-        return loss, {"flux_mape": loss}
-    logits = out if model_cfg.arch == "unet" else out[1]
-    bce = F.binary_cross_entropy_with_logits(logits.float(), mask_targets(masks, model_cfg.mask_channels))
-    if model_cfg.arch == "unet":
-        return bce, {"mask_bce": bce}
-    flux = mape(out[0], fluxes)
-    return train_cfg.flux_weight * flux + train_cfg.mask_weight * bce, {"flux_mape": flux, "mask_bce": bce}
+def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out, fluxes, masks):
+    """(total loss, {part: value}) of one batch of model outputs."""
+    pred, logits = split_outputs(model_cfg.arch, out)
+    parts = {}
+    if pred is not None:
+        parts["flux_mape"] = mape(pred, fluxes)
+    if logits is not None:
+        parts["mask_bce"] = F.binary_cross_entropy_with_logits(logits.float(),
+                                                               mask_targets(masks, model_cfg.mask_channels))
+    if len(parts) == 1:
+        return next(iter(parts.values())), parts
+    return train_cfg.flux_weight * parts["flux_mape"] + train_cfg.mask_weight * parts["mask_bce"], parts
 
 
-def _autocast(device: torch.device, enabled: bool):
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when ``enabled``; a no-op elsewhere."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
@@ -129,18 +131,17 @@ def evaluate(model, batches: Batches, model_cfg: ModelConfig, train_cfg: TrainCo
     abs_pct = []
     ious = []
     for x, y, m in batches:
-        with _autocast(batches.device, train_cfg.amp):
+        with autocast(batches.device, train_cfg.amp):
             out = model(x)
-        loss, parts = _loss(model_cfg, train_cfg, out, y, m)
+        loss, parts = batch_loss(model_cfg, train_cfg, out, y, m)
         b = x.shape[0]
         n += b
         for key, value in {"loss": loss, **parts}.items():
             sums[key] = sums.get(key, 0.0) + float(value) * b
-        if model_cfg.arch != "unet":
-            pred = out if model_cfg.arch == "blend2flux" else out[0]
+        pred, logits = split_outputs(model_cfg.arch, out)
+        if pred is not None:
             abs_pct.append((100 * (pred.float() - y).abs() / y).cpu())
-        if m is not None and model_cfg.arch != "blend2flux":
-            logits = out if model_cfg.arch == "unet" else out[1]
+        if logits is not None:
             ious.append(iou(logits[:, :2] > 0, m).cpu())
     metrics = {k: v / max(n, 1) for k, v in sums.items()}
     if abs_pct:
@@ -151,20 +152,13 @@ def evaluate(model, batches: Batches, model_cfg: ModelConfig, train_cfg: TrainCo
     return metrics
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: str | Path, *, model, model_cfg: ModelConfig, train_cfg: TrainConfig | None = None,
                     **extra) -> None:
     """Save ``model`` (unwrapped), its config and any extra state, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "model_config": model_cfg.to_dict(),
              "train_config": asdict(train_cfg) if train_cfg else None, **extra}
-    _atomic_save(state, path)
+    with io.atomic_path(path, ".pt") as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -208,12 +202,10 @@ def _init_from_unet(model, path: str | Path, model_cfg: ModelConfig) -> None:
 
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: BlendData, val: BlendData, state_dir: str | Path,
         *, device: torch.device | str = "cpu", data_id: str = "", init_from: str | Path | None = None,
-        on_epoch: Callable[[dict, int], None] | None = None, stop_after: int | None = None) -> dict:
+        on_epoch: Callable[[dict, int], None] | None = None) -> dict:
     """Train (or resume) one model; return a summary with the best checkpoint's path.
 
     ``state_dir`` holds ``last.pt`` (every epoch) and ``best.pt`` (best validation loss).
-    ``stop_after`` ends the run after that many epochs *of this call* (for tests and
-    benchmarks), as if the job had been killed.
     """
     device = select_device(device) if isinstance(device, str) else device
     state_dir = Path(state_dir)
@@ -263,10 +255,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: BlendData, val: B
     log.info("%s: %d parameters, %d training and %d validation blends, device %s", model_cfg.arch,
              count_parameters(model), len(train), len(val), device)
 
-    epoch = start_epoch
     stopped_early = best_epoch >= 0 and bad_epochs >= train_cfg.early_stopping_patience
     for epoch in range(start_epoch, train_cfg.epochs):
-        if stopped_early or (stop_after is not None and epoch - start_epoch >= stop_after):
+        if stopped_early:
             break
         # --- train one epoch ----------------------------------------------------------------
         model.train()
@@ -281,9 +272,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: BlendData, val: B
             except StopIteration:
                 break
             wait += time.perf_counter() - tw
-            with _autocast(device, train_cfg.amp):
+            with autocast(device, train_cfg.amp):
                 out = model(x)
-            loss, _ = _loss(model_cfg, train_cfg, out, y, m)
+            loss, _ = batch_loss(model_cfg, train_cfg, out, y, m)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -354,9 +345,8 @@ def train_model(settings: dict, *, seed: int, train_files: dict, val_files: dict
                             noise_sigma=noise_sigma(train.images), flux_scale=float(train.fluxes.median()))
     train_cfg = TrainConfig.from_dict({**t, "flux_weight": t["loss_weights"]["flux"],
                                        "mask_weight": t["loss_weights"]["mask"], "seed": seed})
-    data_id = fingerprint(*(files[k] for files in (train_files, val_files) for k in ("images", "catalog")))
-    summary = fit(model_cfg, train_cfg, train, val, state_dir, device=device, data_id=data_id, init_from=init_from,
-                  on_epoch=on_epoch)
+    summary = fit(model_cfg, train_cfg, train, val, state_dir, device=device, data_id=fingerprint(train, val),
+                  init_from=init_from, on_epoch=on_epoch)
     if summary["best_epoch"] < 0:
         raise BlendphotError("training ended before the first epoch finished")
     with io.atomic_path(model_out, ".pt") as tmp:
@@ -364,7 +354,7 @@ def train_model(settings: dict, *, seed: int, train_files: dict, val_files: dict
     io.write_csv(history_out, pd.DataFrame(summary["history"]))
     for path in (summary["best_path"], summary["last_path"]):
         Path(path).unlink(missing_ok=True)
-    best = summary["history"][[h["epoch"] for h in summary["history"]].index(summary["best_epoch"])]
+    best = next(h for h in summary["history"] if h["epoch"] == summary["best_epoch"])
     summary.update(trivial_val_mape=trivial_mape(train.fluxes, val.fluxes), noise_sigma=model_cfg.noise_sigma,
                    flux_scale=model_cfg.flux_scale, best=best)
     return summary

@@ -13,7 +13,7 @@ def blend_files(split):
 def train_inputs(name):
     """Train and val blends, and the U-Net checkpoint a blend2mask2flux model starts from."""
     inputs = {**blend_files("train"), **blend_files("val")}
-    init = model_settings(config, name)["init_from"]
+    init = config["train"]["models"][name]["init_from"]
     if init is not None:
         inputs["init_from"] = f"results/train/{init}/model.pt"
     return inputs

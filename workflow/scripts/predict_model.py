@@ -21,8 +21,7 @@ with stage(snakemake) as run:
              if cfg.arch != "blend2flux" else contextlib.nullcontext())
     start = time.perf_counter()
     with masks as masks_out:
-        pred = predict_model(model, cfg.arch, test.images, test.blend_id, device=device, masks_out=masks_out,
-                             method=p.name)
+        pred = predict_model(model, test, device=device, masks_out=masks_out, method=p.name)
     elapsed = time.perf_counter() - start
     io.write_csv(out.predictions, pred.catalog)
     run.log_metrics({"blends": len(test), "blends_per_s": len(test) / max(elapsed, 1e-9)})
