@@ -16,8 +16,11 @@ $(BIN)/.installed: pyproject.toml envs/constraints.txt
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report-after-run --report results/report.html
 	@echo
+	@cat results/summary.md
+	@echo
+	@echo "Figures: results/figures/   Tables: results/evaluate/   Report: results/report.html"
 	@echo "Browse the tracked runs with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
 
 test: $(BIN)/.installed

@@ -35,6 +35,9 @@ include: "workflow/rules/split.smk"
 include: "workflow/rules/blend.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/baseline.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 onstart:
@@ -60,4 +63,6 @@ rule all:
         "results/split/table1.csv",
         expand("results/blend/{split}/catalog.csv", split=SPLITS),
         expand("results/predict/{model}/predictions.csv", model=MODELS),
+        "results/summary.md",
+        expand("results/figures/{fig}.png", fig=FIGURE_INPUTS),
     default_target: True

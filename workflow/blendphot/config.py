@@ -104,9 +104,26 @@ def _check_consistency(config: dict) -> None:
         if not (stamps["url"] or stamps["path"]):
             raise ConfigError("config key 'survey.stamps.url' or 'survey.stamps.path' must be set for source 'stamps'")
     _check_models(config)
+    _check_evaluation(config)
     names = [f["name"] for f in mock.get("fields", [])]
     if len(names) != len(set(names)):
         raise ConfigError("config key 'survey.mock.fields' has duplicate field names")
+
+
+def _check_evaluation(config: dict) -> None:
+    for section, keys in (("evaluate", ("mag_diff_bins", "distance_bins_px", "distance_bins_re")),
+                          ("figures", ("figure2_distance_px", "figure2_dmag"))):
+        for key in keys:
+            edges = config[section][key]
+            if any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ConfigError(f"config key '{section}.{key}' must be strictly increasing, got {edges}")
+    methods = config["figures"]["methods"]
+    if methods is not None:
+        flux_models = [n for n, m in config["train"]["models"].items() if m["arch"] != "unet"]
+        for name in methods:
+            if name != "sep" and name not in flux_models:
+                raise ConfigError(f"config key 'figures.methods': {name!r} is neither 'sep' nor a flux model of "
+                                  f"train.models ({', '.join(flux_models)})")
 
 
 def load_config(path: str | Path) -> dict:

@@ -1,9 +1,9 @@
 # Stage 9 - predict: every trained model on the test blends, in the shared prediction format
-# (config/README.md); mask models also write their masks.
+# (config/README.md); mask models also write their masks. model.json: the architecture and its size.
 
 
 def predict_outputs(name):
-    outputs = {"predictions": f"results/predict/{name}/predictions.csv"}
+    outputs = {"predictions": f"results/predict/{name}/predictions.csv", "info": f"results/predict/{name}/model.json"}
     if config["train"]["models"][name]["arch"] != "blend2flux":
         outputs["masks"] = f"results/predict/{name}/masks.npy"
     return outputs

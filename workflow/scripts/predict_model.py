@@ -1,5 +1,6 @@
 """Predict the test blends with one trained model, in the shared prediction format."""
 import contextlib
+import dataclasses
 import time
 
 import numpy as np
@@ -7,6 +8,7 @@ import torch
 
 from blendphot import io
 from blendphot.data import BlendData
+from blendphot.models import count_parameters
 from blendphot.prediction import predict_model
 from blendphot.train import load_model, select_device
 from blendphot.workflow import runtime_device, stage
@@ -24,4 +26,5 @@ with stage(snakemake) as run:
         pred = predict_model(model, test, device=device, masks_out=masks_out, method=p.name)
     elapsed = time.perf_counter() - start
     io.write_csv(out.predictions, pred.catalog)
+    io.write_json(out.info, {"name": p.name, "n_parameters": count_parameters(model), **dataclasses.asdict(cfg)})
     run.log_metrics({"blends": len(test), "blends_per_s": len(test) / max(elapsed, 1e-9)})

@@ -1,0 +1,98 @@
+"""Figures: every one draws from small synthetic inputs, with the statistics it prints."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from blendphot import evaluate as ev
+from blendphot import figures as fg
+from blendphot.prediction import Prediction
+
+ZP = 25.0
+N, S = 24, 32
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(1)
+    cat = pd.DataFrame({"blend_id": np.arange(N), "distance_px": rng.uniform(3, 40, N)})
+    for role in ("cen", "comp"):
+        cat[f"{role}_mag"] = rng.uniform(20, 23.5, N)
+        cat[f"{role}_flux"] = 10 ** (-0.4 * (cat[f"{role}_mag"] - ZP))
+        cat[f"{role}_re_px"] = rng.uniform(2, 8, N)
+        cat[f"{role}_cls"] = rng.choice(["bulge", "disk", "bulge_disk", "irregular"], N)
+    cat["dmag"] = cat["cen_mag"] - cat["comp_mag"]
+    true = np.zeros((N, 2, S, S), np.uint8)
+    true[:, 0, 10:20, 10:20] = 1
+    true[:, 1, 12:18, 20:28] = 1
+    noisy = lambda f: f * rng.lognormal(0, 0.1, N)  # noqa: E731
+    preds = {
+        "b2f": Prediction(pd.DataFrame({"blend_id": cat.blend_id, "cen_flux": noisy(cat.cen_flux),
+                                        "comp_flux": noisy(cat.comp_flux)}), method="b2f"),
+        "unet": Prediction(pd.DataFrame({"blend_id": cat.blend_id, "cen_flux": np.nan, "comp_flux": np.nan}),
+                           masks=np.roll(true, 1, axis=-1), method="unet"),
+        "sep": Prediction(pd.DataFrame({"blend_id": cat.blend_id, "cen_flux": noisy(cat.cen_flux),
+                                        "comp_flux": noisy(cat.comp_flux),
+                                        "outcome": np.where(np.arange(N) % 3, "two", "one_central")}),
+                          masks=true, method="sep"),
+    }
+    galaxies = ev.galaxy_table(cat, preds, zeropoint=ZP, true_masks=true, sep=preds["sep"])
+    images = rng.normal(0, 0.01, (N, S, S)).astype(np.float32) + true.sum(1)
+    return cat, galaxies, images, true, preds
+
+
+ARCHS = {"b2f": "blend2flux", "unet": "unet"}
+BINS = [-2, -1, 0, 1, 2]
+
+
+def panel_texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_figure5_prints_the_statistics_of_its_panels(data):
+    _, galaxies, *_ = data
+    fig = fg.figure5(galaxies, ["b2f", "sep"], fg.method_colours(ARCHS))
+    rows = galaxies[(galaxies["method"] == "b2f") & (galaxies["role"] == "cen") & galaxies["sep_found"]]
+    s = ev.photometry_stats(rows["flux"].to_numpy(), rows["flux_iso"].to_numpy(), zeropoint=ZP)
+    assert f"$\\sigma$ = {s['sigma']:.3f}" in panel_texts(fig)[0]
+    assert f"N = {s['n_measured']}" in panel_texts(fig)[0]
+    assert len([ax for ax in fig.axes if ax.get_title()]) >= 4  # 2 x 2 panels (+ insets)
+
+
+@pytest.mark.parametrize("name", ["figure6", "figure7", "figure8", "figure9", "figure12"])
+def test_evaluation_figures_draw(data, name, tmp_path):
+    _, galaxies, *_ = data
+    colours = fg.method_colours(ARCHS)
+    fig = {"figure6": lambda: fg.figure6(galaxies, ["b2f", "sep"], colours),
+           "figure7": lambda: fg.figure7(galaxies, ["b2f", "sep"], mag_diff_bins=BINS),
+           "figure8": lambda: fg.figure8(galaxies, ["b2f", "sep"], colours, mag_diff_bins=BINS),
+           "figure9": lambda: fg.figure9(galaxies, ["b2f", "sep"], mag_diff_bins=BINS),
+           "figure12": lambda: fg.figure12(galaxies, ["unet", "sep"], colours)}[name]()
+    paths = [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"]
+    fg.save(fig, paths, dpi=60)
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_image_figures_draw(data, tmp_path):
+    cat, galaxies, images, true, preds = data
+    clean_cat = pd.DataFrame({"cls": ["bulge", "disk", "bulge_disk", "irregular"], "mag": [21.0, 22, 23, 20]})
+    figs = [fg.figure1(images[:4], images[:4], true[:4, 0], clean_cat),
+            fg.figure2(images, cat, distance_edges=[2, 8, 13, 18, 60], dmag_edges=[0, 0.35, 0.76, 1.25, 2]),
+            fg.figure10(images, true, preds["unet"].masks, cat, galaxies, "unet", examples=3),
+            fg.figure11(true, {"unet": preds["unet"].masks, "sep": true}, cat, galaxies, examples=3)]
+    assert len(figs[0].axes) == 12 and len(figs[1].axes) == 16
+    # the IoU printed on figure 11 is the evaluation's: sep's masks are the truth here
+    assert "IoU 1.00 / 1.00" in panel_texts(figs[3])
+    for k, fig in enumerate(figs):
+        fg.save(fig, [tmp_path / f"f{k}.png"], dpi=50)
+
+
+def test_examples_spread_over_distance(data):
+    cat = data[0]
+    picks = fg.example_blends(cat, 4)
+    assert len(set(picks)) == 4 and np.all(np.diff(cat["distance_px"].to_numpy()[picks]) > 0)
+
+
+def test_each_method_keeps_its_colour():
+    colours = fg.method_colours({"a": "blend2flux", "b": "blend2flux", "u": "unet", "m": "blend2mask2flux"})
+    assert colours["sep"] == "#1f77b4" and colours["a"] == "#000000" and colours["m"] == "#d62728"
+    assert len(set(colours.values())) == len(colours)
