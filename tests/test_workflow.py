@@ -21,6 +21,12 @@ def run_snakemake(args, cwd, check=True):
     return proc
 
 
+def planned_rules(dry_run_stdout: str) -> set[str]:
+    """Rule names of the jobs a dry run plans (its job-stats table)."""
+    table = dry_run_stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip() and line.split()[0] != "total"}
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A copy of the workflow (without results) to run in."""
@@ -104,7 +110,9 @@ def test_tiny_end_to_end(workdir):
     parents = [r for r in runs if r.data.tags.get("blendphot.kind") == "workflow"]
     children = [r for r in runs if r.data.tags.get("blendphot.kind") == "stage"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 15  # mock, select, stamps, clean, inspect, split, 3 x blend, 3 x train, 3 x predict
+    # mock, select, stamps, clean, inspect, split, 3 x blend, 3 x train, 3 x predict, baseline,
+    # evaluate, 10 figures
+    assert len(children) == 27
     assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in children)
     assert all(r.info.status == "FINISHED" for r in children)
     clean = next(r for r in children if r.data.tags["blendphot.stage"] == "remove_neighbours")
@@ -132,9 +140,44 @@ def test_tiny_end_to_end(workdir):
         if arch != "blend2flux":
             assert pred.masks.shape == (40, 2, 128, 128) and pred.masks.max() <= 1
 
-    # Changing one model's setting reruns that model and what depends on it, nothing else
+    # Baseline, evaluation, tables, summary, figures and the report
+    sep = Prediction.load(res / "baseline/sep/predictions.csv", res / "baseline/sep/masks.npy")
+    assert (sep.catalog["blend_id"] == test["blend_id"]).all() and sep.catalog["outcome"].notna().all()
+    metrics = pd.read_csv(res / "evaluate/metrics.csv")
+    assert {"blend2flux", "blend2mask2flux", "sep"} <= set(metrics["method"]) and "unet" not in set(metrics["method"])
+    assert {"isolated", "true"} == set(metrics["reference"])
+    ious = pd.read_csv(res / "evaluate/iou.csv")
+    assert {"unet", "blend2mask2flux", "sep"} == set(ious["method"])
+    table2 = pd.read_csv(res / "evaluate/table2.csv")
+    assert list(table2["model"]) == ["blend2flux", "blend2mask2flux"] and (table2["parameters_M"] > 0).all()
+    for t in ("table1", "table2", "table3", "headline"):
+        assert (res / f"evaluate/{t}.tex").read_text().startswith(r"\begin{table}")
+    summary = (res / "summary.md").read_text()
+    assert "| blend2flux | both |" in summary and "| sep | both |" in summary
+    for n in (1, 2, 5, 6, 7, 8, 9, 10, 11, 12):
+        for ext in ("png", "pdf"):
+            assert (res / f"figures/figure{n}.{ext}").stat().st_size > 5000
+    evaluate_run = next(r for r in children if r.data.tags["blendphot.stage"] == "evaluate")
+    assert 0 < evaluate_run.data.metrics["blend2flux.both.mape_flux"] < 1000
+    run_snakemake(["--cores", "1", "--configfile", "tests/config/tiny.yaml", "--report", "results/report.html"],
+                  workdir)
+    report = (res / "report.html").read_text(errors="replace")
+    assert "figure12.png" in report and "table2.csv" in report
+
+    # A figure setting reruns only the figures it shapes; a baseline setting reruns the
+    # baseline and what reads it, never training or prediction
     tiny = (workdir / "tests/config/tiny.yaml").read_text()
     changed = workdir / "tests/config/tiny_changed.yaml"
+    changed.write_text(tiny + "figures: {examples: 3}\n")
+    plan = run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout
+    assert {"plot_figure10", "plot_figure11", "plot_figure12"} <= planned_rules(plan)
+    assert planned_rules(plan) - {"plot_figure10", "plot_figure11", "plot_figure12", "all"} == set()
+    changed.write_text(tiny + "baseline: {flux: iso}\n")
+    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
+    assert {"run_baseline", "evaluate", "plot_figure5", "plot_figure12"} <= plan
+    assert not {r for r in plan if r.startswith(("train_", "predict_", "make_"))} and "plot_figure1" not in plan
+
+    # Changing one model's setting reruns that model and what depends on it, nothing else
     changed.write_text(tiny.replace("unet: {arch: unet, unet_depth: 3, unet_filters: 4}",
                                     "unet: {arch: unet, unet_depth: 3, unet_filters: 4, epochs: 3}"))
     plan = run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout

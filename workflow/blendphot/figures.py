@@ -365,7 +365,7 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
         return figure2(io.load_array(inputs.images), io.read_csv(inputs.catalog, required=["distance_px", "dmag"]),
                        distance_edges=params["figure2_distance_px"], dmag_edges=params["figure2_dmag"])
     galaxies = io.read_csv(inputs.galaxies)
-    methods = params["methods"]
+    methods = params.get("methods")
     if name in ("figure5", "figure6"):
         return {"figure5": figure5, "figure6": figure6}[name](galaxies, methods, colours,
                                                               outlier_dmag=params["outlier_dmag"])
