@@ -29,6 +29,7 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_blend.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_baseline.py
 
 clean-results:
 	rm -rf results .snakemake

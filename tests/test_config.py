@@ -17,7 +17,9 @@ def test_shipped_configs_validate():
 
 def test_defaults_are_filled(default_config):
     cfg = validate_config({"seed": 1, "survey": {"source": "mock"}})
-    assert cfg["blend"]["rule"] == "paper"
+    assert cfg["blend"]["rule"] == "candels_blender"
+    assert cfg["baseline"]["cold"] == {"thresh": 5.0, "minarea": 10, "deblend_cont": 0.01, "deblend_nthresh": 64}
+    assert cfg["evaluate"]["outlier_dmag"] == 0.75 and cfg["figures"]["methods"] is None
     assert cfg["stamps"]["size"] == 128
     assert cfg["survey"]["mock"]["psf"]["jitter_fwhm"] == 0.125
 
@@ -42,6 +44,12 @@ def test_defaults_are_filled(default_config):
      "train.models.blend2mask2flux.unet_filters"),
     (lambda c: c["train"]["models"]["unet"].update(unet_depth=9), "train.models.unet.unet_depth"),
     (lambda c: c["train"]["models"]["blend2flux"].update(init_from="unet"), "train.models.blend2flux.init_from"),
+    (lambda c: c["baseline"].update(flux="auto"), "baseline.flux"),
+    (lambda c: c["baseline"]["hot"].update(thresh="4"), "baseline.hot.thresh"),
+    (lambda c: c["baseline"]["cold"].pop("minarea"), "baseline.cold.minarea"),
+    (lambda c: c["evaluate"].update(distance_bins_px=[0, 18, 13]), "evaluate.distance_bins_px"),
+    (lambda c: c["figures"].update(methods=["blend2flux", "unet"]), "figures.methods"),
+    (lambda c: c["figures"].update(formats=["png"]), "figures.formats.0"),
 ])
 def test_bad_values_name_the_key(default_config, mutate, key):
     cfg = copy.deepcopy(default_config)
