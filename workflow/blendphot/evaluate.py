@@ -157,7 +157,7 @@ def photometry_stats(flux: np.ndarray, reference: np.ndarray, *, zeropoint: floa
 
 def _bins(values: pd.Series, edges) -> pd.Series:
     labels = [f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:])]
-    return pd.cut(values, edges, right=False, labels=labels).astype(object)
+    return pd.cut(values, edges, right=False, labels=labels)  # ordered categorical
 
 
 GROUPINGS = ("all", "cls", "mag_diff", "distance_px", "distance_re", "sep_outcome", "sep_found")
@@ -191,7 +191,13 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
         for role in ("cen", "comp", "both"):
             sub = table if role == "both" else table[table["role"] == role]
             for group_by in GROUPINGS:
-                for (method, group), part in sub.groupby(["method", group_by], sort=False, dropna=True):
+                grouped = sub.groupby(["method", group_by], sort=False, dropna=True, observed=True)
+                groups = sub[group_by].cat.categories if hasattr(sub[group_by], "cat") else \
+                    sorted(sub[group_by].dropna().unique())  # bins in their order, labels sorted
+                for method, group in ((m, v) for m in sub["method"].unique() for v in groups):
+                    if (method, group) not in grouped.groups:
+                        continue
+                    part = grouped.get_group((method, group))
                     s = photometry_stats(part[flux_col].to_numpy(), part[ref_col].to_numpy(),
                                          zeropoint=zeropoint, outlier_dmag=outlier_dmag)
                     rows.append({"method": method, "role": role, "reference": reference, "group_by": group_by,
