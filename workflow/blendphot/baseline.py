@@ -75,9 +75,9 @@ class BaselineConfig:
 
 
 def detect(image: np.ndarray, mode: SepPass, *, subtract_background: bool = False):
-    """Segment one blend. Returns (data, objects, seg, rms): the image that was measured
-    (background-subtracted or not), sep's object array, its segmentation map (int32, 0 for
-    the background, k + 1 for object k) and the global background rms."""
+    """Segment one blend. Returns (data, objects, seg): the image that was measured
+    (background-subtracted or not), sep's object array and its segmentation map (int32, 0 for
+    the background, k + 1 for object k)."""
     import sep
 
     data = np.array(image, dtype=np.float32, order="C")  # a private, writable, native copy
@@ -87,7 +87,7 @@ def detect(image: np.ndarray, mode: SepPass, *, subtract_background: bool = Fals
     objects, seg = sep.extract(data, mode.thresh, err=bkg.globalrms, minarea=mode.minarea,
                                deblend_cont=mode.deblend_cont, deblend_nthresh=mode.deblend_nthresh,
                                segmentation_map=True)
-    return data, objects, seg, bkg.globalrms
+    return data, objects, seg
 
 
 def object_fluxes(data: np.ndarray, objects: np.ndarray, seg: np.ndarray, method: str) -> np.ndarray:
@@ -148,12 +148,12 @@ def _measure_chunk(images: np.ndarray, r_cen: np.ndarray, shifts: np.ndarray, cf
            "comp_x": np.full(n, np.nan), "comp_y": np.full(n, np.nan)}
     masks = np.zeros((n, 2, size, size), dtype=np.uint8)
     for k in range(n):
-        data, objects, seg, _ = detect(images[k], cfg.cold, subtract_background=cfg.subtract_background)
+        data, objects, seg = detect(images[k], cfg.cold, subtract_background=cfg.subtract_background)
         sep_pass = "cold"
         if len(objects) == 1:
             hot = detect(images[k], cfg.hot, subtract_background=cfg.subtract_background)
             if len(hot[1]):
-                (data, objects, seg, _), sep_pass = hot, "hot"
+                (data, objects, seg), sep_pass = hot, "hot"
         fluxes = object_fluxes(data, objects, seg, cfg.flux)
         xy = np.column_stack([objects["x"], objects["y"]]) if len(objects) else np.empty((0, 2))
         i_cen, i_comp, outcome = match_detections(xy, fluxes, (c, c), (c + shifts[k, 0], c + shifts[k, 1]),

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from blendphot import io
+from blendphot.errors import InputError
 from blendphot.prediction import Prediction
 
 __all__ = ["ROLES", "delta_mag", "iou", "mask_iou", "galaxy_table", "photometry_stats", "summarise",
@@ -121,7 +122,7 @@ def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, z
 def _check_rows(pred: Prediction, ids: np.ndarray) -> None:
     got = pred.catalog["blend_id"].to_numpy()
     if len(got) != len(ids) or not np.array_equal(got, ids):
-        raise io.InputError(f"predictions of {pred.method or 'a method'}: blend_id does not match the test "
+        raise InputError(f"predictions of {pred.method or 'a method'}: blend_id does not match the test "
                             f"catalogue ({len(got)} rows for {len(ids)} blends)")
 
 

@@ -39,7 +39,7 @@ with stage(snakemake) as run:
         io.write_csv(out[name], table)
         with io.atomic_path(out[f"{name}_tex"], ".tex") as tmp:
             tmp.write_text(ev.latex_table(table, caption=caption, label=f"tab:{name}"))
-    deep = [m for m in p.models if m not in p.mask_models or infos[m]["arch"] == "blend2mask2flux"]
+    deep = [m for m in p.models if infos[m]["arch"] != "unet"]  # the flux networks
     with io.atomic_path(out.summary, ".md") as tmp:
         tmp.write_text(ev.summary_markdown(metrics, outcomes, ious, deep_methods=deep))
     head = ev.headline(metrics)
