@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml envs/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e '.[all,test]'
 	touch $@
 
 run: $(BIN)/.installed

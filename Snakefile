@@ -21,6 +21,13 @@ if not workflow.overwrite_configfiles:
 
 validate_config(config)  # fills defaults; a bad key stops here with its dotted name
 
+# Jobs import blendphot from this checkout, in every software environment: the local one, a
+# conda env (--sdm conda, dependencies only) or a stage image (--sdm apptainer), so that a code
+# change needs no rebuilt image and the "code" rerun trigger means what it says.
+_PACKAGE_ROOT = str(Path(workflow.basedir) / "workflow")
+if _PACKAGE_ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
+
 SOURCE = config["survey"]["source"]
 CONTAINERS = config["containers"]
 SPLITS = ["train", "val", "test"]
@@ -66,3 +73,4 @@ rule all:
         "results/summary.md",
         expand("results/figures/{fig}.png", fig=FIGURE_INPUTS),
     default_target: True
+    localrule: True

@@ -6,7 +6,8 @@ import torch
 
 from blendphot.errors import InputError
 from blendphot.models import ModelConfig, build_model
-from blendphot.prediction import Prediction, predict_model
+from blendphot.inference import predict_model
+from blendphot.prediction import Prediction
 from tests.toy import toy_blends
 
 

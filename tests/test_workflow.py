@@ -1,43 +1,17 @@
 """Workflow tests: lint, dry runs of every shipped config, and a tiny end-to-end run."""
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def run_snakemake(args, cwd, check=True):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDPHOT_MLFLOW")}
-    proc = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def planned_rules(dry_run_stdout: str) -> set[str]:
-    """Rule names of the jobs a dry run plans (its job-stats table)."""
-    table = dry_run_stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {line.split()[0] for line in table.splitlines()[3:] if line.strip() and line.split()[0] != "total"}
+from .workflow_helpers import ROOT, copy_workflow, planned_rules, run_snakemake, stage_runs
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A copy of the workflow (without results) to run in."""
-    dest = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "config", "profiles", "envs", "tests"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dest / name)
-    return dest
+    return copy_workflow(tmp_path_factory.mktemp("wf"))
 
 
 @pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
@@ -102,13 +76,7 @@ def test_tiny_end_to_end(workdir):
     first = (res / "blend/test/images.npy").read_bytes()
 
     # MLflow: one parent run, one finished child run per job, all under it
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{res / 'mlflow/mlflow.db'}")
-    exp = client.get_experiment_by_name("blendphot-test")
-    runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("blendphot.kind") == "workflow"]
-    children = [r for r in runs if r.data.tags.get("blendphot.kind") == "stage"]
+    client, parents, children = stage_runs(f"sqlite:///{res / 'mlflow/mlflow.db'}", "blendphot-test")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     # mock, select, stamps, clean, inspect, split, 3 x blend, 3 x train, 3 x predict, baseline,
     # evaluate, 10 figures
@@ -186,6 +154,28 @@ def test_tiny_end_to_end(workdir):
     for rule in ("train_blend2flux", "predict_blend2flux", "make_blends"):
         assert rule not in plan
 
+    # A blending key reruns blend -> train -> predict -> baseline -> evaluate -> figures, nothing upstream
+    changed.write_text(tiny + "blend: {max_dmag: 1.5}\n")
+    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
+    downstream = {"make_blends", "run_baseline", "evaluate", "all"} | {f"{v}_{m}" for v in ("train", "predict")
+                                                                      for m in ("blend2flux", "unet", "blend2mask2flux")}
+    assert downstream | {f"plot_figure{n}" for n in (1, 2, 5, 6, 7, 8, 9, 10, 11, 12)} == plan
+
+    # The README's "rerun one stage" commands
+    # (targets go first: --configfile and --forcerun take every value that follows them)
+    args = ["-n", "--cores", "1", "--configfile", "tests/config/tiny.yaml"]
+    plan = run_snakemake(["train_blend2flux"] + args, workdir).stdout
+    assert planned_rules(plan) == set() and "Nothing to be done" in plan  # up to date
+    plan = planned_rules(run_snakemake(args + ["--forcerun", "train_blend2flux", "--", "train_blend2flux"],
+                                       workdir).stdout)
+    assert plan == {"train_blend2flux"}  # a target rule alone: what follows it is not a target
+    plan = planned_rules(run_snakemake(args + ["--forcerun", "train_blend2flux"], workdir).stdout)
+    assert {"train_blend2flux", "predict_blend2flux", "evaluate", "plot_figure5"} <= plan
+    assert not plan & {"train_unet", "train_blend2mask2flux", "make_blends", "run_baseline", "plot_figure1"}
+    plan = planned_rules(run_snakemake(args + ["--forcerun", "make_blends"], workdir).stdout)
+    assert {"make_blends", "train_unet", "run_baseline", "plot_figure1"} <= plan
+    assert not plan & {"split_galaxies", "remove_neighbours", "make_mock_field"}
+
     # A person's decisions file reruns the split and what follows, nothing upstream
     manifest = pd.read_csv(res / "inspect/manifest.csv")
     decisions = manifest[["id"]].head(3).assign(decision="reject", reason="unrecognised_blend")
@@ -199,3 +189,17 @@ def test_tiny_end_to_end(workdir):
     shutil.rmtree(res / "blend")
     run_snakemake(["--cores", "2", "--configfile", "tests/config/tiny.yaml"], workdir)
     assert (res / "blend/test/images.npy").read_bytes() == first
+
+
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
+def test_every_rule_has_memory_and_runtime_in_the_workflow_profile(config, workdir):
+    """The workflow profile sets no default-resources (a global profile's account/partition must
+    survive), so every rule needs its own entry."""
+    import yaml
+
+    rules = run_snakemake(["--list-rules", "--configfile", config], workdir).stdout.split()
+    assert "make_blends" in rules and "train_blend2flux" in rules
+    profile = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
+    assert "default-resources" not in profile
+    for rule in set(rules) - {"all"}:
+        assert {"mem_mb", "runtime"} <= set(profile["set-resources"].get(rule, {})), rule

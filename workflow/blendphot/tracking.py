@@ -10,12 +10,32 @@ so any number of processes can log at once.
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import threading
 import time
 from pathlib import Path
 
-__all__ = ["PARENT_ENV", "start_parent", "end_parent", "StageRun", "flatten"]
+__all__ = ["PARENT_ENV", "start_parent", "end_parent", "StageRun", "Terminated", "flatten", "runtime_tags"]
 
 PARENT_ENV = "BLENDPHOT_MLFLOW_PARENT"
+
+# Where a job ran, as tags of its run: the batch system's job id ties a run to `sacct`.
+SLURM_TAGS = {"SLURM_JOB_ID": "slurm.job_id", "SLURM_RESTART_COUNT": "slurm.restart_count",
+              "SLURM_JOB_PARTITION": "slurm.partition", "SLURM_CLUSTER_NAME": "slurm.cluster"}
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (scancel, preemption, time limit): the run ends KILLED, not RUNNING."""
+
+
+def runtime_tags() -> dict:
+    import sys
+
+    # sys.prefix tells a container's environment (/opt/venv) from the host's or a conda env
+    tags = {"blendphot.host": socket.gethostname(), "blendphot.python": sys.prefix}
+    tags.update({tag: os.environ[var] for var, tag in SLURM_TAGS.items() if os.environ.get(var)})
+    return tags
 
 
 def _client(tracking_uri: str):
@@ -77,7 +97,8 @@ def _log_params(client, run_id: str, params: dict) -> None:
 class StageRun:
     """A child run for one job: ``with StageRun(uri, exp, "clean", params) as run: ...``.
 
-    The run ends FINISHED, or FAILED when the block raises. ``run.log_metrics`` accepts a
+    The run ends FINISHED, FAILED when the block raises, or KILLED when the process gets SIGTERM
+    (in the main thread, the signal raises :class:`Terminated` so that the run is closed). ``run.log_metrics`` accepts a
     flat or nested dict of numbers; ``run.log_artifact`` a file path.
     """
 
@@ -86,7 +107,7 @@ class StageRun:
         self.client = _client(tracking_uri)
         exp_id = _experiment_id(self.client, experiment, tracking_uri)
         parent = os.environ.get(PARENT_ENV)
-        run_tags = {"blendphot.kind": "stage", "blendphot.stage": name, **(tags or {})}
+        run_tags = {"blendphot.kind": "stage", "blendphot.stage": name, **runtime_tags(), **(tags or {})}
         if parent:
             run_tags["mlflow.parentRunId"] = parent
         self.run_id = self.client.create_run(exp_id, run_name=name, tags=run_tags).info.run_id
@@ -111,8 +132,18 @@ class StageRun:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def __enter__(self) -> "StageRun":
+        self._previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+        status = "KILLED" if exc_type is Terminated else "FAILED" if exc_type else "FINISHED"
         self.log_metrics({"wall_time_s": time.perf_counter() - self._start})
-        self.client.set_terminated(self.run_id, status="FAILED" if exc_type else "FINISHED")
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"signal {signum}")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import traceback
 
 from blendphot.errors import BlendphotError
-from blendphot.tracking import StageRun
+from blendphot.tracking import StageRun, Terminated
 
 __all__ = ["stage", "params_dict", "write_clean_outputs", "runtime_device", "DEVICE_ENV"]
 
@@ -50,6 +51,10 @@ def stage(smk, *, name: str | None = None):
         traceback.print_exc(file=log)
         print(f"blendphot: error in rule {smk.rule}: {exc}", file=terminal)
         raise SystemExit(1) from None
+    except Terminated:
+        print(f"blendphot: rule {smk.rule} terminated by SIGTERM (cancelled, preempted or out of time)", file=log)
+        print(f"blendphot: rule {smk.rule} terminated by SIGTERM", file=terminal)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception:
         traceback.print_exc(file=log)
         raise

@@ -69,6 +69,8 @@ if SOURCE == "mock":
 if SOURCE == "candels":
 
     rule download_field_file:
+        # on the submit host: compute nodes often have no internet
+        localrule: True
         output:
             "results/survey/{field}/{kind}.fits",
         wildcard_constraints:
@@ -85,6 +87,8 @@ if SOURCE == "candels":
             "../scripts/download_file.py"
 
     rule download_catalog:
+        # on the submit host: compute nodes often have no internet
+        localrule: True
         output:
             "results/survey/catalogs/{kind}.{ext}",
         wildcard_constraints:

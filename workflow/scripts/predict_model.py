@@ -9,7 +9,7 @@ import torch
 from blendphot import io
 from blendphot.data import BlendData
 from blendphot.models import count_parameters
-from blendphot.prediction import predict_model
+from blendphot.inference import predict_model
 from blendphot.train import load_model, select_device
 from blendphot.workflow import runtime_device, stage
 

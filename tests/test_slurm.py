@@ -1,0 +1,207 @@
+"""The workflow on a real SLURM cluster: tests/cluster/slurm-cluster.sh brings up slurmctld,
+slurmd, slurmdbd (MariaDB) and munge on this machine, with one node that has a `gpu` gres.
+
+The tiny test config runs end to end through `snakemake --profile` with the project's two
+profiles (profiles/slurm as the global profile, profiles/default loaded on top), and SLURM's own
+accounting must show that training and prediction jobs got a GPU and the others did not. Then a
+training job is requeued (preemption) and another one cancelled mid-training; both must resume
+from their last checkpoint.
+
+Needs root and Debian's slurmctld slurmd slurm-client slurmdbd munge mariadb-server; skipped
+without them unless BLENDPHOT_REQUIRE_SLURM=1 (set by .ci/run), which makes it fail instead.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .workflow_helpers import ROOT, copy_workflow, run_snakemake, stage_runs
+
+pytestmark = pytest.mark.slurm
+
+CLUSTER_SCRIPT = ROOT / "tests/cluster/slurm-cluster.sh"
+NEEDED = ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "sbatch", "sacct")
+
+
+def _missing() -> list[str]:
+    return [cmd for cmd in NEEDED if not (shutil.which(cmd) or Path(f"/usr/sbin/{cmd}").exists())]
+
+
+@pytest.fixture(scope="module")
+def slurm_env(tmp_path_factory):
+    """Environment of a client of the local cluster; the daemons are stopped afterwards."""
+    why = "needs root" if os.geteuid() != 0 else (f"missing {', '.join(_missing())}" if _missing() else "")
+    if why:
+        if os.environ.get("BLENDPHOT_REQUIRE_SLURM"):
+            pytest.fail(f"SLURM cluster test {why} (BLENDPHOT_REQUIRE_SLURM is set)")
+        pytest.skip(f"SLURM cluster test {why}")
+    state = os.environ.get("BLENDPHOT_SLURM_DIR", "/tmp/blendphot-slurm")
+    env = {**os.environ, "BLENDPHOT_SLURM_DIR": state}
+    subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], check=True, env=env, timeout=300)
+    env["SLURM_CONF"] = f"{state}/etc/slurm.conf"
+    yield env
+    subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], check=False, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cluster(slurm_env, tmp_path_factory):
+    """A workflow copy and a global profile for the local cluster, derived from profiles/slurm."""
+    shipped = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    assert shipped["executor"] == "slurm" and shipped["software-deployment-method"] == "apptainer"
+    assert shipped["apptainer-args"] == "--nv" and shipped["slurm-requeue"] is True
+    # No Apptainer on this machine (the container test covers that code path); and a cluster of
+    # one idle node answers faster than a real one, so poll more often.
+    profile = {k: v for k, v in shipped.items() if k not in ("software-deployment-method", "apptainer-args")}
+    profile.update({"slurm-init-seconds-before-status-checks": 2, "seconds-between-status-checks": 2,
+                    "latency-wait": 5})
+    root = tmp_path_factory.mktemp("slurm")
+    (root / "profile").mkdir()
+    (root / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+    workdir = copy_workflow(root / "wf")
+    return {"env": slurm_env, "workdir": workdir, "profile": str(root / "profile")}
+
+
+def sacct(env, since: str) -> pd.DataFrame:
+    """This test's jobs from SLURM's accounting database: one row per job (no steps)."""
+    fields = ["JobID", "State", "Comment", "AllocTRES", "Restarts"]
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(fields[:-1])],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+    jobs = pd.DataFrame(rows, columns=fields[:-1])
+    jobs["rule"] = jobs["Comment"].str.extract(r"^rule_(.+?)(?:_wildcards_.*)?$", expand=False)
+    jobs["tres"] = jobs["AllocTRES"].map(lambda s: dict(kv.split("=", 1) for kv in s.split(",") if "=" in kv))
+    return jobs
+
+
+def run_on_slurm(cluster, *args, **kw):
+    return run_snakemake([*args, "--profile", cluster["profile"]], cluster["workdir"],
+                         env={"SLURM_CONF": cluster["env"]["SLURM_CONF"]}, **kw)
+
+
+def test_tiny_workflow_on_slurm(cluster, mlflow_server):
+    """As on a real cluster: jobs on the nodes track to one MLflow server (sqlite on a network
+    file system is unsafe)."""
+    workdir = cluster["workdir"]
+    server = workdir / "tests/config/mlflow_server.yaml"
+    server.write_text(f"mlflow: {{tracking_uri: '{mlflow_server}', experiment: blendphot-slurm}}\n")
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    t0 = time.perf_counter()
+    run_on_slurm(cluster, "--configfile", "tests/config/tiny.yaml", str(server), timeout=1800)
+    print(f"tiny workflow on the local SLURM cluster: {time.perf_counter() - t0:.0f} s")
+    res = cluster["workdir"] / "results"
+    assert (res / "summary.md").exists() and (res / "figures/figure12.png").stat().st_size > 5000
+
+    jobs = sacct(cluster["env"], since)
+    jobs = jobs[jobs["rule"].notna()]
+    assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
+    # 27 jobs: every rule instance but `all`, a local rule
+    assert len(jobs) == 27 and "all" not in set(jobs["rule"])
+    gpu_rules = jobs["rule"].str.startswith(("train_", "predict_"))
+    assert set(jobs.loc[gpu_rules, "rule"]) == {f"{v}_{m}" for v in ("train", "predict")
+                                                for m in ("blend2flux", "unet", "blend2mask2flux")}
+    assert all(t.get("gres/gpu") == "1" for t in jobs.loc[gpu_rules, "tres"]), "a GPU job got no GPU"
+    assert not any("gres/gpu" in t for t in jobs.loc[~gpu_rules, "tres"]), "a CPU job got a GPU"
+    # CPUs and memory come from profiles/default: 8 CPUs per GPU, 32 GB for training
+    train = jobs[jobs["rule"] == "train_blend2flux"].iloc[0]["tres"]
+    assert train["cpu"] == "8" and train["mem"] == "32000M"
+    baseline = jobs[jobs["rule"] == "run_baseline"].iloc[0]["tres"]
+    assert baseline["cpu"] == "8" and "gres/gpu" not in baseline
+
+    # Every job tracked its MLflow run under the one parent run, from its own node process
+    _, parents, children = stage_runs(mlflow_server, "blendphot-slurm")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 27 and all(r.info.status == "FINISHED" for r in children)
+    assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in children)
+    assert {r.data.tags.get("slurm.job_id") for r in children} == set(jobs["JobID"])
+
+
+def long_training_config(workdir: Path, epochs: int) -> Path:
+    """The tiny config with blend2flux trained longer, so that it can be stopped mid-way."""
+    tiny = (workdir / "tests/config/tiny.yaml").read_text()
+    assert "blend2flux: {arch: blend2flux, filters: 4}" in tiny
+    path = workdir / f"tests/config/tiny_{epochs}_epochs.yaml"
+    path.write_text(tiny.replace("blend2flux: {arch: blend2flux, filters: 4}",
+                                 f"blend2flux: {{arch: blend2flux, filters: 4, epochs: {epochs},"
+                                 " early_stopping_patience: 1000}"))
+    return path
+
+
+def start_training(cluster, config: Path):
+    """Start `snakemake train_blend2flux` on the cluster; return it once a checkpoint exists."""
+    workdir = cluster["workdir"]
+    last = workdir / "results/train/blend2flux/state/last.pt"
+    last.unlink(missing_ok=True)
+    from .workflow_helpers import SNAKEMAKE
+
+    proc = subprocess.Popen(SNAKEMAKE + ["train_blend2flux", "--profile", cluster["profile"],
+                                         "--configfile", str(config)],
+                            cwd=workdir, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while not last.exists():
+        assert proc.poll() is None, f"snakemake ended before a checkpoint:\n{proc.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.2)
+    out = subprocess.run(["squeue", "-h", "-o", "%i %k"], env=cluster["env"], capture_output=True, text=True)
+    job = next(line.split()[0] for line in out.stdout.splitlines() if "rule_train_blend2flux" in line)
+    return proc, job
+
+
+def check_resumed(cluster, epochs: int):
+    workdir = cluster["workdir"]
+    log = (workdir / "results/logs/train/blend2flux.log").read_text()
+    resumed = [line for line in log.splitlines() if "resumed from" in line]
+    assert resumed, "training started again from scratch"
+    start = int(resumed[0].split(" at epoch ")[1].split()[0])
+    assert 0 < start < epochs
+    history = pd.read_csv(workdir / "results/train/blend2flux/history.csv")
+    assert list(history["epoch"]) == list(range(epochs))  # every epoch once, in order
+    return start
+
+
+def test_requeued_training_resumes_from_its_checkpoint(cluster):
+    """Preemption: SLURM requeues the running job; the same Snakemake run waits and finishes."""
+    env, epochs = cluster["env"], 30
+    config = long_training_config(cluster["workdir"], epochs)
+    proc, job = start_training(cluster, config)
+    time.sleep(2)
+    subprocess.run(["scontrol", "requeue", job], env=env, check=True)
+    # A requeued job waits before it is eligible again; let it start at once.
+    for _ in range(60):
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env=env, capture_output=True,
+                               text=True).stdout.strip()
+        if state == "RUNNING":
+            break
+        subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], env=env, capture_output=True)
+        time.sleep(1)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    show = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
+    assert "Restarts=1" in show
+    check_resumed(cluster, epochs)
+    # The first attempt's run was closed as KILLED, the second one resumed, both under the job id
+    _, _, children = stage_runs(f"sqlite:///{cluster['workdir'] / 'results/mlflow/mlflow.db'}", "blendphot-test")
+    runs = {r.info.status: r for r in children if r.data.tags.get("slurm.job_id") == job}
+    assert set(runs) == {"KILLED", "FINISHED"}
+    assert runs["FINISHED"].data.tags["slurm.restart_count"] == "1"
+    assert runs["FINISHED"].data.tags["blendphot.resumed"] == "True"
+
+
+def test_cancelled_training_resumes_on_the_next_run(cluster):
+    """A killed job (scancel, time limit, node loss): Snakemake fails it; the rerun resumes."""
+    env, epochs = cluster["env"], 31
+    config = long_training_config(cluster["workdir"], epochs)
+    proc, job = start_training(cluster, config)
+    time.sleep(2)
+    subprocess.run(["scancel", job], env=env, check=True)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "train_blend2flux" in out
+    run_on_slurm(cluster, "train_blend2flux", "--configfile", str(config), timeout=600)
+    check_resumed(cluster, epochs)

@@ -1,0 +1,91 @@
+"""MLflow tracking: stage runs from many processes at once, against sqlite and a tracking server,
+and a run closed as KILLED when its job is cancelled."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+from blendphot import tracking
+
+from .workflow_helpers import stage_runs
+
+STAGE = textwrap.dedent("""
+    import os, sys, time
+    from blendphot.tracking import StageRun
+    uri, name, artifact = sys.argv[1], sys.argv[2], sys.argv[3]
+    with StageRun(uri, "parallel", name, params={"job": {"name": name}}) as run:
+        for step in range(5):
+            run.log_metrics({"loss": 1.0 / (step + 1), "nested": {"value": step}}, step=step)
+        run.set_tags({"index": name})
+        run.log_artifact(artifact)
+        if len(sys.argv) > 4:
+            print("ready", flush=True)
+            time.sleep(60)
+""")
+
+
+def run_parallel_stages(uri: str, tmp_path, n: int) -> str:
+    """One parent run, then n stage processes at once under it; return the parent's id."""
+    parent = tracking.start_parent(uri, "parallel", config={"seed": 1, "blend": {"n": n}})
+    artifact = tmp_path / "artifact.txt"
+    artifact.write_text("blend catalogue\n")
+    env = {**os.environ, tracking.PARENT_ENV: parent}
+
+    def one(i):
+        return subprocess.run([sys.executable, "-c", STAGE, uri, f"stage{i}", str(artifact)], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(n) as pool:
+        procs = list(pool.map(one, range(n)))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    tracking.end_parent(uri, parent)
+    return parent
+
+
+def check_runs(uri: str, parent: str, n: int):
+    client, parents, children = stage_runs(uri, "parallel")
+    mine = [r for r in children if r.data.tags.get("mlflow.parentRunId") == parent]
+    assert any(p.info.run_id == parent and p.info.status == "FINISHED" for p in parents)
+    assert sorted(r.data.tags["blendphot.stage"] for r in mine) == sorted(f"stage{i}" for i in range(n))
+    for run in mine:
+        assert run.info.status == "FINISHED"
+        assert run.data.params["job.name"] == run.data.tags["blendphot.stage"]
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 5
+        assert run.data.metrics["nested.value"] == 4
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["artifact.txt"]
+
+
+def test_parallel_jobs_against_a_tracking_server(mlflow_server, tmp_path):
+    parent = run_parallel_stages(mlflow_server, tmp_path, n=12)
+    check_runs(mlflow_server, parent, n=12)
+
+
+def test_parallel_jobs_against_sqlite(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = run_parallel_stages(uri, tmp_path, n=6)
+    check_runs(uri, parent, n=6)
+
+
+def test_a_cancelled_job_leaves_a_killed_run_tagged_with_its_slurm_job(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = tracking.start_parent(uri, "parallel", config={})
+    artifact = tmp_path / "artifact.txt"
+    artifact.write_text("x\n")
+    env = {**os.environ, tracking.PARENT_ENV: parent, "SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", STAGE, uri, "victim", str(artifact), "wait"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)  # what scancel and a preemption send first
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    _, _, children = stage_runs(uri, "parallel")
+    (run,) = children
+    assert run.info.status == "KILLED"
+    assert run.data.tags["slurm.job_id"] == "4242" and run.data.tags["slurm.restart_count"] == "1"
+    assert run.data.tags["blendphot.host"] == socket.gethostname()

@@ -1,0 +1,57 @@
+"""Helpers shared by the tests that run Snakemake: a clean copy of the workflow, a runner,
+and the rule names a dry run plans."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "envs", "containers", "tests", "pyproject.toml",
+                  "README.md")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow (without results) to ``dest``, as a user's checkout would be."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.sif"))
+        elif src.exists():
+            shutil.copy(src, dest / name)
+    return dest
+
+
+def run_snakemake(args, cwd, check=True, env=None, timeout=None):
+    """Run Snakemake in ``cwd``; on failure, raise with the tail of its output."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BLENDPHOT_MLFLOW")}
+    proc = subprocess.run(SNAKEMAKE + list(args), cwd=cwd, capture_output=True, text=True,
+                          env={**base, **(env or {})}, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(map(str, args))} failed:\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-5000:]}")
+    return proc
+
+
+def planned_rules(dry_run_stdout: str) -> set[str]:
+    """Rule names of the jobs a dry run plans (its job-stats table)."""
+    if "Job stats:" not in dry_run_stdout:
+        return set()
+    table = dry_run_stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip() and line.split()[0] != "total"}
+
+
+def stage_runs(tracking_uri: str, experiment: str):
+    """(parent runs, stage runs) of an experiment, read back from MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=5000)
+    parents = [r for r in runs if r.data.tags.get("blendphot.kind") == "workflow"]
+    children = [r for r in runs if r.data.tags.get("blendphot.kind") == "stage"]
+    return client, parents, children
