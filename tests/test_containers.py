@@ -82,3 +82,11 @@ def test_a_failing_test_section_fails_the_build(apptainer, tmp_path):
     proc = build(apptainer, tmp_path, "broken.sif", str(definition))
     assert proc.returncode != 0 and "%test failed" in proc.stderr
     assert not (tmp_path / "broken.sif").exists()
+
+
+def test_the_shipped_slurm_profile_plans_the_workflow_in_containers(apptainer, tmp_path):
+    """profiles/slurm as shipped (executor slurm, --sdm apptainer, --nv): a dry run plans every
+    job with its family's image."""
+    workdir = copy_workflow(tmp_path / "wf")
+    proc = run_snakemake(["-n", "--profile", "profiles/slurm"], workdir, env={"PATH": apptainer["PATH"]})
+    assert "train_blend2mask2flux" in proc.stdout and "make_blends" in proc.stdout

@@ -77,7 +77,7 @@ def test_a_cancelled_job_leaves_a_killed_run_tagged_with_its_slurm_job(tmp_path)
     parent = tracking.start_parent(uri, "parallel", config={})
     artifact = tmp_path / "artifact.txt"
     artifact.write_text("x\n")
-    env = {**os.environ, tracking.PARENT_ENV: parent, "SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": "1"}
+    env = {**os.environ, tracking.PARENT_ENV: parent, "SLURM_JOB_ID": "4242", "SLURM_CLUSTER_NAME": "site"}
     proc = subprocess.Popen([sys.executable, "-c", STAGE, uri, "victim", str(artifact), "wait"], env=env,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
@@ -87,5 +87,5 @@ def test_a_cancelled_job_leaves_a_killed_run_tagged_with_its_slurm_job(tmp_path)
     _, _, children = stage_runs(uri, "parallel")
     (run,) = children
     assert run.info.status == "KILLED"
-    assert run.data.tags["slurm.job_id"] == "4242" and run.data.tags["slurm.restart_count"] == "1"
+    assert run.data.tags["slurm.job_id"] == "4242" and run.data.tags["slurm.cluster"] == "site"
     assert run.data.tags["blendphot.host"] == socket.gethostname()

@@ -110,6 +110,7 @@ start_munge() {
     fi
     chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
     runuser -u munge -- /usr/sbin/munged
+    touch "$STATE/run/munged.ours"  # started here, so `down` stops it
     wait_for 10 munged bash -c 'munge -n </dev/null | unmunge'
 }
 
@@ -121,9 +122,10 @@ start_mariadb() {
         mariadb-install-db --no-defaults --user=root --datadir="$STATE/mysql" \
             --auth-root-authentication-method=socket >"$STATE/log/mariadb-install.log" 2>&1
     fi
-    mariadbd --no-defaults --user=root --datadir="$STATE/mysql" --socket="$STATE/run/mysqld.sock" \
+    # its own session, like the daemons: it must outlive the process group that started it
+    setsid mariadbd --no-defaults --user=root --datadir="$STATE/mysql" --socket="$STATE/run/mysqld.sock" \
         --pid-file="$STATE/run/mysqld.pid" --port="$DB_PORT" --bind-address=127.0.0.1 \
-        --log-error="$STATE/log/mariadb.log" --innodb-buffer-pool-size=64M &
+        --log-error="$STATE/log/mariadb.log" --innodb-buffer-pool-size=64M >>"$STATE/log/mariadb.log" 2>&1 &
     wait_for 60 MariaDB mysql_client -e 'SELECT 1'
     mysql_client -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
                      CREATE DATABASE IF NOT EXISTS slurm_acct_db;
@@ -139,7 +141,7 @@ up() {
         }
     done
     if [[ -f $SLURM_CONF ]] && alive "$STATE/run/slurmctld.pid" && alive "$STATE/run/slurmd.pid" \
-        && alive "$STATE/run/slurmdbd.pid" && node_idle; then
+        && alive "$STATE/run/slurmdbd.pid" && alive "$STATE/run/mysqld.pid" && node_idle; then
         log "already up ($STATE)"
         return 0
     fi
@@ -173,7 +175,11 @@ down() {
     stop_pidfile "$STATE/run/mysqld.pid"
     # slurmd's configless cache, if it is this cluster's
     if grep -qs "^ClusterName=$CLUSTER\$" /run/slurm/conf/slurm.conf; then rm -rf /run/slurm/conf; fi
-    log "down ($STATE kept; munged left running)"
+    if [[ -f $STATE/run/munged.ours ]]; then
+        stop_pidfile /run/munge/munged.pid
+        rm -f "$STATE/run/munged.ours"
+    fi
+    log "down ($STATE kept)"
 }
 
 case ${1:-} in

@@ -20,9 +20,9 @@ __all__ = ["PARENT_ENV", "start_parent", "end_parent", "StageRun", "Terminated",
 
 PARENT_ENV = "BLENDPHOT_MLFLOW_PARENT"
 
-# Where a job ran, as tags of its run: the batch system's job id ties a run to `sacct`.
-SLURM_TAGS = {"SLURM_JOB_ID": "slurm.job_id", "SLURM_RESTART_COUNT": "slurm.restart_count",
-              "SLURM_JOB_PARTITION": "slurm.partition", "SLURM_CLUSTER_NAME": "slurm.cluster"}
+# Where a job ran, as tags of its run: the batch system's job id ties a run to `sacct`. (Inside
+# a Snakemake SLURM job step only these two of the SLURM_* variables survive.)
+SLURM_TAGS = {"SLURM_JOB_ID": "slurm.job_id", "SLURM_CLUSTER_NAME": "slurm.cluster"}
 
 
 class Terminated(BaseException):
