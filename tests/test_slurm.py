@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .workflow_helpers import ROOT, copy_workflow, run_snakemake, stage_runs
+from .workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, run_snakemake, stage_runs
 
 pytestmark = pytest.mark.slurm
 
@@ -70,11 +70,11 @@ def cluster(slurm_env, tmp_path_factory):
 
 def sacct(env, since: str) -> pd.DataFrame:
     """This test's jobs from SLURM's accounting database: one row per job (no steps)."""
-    fields = ["JobID", "State", "Comment", "AllocTRES", "Restarts"]
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(fields[:-1])],
+    fields = ["JobID", "State", "Comment", "AllocTRES"]
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(fields)],
                          env=env, capture_output=True, text=True, check=True).stdout
     rows = [line.split("|") for line in out.splitlines() if line.strip()]
-    jobs = pd.DataFrame(rows, columns=fields[:-1])
+    jobs = pd.DataFrame(rows, columns=fields)
     jobs["rule"] = jobs["Comment"].str.extract(r"^rule_(.+?)(?:_wildcards_.*)?$", expand=False)
     jobs["tres"] = jobs["AllocTRES"].map(lambda s: dict(kv.split("=", 1) for kv in s.split(",") if "=" in kv))
     return jobs
@@ -138,8 +138,6 @@ def start_training(cluster, config: Path):
     workdir = cluster["workdir"]
     last = workdir / "results/train/blend2flux/state/last.pt"
     last.unlink(missing_ok=True)
-    from .workflow_helpers import SNAKEMAKE
-
     proc = subprocess.Popen(SNAKEMAKE + ["train_blend2flux", "--profile", cluster["profile"],
                                          "--configfile", str(config)],
                             cwd=workdir, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

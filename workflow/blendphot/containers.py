@@ -47,10 +47,6 @@ class Definition:
     def script(self, section: str) -> str:
         return "\n".join(self.sections.get(section, [])) + "\n"
 
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(line.split(None, 1) for line in self.sections.get("labels", []) if len(line.split(None, 1)) == 2)
-
     def pip_installs(self) -> list[list[str]]:
         """The arguments of every `pip install` in %post (continuation lines joined)."""
         post = re.sub(r"\\\n\s*", " ", self.script("post"))
