@@ -10,6 +10,8 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
+from mlflow.tracking import MlflowClient
+
 from blendphot import tracking
 
 from .workflow_helpers import stage_runs
@@ -89,3 +91,27 @@ def test_a_cancelled_job_leaves_a_killed_run_tagged_with_its_slurm_job(tmp_path)
     assert run.info.status == "KILLED"
     assert run.data.tags["slurm.job_id"] == "4242" and run.data.tags["slurm.cluster"] == "site"
     assert run.data.tags["blendphot.host"] == socket.gethostname()
+
+
+def test_runs_of_jobs_killed_outright_are_closed(tmp_path):
+    """SIGKILL leaves a run RUNNING; the job's next attempt (a requeue) or the end of the
+    workflow closes it as KILLED. Runs of other jobs are left alone."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = tracking.start_parent(uri, "parallel", config={})
+    os.environ[tracking.PARENT_ENV] = parent
+    try:
+        wildcards = {"blendphot.wildcards": "{'split': 'train'}"}
+        first = tracking.StageRun(uri, "parallel", "make_blends", tags=wildcards)  # never closed
+        other = tracking.StageRun(uri, "parallel", "make_blends", tags={"blendphot.wildcards": "{'split': 'val'}"})
+        with tracking.StageRun(uri, "parallel", "make_blends", tags=wildcards) as second:
+            pass
+        client = MlflowClient(uri)
+        assert client.get_run(first.run_id).info.status == "KILLED"
+        assert client.get_run(first.run_id).data.tags["blendphot.superseded_by"] == second.run_id
+        assert client.get_run(second.run_id).info.status == "FINISHED"
+        assert client.get_run(other.run_id).info.status == "RUNNING"
+        tracking.end_parent(uri, parent, "FAILED")
+        assert client.get_run(other.run_id).info.status == "KILLED"
+        assert client.get_run(parent).info.status == "FAILED"
+    finally:
+        del os.environ[tracking.PARENT_ENV]

@@ -83,7 +83,25 @@ def start_parent(tracking_uri: str, experiment: str, *, config: dict, tags: dict
 
 
 def end_parent(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
-    _client(tracking_uri).set_terminated(run_id, status=status)
+    """End the workflow's run. Its jobs are over by now (Snakemake waits for them), so a child
+    still RUNNING belongs to a process that was killed outright: it is closed as KILLED."""
+    client = _client(tracking_uri)
+    _kill_running(client, client.get_run(run_id).info.experiment_id, {"mlflow.parentRunId": run_id})
+    client.set_terminated(run_id, status=status)
+
+
+def _kill_running(client, experiment_id: str, tags: dict, superseded_by: str | None = None) -> None:
+    """Close as KILLED the RUNNING runs that carry all of ``tags``."""
+    def quoted(value: str) -> str:
+        return f'"{value}"' if "'" in value else f"'{value}'"
+
+    query = " and ".join([f"tags.`{k}` = {quoted(v)}" for k, v in tags.items()] + ["attributes.status = 'RUNNING'"])
+    for run in client.search_runs([experiment_id], filter_string=query, max_results=1000):
+        if run.info.run_id == superseded_by:
+            continue
+        if superseded_by:
+            client.set_tag(run.info.run_id, "blendphot.superseded_by", superseded_by)
+        client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def _log_params(client, run_id: str, params: dict) -> None:
@@ -111,6 +129,12 @@ class StageRun:
         if parent:
             run_tags["mlflow.parentRunId"] = parent
         self.run_id = self.client.create_run(exp_id, run_name=name, tags=run_tags).info.run_id
+        if parent:
+            # An earlier attempt of this same job (a requeued SLURM job, a retry) that was killed
+            # before it could close its run: one job runs once at a time within a workflow run.
+            same_job = {k: run_tags[k] for k in ("mlflow.parentRunId", "blendphot.stage", "blendphot.wildcards")
+                        if k in run_tags}
+            _kill_running(self.client, exp_id, same_job, superseded_by=self.run_id)
         self._start = time.perf_counter()
         if params:
             _log_params(self.client, self.run_id, flatten(params))
