@@ -13,13 +13,13 @@ network to Debian and PyPI; skipped without them unless BLENDPHOT_REQUIRE_CONTAI
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from .workflow_helpers import ROOT, copy_workflow, run_snakemake, stage_runs
+from .workflow_helpers import (ROOT, copy_workflow, missing_system_needs, run_snakemake, skip_unless_possible,
+                               stage_runs)
 
 pytestmark = pytest.mark.containers
 
@@ -31,14 +31,10 @@ DATA_RULES = {"make_mock_field", "select_galaxies", "cut_stamps", "remove_neighb
 @pytest.fixture(scope="module")
 def apptainer(tmp_path_factory):
     """Environment with the stand-in `apptainer` first on PATH."""
-    missing = [cmd for cmd in ("podman", "debootstrap", "chroot") if not shutil.which(cmd)]
-    why = "needs root" if os.geteuid() != 0 else (f"missing {', '.join(missing)}" if missing else "")
+    why = missing_system_needs(("podman", "debootstrap", "chroot"))
     if not why and subprocess.run(["podman", "info"], capture_output=True).returncode != 0:
         why = "podman does not work (run tests/containers/setup-podman.sh)"
-    if why:
-        if os.environ.get("BLENDPHOT_REQUIRE_CONTAINERS"):
-            pytest.fail(f"container test {why} (BLENDPHOT_REQUIRE_CONTAINERS is set)")
-        pytest.skip(f"container test {why}")
+    skip_unless_possible(why, "container test", "BLENDPHOT_REQUIRE_CONTAINERS")
     bindir = tmp_path_factory.mktemp("bin")
     (bindir / "apptainer").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STANDIN}" "$@"\n')
     (bindir / "apptainer").chmod(0o755)

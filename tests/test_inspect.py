@@ -1,6 +1,4 @@
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,6 +6,8 @@ import pytest
 
 from blendphot.errors import InputError
 from blendphot.inspect import apply_decisions, auto_decisions, gallery_strip, render_page
+
+from .workflow_helpers import skip_unless_possible
 
 
 def _catalog():
@@ -47,10 +47,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.mark.browser
 def test_review_page_in_headless_chromium(tmp_path):
-    if not CHROMIUM:
-        if os.environ.get("BLENDPHOT_REQUIRE_BROWSER"):
-            pytest.fail("chromium is required (BLENDPHOT_REQUIRE_BROWSER is set) but not installed")
-        pytest.skip("chromium not installed")
+    skip_unless_possible("" if CHROMIUM else "needs chromium", "browser test", "BLENDPHOT_REQUIRE_BROWSER")
     from playwright.sync_api import sync_playwright
 
     cat = _catalog()

@@ -13,7 +13,6 @@ without them unless BLENDPHOT_REQUIRE_SLURM=1 (set by .ci/run), which makes it f
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from .workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, run_snakemake, stage_runs
+from .workflow_helpers import (ROOT, SNAKEMAKE, copy_workflow, missing_system_needs, run_snakemake,
+                               skip_unless_possible, stage_runs)
 
 pytestmark = pytest.mark.slurm
 
@@ -30,18 +30,10 @@ CLUSTER_SCRIPT = ROOT / "tests/cluster/slurm-cluster.sh"
 NEEDED = ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "sbatch", "sacct")
 
 
-def _missing() -> list[str]:
-    return [cmd for cmd in NEEDED if not (shutil.which(cmd) or Path(f"/usr/sbin/{cmd}").exists())]
-
-
 @pytest.fixture(scope="module")
 def slurm_env(tmp_path_factory):
     """Environment of a client of the local cluster; the daemons are stopped afterwards."""
-    why = "needs root" if os.geteuid() != 0 else (f"missing {', '.join(_missing())}" if _missing() else "")
-    if why:
-        if os.environ.get("BLENDPHOT_REQUIRE_SLURM"):
-            pytest.fail(f"SLURM cluster test {why} (BLENDPHOT_REQUIRE_SLURM is set)")
-        pytest.skip(f"SLURM cluster test {why}")
+    skip_unless_possible(missing_system_needs(NEEDED), "SLURM cluster test", "BLENDPHOT_REQUIRE_SLURM")
     state = os.environ.get("BLENDPHOT_SLURM_DIR", "/tmp/blendphot-slurm")
     env = {**os.environ, "BLENDPHOT_SLURM_DIR": state}
     subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], check=True, env=env, timeout=300)

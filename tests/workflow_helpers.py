@@ -55,3 +55,22 @@ def stage_runs(tracking_uri: str, experiment: str):
     parents = [r for r in runs if r.data.tags.get("blendphot.kind") == "workflow"]
     children = [r for r in runs if r.data.tags.get("blendphot.kind") == "stage"]
     return client, parents, children
+
+
+def missing_system_needs(commands, *, root: bool = True) -> str:
+    """Why a system test cannot run here ("" when it can): not root, or commands not found."""
+    if root and os.geteuid() != 0:
+        return "needs root"
+    missing = [c for c in commands if not (shutil.which(c) or Path(f"/usr/sbin/{c}").exists())]
+    return f"missing {', '.join(missing)}" if missing else ""
+
+
+def skip_unless_possible(why: str, what: str, require_env: str) -> None:
+    """Skip when ``why`` is set, or fail when ``require_env`` is set (as CI does)."""
+    import pytest
+
+    if why:
+        if os.environ.get(require_env):
+            pytest.fail(f"{what} {why} ({require_env} is set)")
+        pytest.skip(f"{what} {why}")
+

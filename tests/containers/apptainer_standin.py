@@ -96,9 +96,9 @@ def build(args: list[str]) -> None:
             else:
                 shutil.copy2(src, target)
         shutil.copy2("/etc/resolv.conf", work / "etc/resolv.conf")
-        env_dir = work / ENV_SCRIPT.lstrip("/")
-        env_dir.parent.mkdir(parents=True, exist_ok=True)
-        env_dir.write_text(definition.script("environment"))
+        env_script = work / ENV_SCRIPT.lstrip("/")
+        env_script.parent.mkdir(parents=True, exist_ok=True)
+        env_script.write_text(definition.script("environment"))
         say("running %post")
         chroot(work, definition.script("post"), "post")
         say("running %test")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,8 +31,6 @@ class Terminated(BaseException):
 
 
 def runtime_tags() -> dict:
-    import sys
-
     # sys.prefix tells a container's environment (/opt/venv) from the host's or a conda env
     tags = {"blendphot.host": socket.gethostname(), "blendphot.python": sys.prefix}
     tags.update({tag: os.environ[var] for var, tag in SLURM_TAGS.items() if os.environ.get(var)})
