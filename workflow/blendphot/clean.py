@@ -172,15 +172,42 @@ def qa_summary(table: pd.DataFrame, dropped: pd.DataFrame) -> dict:
     return out
 
 
-def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams,
-                rng: np.random.Generator) -> CleanResult:
-    """Remove the neighbours of the central galaxy of one stamp and measure it."""
+def _given_central_label(seg: np.ndarray, max_offset: float = 3.0) -> int:
+    """Label of the central object of a given segmentation: the one under the central pixel,
+    else the nearest labelled pixel within ``max_offset`` pixels (0 when none)."""
+    c = seg.shape[0] // 2
+    if seg[c, c]:
+        return int(seg[c, c])
+    r = int(np.ceil(max_offset))
+    window = seg[c - r:c + r + 1, c - r:c + r + 1]
+    yy, xx = np.nonzero(window)
+    if not len(yy):
+        return 0
+    d = np.hypot(yy - r, xx - r)
+    k = int(np.argmin(d))
+    return int(window[yy[k], xx[k]]) if d[k] <= max_offset else 0
+
+
+def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams, rng: np.random.Generator, *,
+                segmentation: np.ndarray | None = None) -> CleanResult:
+    """Remove the neighbours of the central galaxy of one stamp and measure it.
+
+    ``segmentation`` (integer labels, 0 = background), when given, replaces sep's own
+    segmentation of the stamp (e.g. the one published with a stamp set); the central galaxy
+    is then the segment under the central pixel.
+    """
     data = np.ascontiguousarray(image, dtype=np.float32)
     covered = np.isfinite(weight) & (weight > 0) & np.isfinite(data)
     objects, seg, _, rms = _detect(data, covered, params)
-    label = _central_label(objects, seg)
+    if segmentation is not None:
+        seg = np.asarray(segmentation)
+        label = _given_central_label(seg)
+        n_detected = int(len(np.unique(seg[seg > 0])))
+    else:
+        label = _central_label(objects, seg)
+        n_detected = len(objects)
     if label == 0:
-        return CleanResult(None, None, {"n_detected": len(objects)}, reason="central_not_detected")
+        return CleanResult(None, None, {"n_detected": n_detected}, reason="central_not_detected")
 
     central = seg == label
     sources = seg > 0
@@ -191,7 +218,7 @@ def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams,
     if low_background:  # explicit fallback: undilated background, flagged for inspection
         empty = ~sources & covered
         if empty.sum() < 50:
-            return CleanResult(None, None, {"n_detected": len(objects)}, reason="no_background")
+            return CleanResult(None, None, {"n_detected": n_detected}, reason="no_background")
     pool = data[empty]
     cleaned = data.copy()
     n_replace = int(replace.sum())
@@ -203,10 +230,10 @@ def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams,
 
     measured = measure_isolated(cleaned, covered, params, level=level)
     if isinstance(measured, str):
-        return CleanResult(None, None, {"n_detected": len(objects)}, reason=measured)
+        return CleanResult(None, None, {"n_detected": n_detected}, reason=measured)
     info = {
-        "n_detected": len(objects),
-        "n_neighbours": len(objects) - 1,
+        "n_detected": n_detected,
+        "n_neighbours": n_detected - 1,
         "replaced_pixels": n_replace,
         "background_pixels": int(empty.sum()),
         "background_level": level,
@@ -233,8 +260,11 @@ def galaxy_rng(seed: int, gid: str) -> np.random.Generator:
 
 
 def clean_stamps(images: np.ndarray, weights: np.ndarray, catalog: pd.DataFrame, params: CleanParams, *,
-                 seed: int, zeropoint: float, progress: bool = True):
+                 seed: int, zeropoint: float, segmentations: np.ndarray | None = None, progress: bool = True):
     """Clean every stamp. Returns (cleaned, originals, masks, catalog, dropped).
+
+    ``segmentations`` (N, S, S), when given, are used instead of sep's segmentation of each
+    stamp (see :func:`clean_stamp`).
 
     ``catalog`` gains the columns of :class:`CleanResult.info`, ``qa_flags`` (";"-joined) and
     ``mag_auto`` (the isolated galaxy's magnitude, the paper's ground truth).
@@ -244,7 +274,8 @@ def clean_stamps(images: np.ndarray, weights: np.ndarray, catalog: pd.DataFrame,
     cleaned, originals, masks, rows, dropped = [], [], [], [], []
     for k in tqdm(range(len(catalog)), desc="clean", mininterval=2, disable=not progress):
         gid = catalog["gid"].iat[k]
-        result = clean_stamp(images[k], weights[k], params, galaxy_rng(seed, gid))
+        result = clean_stamp(images[k], weights[k], params, galaxy_rng(seed, gid),
+                             segmentation=None if segmentations is None else segmentations[k])
         if result.reason:
             dropped.append((gid, result.reason))
             continue

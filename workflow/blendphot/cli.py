@@ -2,6 +2,7 @@
 
     blendphot check-config config/paper.yaml
     blendphot download URL DEST [--sha256 HEX]
+    blendphot mock-stampset results/ my-stampset/ [--archive]
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("url")
     dl.add_argument("dest")
     dl.add_argument("--sha256", default=None)
+    mock = sub.add_parser("mock-stampset", help="a stamp set in the Zenodo layout cut from a mock survey run "
+                                                "(neighbours kept, a segmentation map, the truth beside it)")
+    mock.add_argument("results", help="the results/ folder of a run with survey.source: mock")
+    mock.add_argument("dest", help="directory to write candels_img.npy, candels_seg.npy, candels_cat.csv into")
+    mock.add_argument("--size", type=int, default=128, help="stamp size in pixels (default 128)")
+    mock.add_argument("--pixel-scale", type=float, default=0.06)
+    mock.add_argument("--archive", action="store_true", help="also pack DEST into DEST.tar.gz, as on Zenodo")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
@@ -35,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
 
             path = download(args.url, args.dest, sha256=args.sha256)
             print(f"{path}  sha256 {sha256sum(path)}")
+        elif args.command == "mock-stampset":
+            from blendphot.stampset import mock_stampset
+
+            root, n = mock_stampset(args.results, args.dest, size=args.size, pixel_scale=args.pixel_scale,
+                                    archive=args.archive)
+            print(f"{root}: {n} stamps (truth.csv beside them)")
     except BlendphotError as exc:
         print(f"blendphot: error: {exc}", file=sys.stderr)
         return 1

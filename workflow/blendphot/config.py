@@ -70,6 +70,10 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             raise ConfigError(f"config key '{key}' is not a known setting (misspelt?)")
         if err.validator == "required":
             raise ConfigError(f"config key '{key}' is required but missing")
+        if err.validator == "oneOf" and isinstance(err.instance, dict):
+            given = [k for k in ("url", "path") if k in err.instance]
+            raise ConfigError(f"config key '{key}': give exactly one of 'url' and 'path'"
+                              + (f" (both are set)" if len(given) == 2 else " (neither is set)"))
         raise ConfigError(f"config key '{key}': {err.message}")
     _check_consistency(config)
     return config
@@ -103,6 +107,8 @@ def _check_consistency(config: dict) -> None:
         stamps = config["survey"]["stamps"]
         if not (stamps["url"] or stamps["path"]):
             raise ConfigError("config key 'survey.stamps.url' or 'survey.stamps.path' must be set for source 'stamps'")
+        if stamps["url"] and stamps["path"]:
+            raise ConfigError("config key 'survey.stamps': set 'url' or 'path', not both")
     _check_models(config)
     _check_evaluation(config)
     names = [f["name"] for f in mock.get("fields", [])]

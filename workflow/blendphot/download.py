@@ -19,7 +19,12 @@ from pathlib import Path
 
 from blendphot.errors import DownloadError
 
-__all__ = ["download", "sha256sum"]
+__all__ = ["download", "sha256sum", "WebPageError"]
+
+
+class WebPageError(DownloadError):
+    """The URL serves a web page (HTML), not the data file it should."""
+
 
 _CHUNK = 1 << 20
 
@@ -46,6 +51,7 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None
             return
         raise
     with response:
+        _refuse_web_page(url, response)
         status = getattr(response, "status", 200)
         length = response.headers.get("Content-Length")
         if have and status == 206:
@@ -67,6 +73,15 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None
         raise http.client.IncompleteRead(b"", total - size)
 
 
+def _refuse_web_page(url: str, response) -> None:
+    """Raise WebPageError when ``response`` is an HTML page (by its type or its first bytes)."""
+    ctype = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    head = response.peek(256) if hasattr(response, "peek") else b""
+    start = head.lstrip()[:15].lower()
+    if ctype in ("text/html", "application/xhtml+xml") or start.startswith((b"<!doctype html", b"<html")):
+        raise WebPageError(f"{url} serves a web page ({ctype or 'HTML'}), not a data file")
+
+
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, retries: int = 5,
              timeout: float = 60.0, backoff: float = 1.0, progress: bool = True) -> Path:
     """Download ``url`` to ``dest`` (resumable, retried, verified, atomic).
@@ -85,6 +100,9 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, re
         try:
             _fetch_once(url, part, timeout=timeout, progress=progress)
             break
+        except WebPageError:
+            part.unlink(missing_ok=True)
+            raise
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500 and exc.code not in (408, 429):
                 raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc

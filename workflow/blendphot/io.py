@@ -182,8 +182,22 @@ def load_array(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
+    """Write strict JSON: NaN and infinities (which JSON has no words for) become null."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     with atomic_path(path, ".json") as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(text + "\n")
+
+
+def _finite(obj):
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def _json_default(obj):

@@ -17,7 +17,8 @@ import pandas as pd
 
 from blendphot.errors import InputError
 
-__all__ = ["CLASS_ORDER", "classify", "select_galaxies", "count_table", "join_catalogs", "attach_truth"]
+__all__ = ["CLASS_ORDER", "classify", "select_galaxies", "select_classified", "count_table", "join_catalogs",
+           "attach_truth"]
 
 CLASS_ORDER = ("bulge", "disk", "bulge_disk", "irregular")
 
@@ -39,11 +40,16 @@ def join_catalogs(photometry: pd.DataFrame, morphology: pd.DataFrame, columns: d
 
     Returns a frame with columns gid, field, id, ra, dec, mag, re_arcsec, p_sph, p_disk, p_irr.
     """
-    from blendphot.io import require_columns
-
     pc, mc = columns["photometry"], columns["morphology"]
-    require_columns(photometry, pc.values(), sources[0])
-    require_columns(morphology, mc.values(), sources[1])
+    for kind, frame, mapping, source in (("photometry", photometry, pc, sources[0]),
+                                         ("morphology", morphology, mc, sources[1])):
+        missing = {k: v for k, v in mapping.items() if v not in frame.columns}
+        if missing:
+            key, name = next(iter(missing.items()))
+            raise InputError(f"{source}: no column '{name}' (config key survey.candels.columns.{kind}.{key}"
+                             + (f"; {len(missing) - 1} more mapped columns missing: {list(missing.values())[1:]}"
+                                if len(missing) > 1 else "")
+                             + f"); columns found ({len(frame.columns)}): {', '.join(map(str, frame.columns))}")
     phot = photometry[list(pc.values())].rename(columns={v: k for k, v in pc.items()})
     morph = morphology[list(mc.values())].rename(columns={v: k for k, v in mc.items()})
     for frame in (phot, morph):
@@ -88,6 +94,12 @@ def select_galaxies(catalog: pd.DataFrame, *, mag_max: float, p_min: float) -> p
     out = catalog[ok].copy()
     out.insert(1, "cls", cls[ok.to_numpy()])
     return out.reset_index(drop=True)
+
+
+def select_classified(catalog: pd.DataFrame, *, mag_max: float) -> pd.DataFrame:
+    """Galaxies already classified (a stamp set's ``cls``), brighter than ``mag_max``, with Re > 0."""
+    ok = (catalog["mag"] < mag_max) & catalog["cls"].isin(CLASS_ORDER) & (catalog["re_arcsec"] > 0)
+    return catalog[ok].reset_index(drop=True)
 
 
 def count_table(selected: pd.DataFrame, column: str = "selected") -> pd.DataFrame:

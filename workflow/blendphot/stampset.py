@@ -1,99 +1,354 @@
-"""Import a ready stamp set in the candels-blender Zenodo layout (record 2604740).
+"""Ready stamp sets in the candels-blender Zenodo layout (record 2604740).
 
-Layout: ``candels_img.npy`` (N, 128, 128) float32 cleaned stamps, ``candels_seg.npy``
-segmentation stamps, ``candels_cat.csv`` with ID, RA, DEC, FIELD (a bytes-like string such
-as ``b'GDS'``), mag, mag_err, radius (Re in pixels), z, galtype (sph, sphd, disk, irr),
-segval. The central galaxy's label is the segmentation value at the central pixel.
-The ground-truth photometry is measured here exactly as in the clean stage.
+Layout of a stamp set directory (or of a ``.tar.gz`` archive holding one):
+
+``candels_img.npy``
+    (N, S, S) float stamps centred on each galaxy, **neighbours still in them**.
+``candels_seg.npy``
+    (N, S, S) integer segmentation stamps (0 = background); the central galaxy's label is
+    the value at the central pixel (``segval``).
+``candels_cat.csv``
+    one row per stamp: ID, RA, DEC, FIELD (a bytes-like padded string such as
+    ``b'COSMOS    '``), mag, mag_err (a copy of mag in the published set), radius (Re in
+    pixels), z, galtype (sph, sphd, disk, irr), segval.
+
+The import reads such a set into the survey stage's standard form (:func:`read_stampset`);
+the stamps then go through the same selection, neighbour removal and inspection as stamps cut
+from mosaics. There is no weight map: :func:`estimate_noise` measures each stamp's noise
+robustly from its own background, and :func:`stamp_weights` turns it into an inverse-variance
+map. :func:`write_stampset` writes the layout, e.g. to build a set from the mock survey whose
+truth is known (:func:`stampset_from_mosaic`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tarfile
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from blendphot import io
-from blendphot.clean import FLAGS, CleanParams, measure_isolated, touches_edge
 from blendphot.errors import InputError
 
-__all__ = ["GALTYPES", "find_stampset", "import_stampset"]
+__all__ = ["GALTYPES", "FILES", "StampSet", "find_stampset", "open_stampset", "read_stampset", "estimate_noise",
+           "stamp_weights", "take_stamps", "TakenStamps", "write_stampset", "mock_stampset", "stampset_from_mosaic", "SEGMENTATION_PARAMS"]
 
 GALTYPES = {"sph": "bulge", "disk": "disk", "sphd": "bulge_disk", "irr": "irregular"}
-_FILES = ("candels_img.npy", "candels_seg.npy", "candels_cat.csv")
+FILES = ("candels_img.npy", "candels_seg.npy", "candels_cat.csv")
+_COLUMNS = ["ID", "FIELD", "mag", "radius", "galtype"]
 
 
-def find_stampset(root: str | Path) -> Path:
+@dataclass
+class StampSet:
+    """A stamp set in standard form.
+
+    images : (N, S, S) float32, as published (neighbours included)
+    segmentation : (N, S, S) int32, 0 = background
+    catalog : gid, cls, field, id, ra, dec, mag, re_arcsec, z, segval, one row per stamp
+    """
+
+    images: np.ndarray
+    segmentation: np.ndarray
+    catalog: pd.DataFrame
+
+
+def find_stampset(root: str | os.PathLike) -> Path:
     """The directory under ``root`` that holds the three stamp-set files."""
     root = Path(root)
-    for candidate in [root, *sorted(p.parent for p in root.rglob(_FILES[0]))]:
-        if all((candidate / f).exists() for f in _FILES):
+    if not root.exists():
+        raise InputError(f"{root}: stamp set not found (no such file or directory)")
+    for candidate in [root, *sorted(p.parent for p in root.rglob(FILES[0]))]:
+        if all((candidate / f).exists() for f in FILES):
             return candidate
-    raise InputError(f"{root}: no stamp set found (needs {', '.join(_FILES)})")
+    raise InputError(f"{root}: no stamp set found (needs {', '.join(FILES)} in one directory)")
 
 
-def _fetch(cfg: dict, workdir: Path) -> Path:
-    if cfg.get("path"):
-        return find_stampset(cfg["path"])
-    from blendphot.download import download
+@contextlib.contextmanager
+def open_stampset(source: str | os.PathLike, *, scratch: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Yield the directory of a stamp set given as a directory, one of its files, or an archive.
 
-    archive = download(cfg["url"], workdir / Path(cfg["url"].split("?")[0]).name, sha256=cfg.get("sha256"))
-    target = workdir / "extracted"
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")  # refuses absolute paths and links out of target
-        return find_stampset(target)
-    return find_stampset(archive.parent)
+    A ``.tar``/``.tar.gz`` archive is unpacked into a temporary directory under ``scratch``
+    (removed afterwards); links and absolute paths inside it are refused.
+    """
+    source = Path(source)
+    if source.is_file() and source.name in FILES:
+        yield find_stampset(source.parent)
+        return
+    if source.is_dir() or not source.exists():
+        yield find_stampset(source)
+        return
+    try:
+        is_tar = tarfile.is_tarfile(source)
+    except OSError as exc:
+        raise InputError(f"{source}: unreadable stamp-set archive ({exc})") from exc
+    if not is_tar:
+        raise InputError(f"{source}: not a tar archive, nor a directory holding {', '.join(FILES)}")
+    if scratch is not None:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=".stampset-") as tmp:
+        try:
+            with tarfile.open(source) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(f"{source}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from exc
+        try:
+            yield find_stampset(tmp)
+        except InputError as exc:
+            raise InputError(f"{source}: {str(exc).split(': ', 1)[1]}") from None
 
 
-def import_stampset(cfg: dict, params: CleanParams, *, zeropoint: float, pixel_scale: float, workdir="."):
-    """Returns (images, masks, catalog, dropped) in the clean stage's format."""
-    root = _fetch(cfg, Path(workdir))
-    images = io.load_array(root / "candels_img.npy", mmap=False).astype(np.float32)
-    seg = io.load_array(root / "candels_seg.npy", mmap=False)
-    cat = io.read_csv(root / "candels_cat.csv", required=["ID", "FIELD", "mag", "radius", "galtype"])
-    if not (len(images) == len(seg) == len(cat)) or images.shape[1:] != seg.shape[1:]:
-        raise InputError(f"{root}: stamp set sizes differ: images {images.shape}, segmentation {seg.shape}, "
-                         f"catalogue {len(cat)} rows")
-    bad_type = ~cat["galtype"].isin(list(GALTYPES))
-    if bad_type.any():
-        raise InputError(f"{root / 'candels_cat.csv'}: column 'galtype' has unknown value "
-                         f"{cat.loc[bad_type, 'galtype'].iat[0]!r} (expected {sorted(GALTYPES)})")
-    if not np.isfinite(images).all():
-        raise InputError(f"{root / 'candels_img.npy'}: {int((~np.isfinite(images)).sum())} NaN/inf pixels")
-    field = cat["FIELD"].astype(str).str.replace(r"^b['\"](.*)['\"]$", r"\1", regex=True).str.strip()
-    ra = cat["RA"] if "RA" in cat else pd.Series(np.nan, index=cat.index)
-    dec = cat["DEC"] if "DEC" in cat else pd.Series(np.nan, index=cat.index)
+def _field_names(values: pd.Series) -> pd.Series:
+    """``b'COSMOS    '`` (a bytes repr written by pandas), ``COSMOS`` or bytes -> ``COSMOS``."""
+    def clean(v):
+        if isinstance(v, bytes):
+            v = v.decode("ascii", "replace")
+        return str(v)
+
+    text = values.map(clean)
+    return text.str.replace(r"""^b(['"])(.*)\1$""", r"\2", regex=True).str.strip()
+
+
+def read_stampset(root: str | os.PathLike, *, pixel_scale: float) -> StampSet:
+    """Read and check a stamp set directory (see the module docstring for the layout).
+
+    Raises
+    ------
+    InputError
+        Naming the file (and column) on unreadable files, missing columns, sizes that differ,
+        NaN/inf pixels, unknown galaxy types, or duplicate galaxies.
+    """
+    root = Path(root)
+    img_path, seg_path, cat_path = (root / f for f in FILES)
+    images = io.load_array(img_path, mmap=False)
+    seg = io.load_array(seg_path, mmap=False)
+    cat = io.read_csv(cat_path, required=_COLUMNS)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise InputError(f"{img_path}: expected square stamps of shape (N, S, S), got {images.shape}")
+    if images.dtype.kind not in "fiu":
+        raise InputError(f"{img_path}: expected a numeric array, got dtype {images.dtype}")
+    if seg.shape != images.shape or seg.dtype.kind not in "iu":
+        raise InputError(f"{seg_path}: expected integer labels of shape {images.shape}, got {seg.dtype} "
+                         f"{seg.shape}")
+    if len(cat) != len(images):
+        raise InputError(f"{cat_path}: {len(cat)} rows for {len(images)} stamps in {img_path.name}")
+    images = io.native(images).astype(np.float32, copy=False)
+    bad = ~np.isfinite(images)
+    if bad.any():
+        k = int(np.nonzero(bad.any(axis=(1, 2)))[0][0])
+        raise InputError(f"{img_path}: {int(bad.sum())} NaN/inf pixels (first in stamp {k}, ID {cat['ID'].iat[k]})")
+    galtype = cat["galtype"].astype(str).str.strip()
+    unknown = ~galtype.isin(list(GALTYPES))
+    if unknown.any():
+        raise InputError(f"{cat_path}: column 'galtype' has unknown value {galtype[unknown].iat[0]!r} "
+                         f"(expected {sorted(GALTYPES)})")
+    for col in ("mag", "radius"):
+        values = pd.to_numeric(cat[col], errors="coerce")
+        if values.isna().any():
+            raise InputError(f"{cat_path}: column '{col}' has {int(values.isna().sum())} non-numeric or NaN values")
+    field = _field_names(cat["FIELD"])
+    gid = field + "-" + cat["ID"].astype(str).str.strip()
+    if gid.duplicated().any():
+        raise InputError(f"{cat_path}: galaxy {gid[gid.duplicated()].iat[0]!r} (FIELD-ID) appears twice")
+    optional = {c: pd.to_numeric(cat[c], errors="coerce") if c in cat else np.nan for c in ("RA", "DEC", "z")}
     c = images.shape[-1] // 2
-    rows, masks, kept, dropped = [], [], [], []
-    for k in range(len(cat)):
-        gid = f"{field.iat[k]}-{cat['ID'].iat[k]}"
-        label = seg[k, c, c]
-        if label == 0:
-            dropped.append((gid, "central_not_in_segmentation"))
-            continue
-        central = seg[k] == label
-        background = images[k][seg[k] == 0]
-        level = float(np.median(background)) if background.size else 0.0
-        covered = np.ones(images[k].shape, bool)
-        measured = measure_isolated(images[k], covered, params, level=level)
-        if isinstance(measured, str):
-            dropped.append((gid, measured))
-            continue
-        flags = {"central_touches_edge": touches_edge(central),
-                 "not_isolated_after_cleaning": measured["n_sources_after"] != 1}
-        rows.append({"gid": gid, "cls": GALTYPES[cat["galtype"].iat[k]], "field": field.iat[k],
-                     "id": cat["ID"].iat[k], "ra": ra.iat[k], "dec": dec.iat[k], "mag": cat["mag"].iat[k],
-                     "re_arcsec": float(cat["radius"].iat[k]) * pixel_scale, **measured,
-                     "background_level": level, "mask_pixels": int(central.sum()),
-                     "qa_flags": ";".join(f for f in FLAGS if flags.get(f))})
-        masks.append(central.astype(np.uint8))
-        kept.append(k)
-    table = pd.DataFrame(rows)
-    if len(table):
-        table["mag_auto"] = zeropoint - 2.5 * np.log10(table["flux_auto"])
-    size = images.shape[-1]
-    return (images[kept], np.stack(masks) if masks else np.zeros((0, size, size), np.uint8), table,
-            pd.DataFrame(dropped, columns=["gid", "reason"]))
+    table = pd.DataFrame({
+        "gid": gid, "cls": galtype.map(GALTYPES), "field": field, "id": cat["ID"], "ra": optional["RA"],
+        "dec": optional["DEC"], "mag": pd.to_numeric(cat["mag"]),
+        "re_arcsec": pd.to_numeric(cat["radius"]) * pixel_scale, "z": optional["z"],
+        "segval": seg[:, c, c].astype(np.int64),
+    })
+    return StampSet(images, io.native(seg).astype(np.int32, copy=False), table)
+
+
+def estimate_noise(image: np.ndarray, segmentation: np.ndarray | None = None, *, grow: int = 3) -> float:
+    """Robust per-pixel noise of one stamp (no weight map needed).
+
+    The pixels outside every segment (grown by ``grow`` pixels) and with data (non-zero) are
+    sigma-clipped at 3 sigma and their spread measured with the MAD (scaled to a Gaussian
+    sigma), so galaxy wings and the odd undetected source barely move it. Without a
+    segmentation the clipping alone rejects the sources. Returns NaN when fewer than 50
+    pixels are left.
+    """
+    from astropy.stats import sigma_clipped_stats
+
+    use = np.isfinite(image) & (image != 0)
+    if segmentation is not None:
+        from scipy.ndimage import binary_dilation
+
+        sources = segmentation > 0
+        empty = ~binary_dilation(sources, iterations=grow) if grow > 0 else ~sources
+        if (use & empty).sum() >= 50:
+            use &= empty
+    if use.sum() < 50:
+        return float("nan")
+    _, _, std = sigma_clipped_stats(image[use], sigma=3.0, maxiters=10, stdfunc="mad_std")
+    return float(std)
+
+
+def stamp_weights(images: np.ndarray, segmentation: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance weight maps from each stamp's own noise (:func:`estimate_noise`).
+
+    Pixels exactly 0 in a group of 4 or more are taken as missing data (weight 0), as in a
+    stamp cut at a mosaic's edge. Returns (weights float32 (N, S, S), sigma float64 (N,)).
+    """
+    from scipy.ndimage import label
+
+    weights = np.zeros(images.shape, np.float32)
+    sigma = np.full(len(images), np.nan)
+    for k, image in enumerate(images):
+        zeros = image == 0
+        if zeros.sum() >= 4:
+            labels, n = label(zeros)
+            sizes = np.bincount(labels.ravel())
+            missing = (sizes >= 4)[labels] & zeros
+        else:
+            missing = np.zeros(image.shape, bool)
+        sigma[k] = estimate_noise(image, None if segmentation is None else segmentation[k])
+        if np.isfinite(sigma[k]) and sigma[k] > 0:
+            weights[k] = np.where(missing, 0.0, 1.0 / sigma[k] ** 2)
+    return weights, sigma
+
+
+@dataclass
+class TakenStamps:
+    """The selected stamps of a set, in the stamps stage's form (plus their segmentation)."""
+
+    images: np.ndarray        # (N, S, S) float32
+    weights: np.ndarray       # (N, S, S) float32, inverse variance from the stamp's own noise
+    segmentation: np.ndarray  # (N, S, S) int32, the set's own
+    catalog: pd.DataFrame     # the selected rows kept, plus noise_sigma
+    dropped: pd.DataFrame     # gid, reason
+
+
+def take_stamps(images: np.ndarray, segmentation: np.ndarray, stampset: pd.DataFrame, selected: pd.DataFrame, *,
+                size: int, max_missing_fraction: float = 0.0) -> TakenStamps:
+    """The stamps of the ``selected`` galaxies (by ``gid``), with weights from their own noise.
+
+    A stamp is dropped, with a reason, when more than ``max_missing_fraction`` of it has no
+    data (``missing_data``) or its noise cannot be measured (``no_background``).
+    """
+    if images.shape[-1] != size:
+        raise InputError(f"the stamp set's stamps are {images.shape[-1]} x {images.shape[-2]} pixels but config "
+                         f"key 'stamps.size' is {size}: set it to {images.shape[-1]}")
+    row = pd.Series(np.arange(len(stampset)), index=stampset["gid"])
+    unknown = ~selected["gid"].isin(row.index)
+    if unknown.any():
+        raise InputError(f"selected galaxy {selected['gid'][unknown].iat[0]!r} is not in the stamp set")
+    rows = row[selected["gid"]].to_numpy()
+    imgs = np.asarray(images[rows], dtype=np.float32)
+    segs = np.asarray(segmentation[rows], dtype=np.int32)
+    weights, sigma = stamp_weights(imgs, segs)
+    missing = (weights == 0).mean(axis=(1, 2))
+    reasons = np.where(~np.isfinite(sigma), "no_background",
+                       np.where(missing > max_missing_fraction, "missing_data", ""))
+    keep = reasons == ""
+    catalog = selected[keep].reset_index(drop=True).assign(noise_sigma=sigma[keep])
+    dropped = pd.DataFrame({"gid": selected["gid"][~keep].to_numpy(), "reason": reasons[~keep]})
+    return TakenStamps(imgs[keep], weights[keep], segs[keep], catalog, dropped)
+
+
+def write_stampset(root: str | os.PathLike, images: np.ndarray, segmentation: np.ndarray,
+                   catalog: pd.DataFrame, *, pixel_scale: float) -> Path:
+    """Write a stamp set in the Zenodo layout, byte for byte in its conventions.
+
+    ``catalog`` has gid, field, id, ra, dec, mag, re_arcsec, cls (and optionally z). FIELD is
+    written as the published set has it (``b'COSMOS    '``: the repr of a 10-byte padded
+    string), mag_err as a copy of mag (the published set's bug), radius in pixels.
+    """
+    root = Path(root)
+    inverse = {v: k for k, v in GALTYPES.items()}
+    c = images.shape[-1] // 2
+    width = max(10, int(catalog["field"].astype(str).str.len().max()))
+    cat = pd.DataFrame({
+        "ID": catalog["id"].to_numpy(),
+        "RA": catalog["ra"].to_numpy(),
+        "DEC": catalog["dec"].to_numpy(),
+        "FIELD": [repr(str(f).ljust(width).encode()) for f in catalog["field"]],
+        "mag": catalog["mag"].to_numpy(),
+        "mag_err": catalog["mag"].to_numpy(),
+        "radius": catalog["re_arcsec"].to_numpy() / pixel_scale,
+        "z": catalog["z"].to_numpy() if "z" in catalog else np.full(len(catalog), np.nan),
+        "galtype": catalog["cls"].map(inverse).to_numpy(),
+        "segval": segmentation[:, c, c],
+    })
+    io.save_array(root / FILES[0], images.astype(np.float32))
+    io.save_array(root / FILES[1], segmentation.astype(np.int32))
+    io.write_csv(root / FILES[2], cat)
+    return root
+
+
+# The segmentation written into a mock-built set: a SExtractor-like run on each stamp
+# (filtered detection at 1.5 sigma, 10 pixels, 64 thresholds, contrast 0.001), deliberately
+# not the clean stage's own settings, as a catalogue's segmentation would not be.
+SEGMENTATION_PARAMS = {"thresh": 1.5, "minarea": 10, "deblend_cont": 0.001, "deblend_nthresh": 64}
+
+
+def segment_stamp(image: np.ndarray, *, thresh: float, minarea: int, deblend_cont: float,
+                  deblend_nthresh: int) -> np.ndarray:
+    """sep segmentation of one stamp (background subtracted), labels 1..n, 0 = background."""
+    import sep
+
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    covered = data != 0
+    bkg = sep.Background(data, mask=~covered, bw=32, bh=32, fw=3, fh=3)
+    _, seg = sep.extract(data - bkg.back(), thresh, err=bkg.globalrms, mask=~covered, minarea=minarea,
+                         deblend_cont=deblend_cont, deblend_nthresh=deblend_nthresh, segmentation_map=True)
+    return seg.astype(np.int32)
+
+
+def stampset_from_mosaic(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd.DataFrame, *, size: int,
+                         segmentation: dict | None = None) -> StampSet:
+    """Cut a stamp set in the published set's form from a mosaic: stamps with their neighbours,
+    a SExtractor-like segmentation of each (``SEGMENTATION_PARAMS``), the catalogue rows kept.
+
+    ``catalog`` needs gid, field, id, ra, dec, mag, re_arcsec, cls. Stamps that leave the
+    mosaic or its footprint, or whose central pixel is in no segment, are left out.
+    """
+    from blendphot.stamps import cut_stamps
+
+    stamps = cut_stamps(image, weight, wcs, catalog, size=size)
+    params = {**SEGMENTATION_PARAMS, **(segmentation or {})}
+    seg = np.stack([segment_stamp(s, **params) for s in stamps.images]) if len(stamps.images) else \
+        np.zeros((0, size, size), np.int32)
+    c = size // 2
+    keep = seg[:, c, c] > 0
+    return StampSet(stamps.images[keep], seg[keep], stamps.catalog[keep].reset_index(drop=True))
+
+
+def mock_stampset(results: str | os.PathLike, dest: str | os.PathLike, *, size: int = 128,
+                  pixel_scale: float = 0.06, archive: bool = False) -> tuple[Path, int]:
+    """Write a stamp set in the Zenodo layout cut from a mock survey run's mosaics.
+
+    Reads ``results/select/selected.csv`` and ``results/survey/<field>/{image,weight}.fits``;
+    writes the three files to ``dest`` and ``truth.csv`` (gid, flux_true, cls_true, the
+    generator's truth, which the published layout has no room for) beside them; with
+    ``archive``, also ``dest.tar.gz`` holding the directory. Returns (dest, number of stamps).
+    """
+    from blendphot.stamps import open_mosaic
+
+    results, dest = Path(results), Path(dest)
+    selected = io.read_csv(results / "select/selected.csv", required=["gid", "field", "id", "ra", "dec", "mag",
+                                                                       "re_arcsec", "cls", "flux_true"])
+    parts = []
+    for field, rows in selected.groupby("field", sort=True):
+        image_hdul, image, wcs = open_mosaic(results / "survey" / str(field) / "image.fits")
+        weight_hdul, weight, _ = open_mosaic(results / "survey" / str(field) / "weight.fits")
+        with image_hdul, weight_hdul:
+            parts.append(stampset_from_mosaic(image, weight, wcs, rows.reset_index(drop=True), size=size))
+    images = np.concatenate([p.images for p in parts])
+    seg = np.concatenate([p.segmentation for p in parts])
+    catalog = pd.concat([p.catalog for p in parts], ignore_index=True)
+    write_stampset(dest, images, seg, catalog, pixel_scale=pixel_scale)
+    io.write_csv(dest / "truth.csv", catalog[["gid", "flux_true", "cls_true"]])
+    if archive:
+        with io.atomic_path(dest.with_name(dest.name + ".tar.gz")) as tmp:
+            with tarfile.open(tmp, "w:gz") as tar:
+                for name in FILES:
+                    tar.add(dest / name, arcname=f"{dest.name}/{name}")
+    return dest, len(catalog)

@@ -1,5 +1,5 @@
 # Stage 4 - clean: neighbour removal and the isolated-galaxy photometry (ground truth).
-# With survey.source "stamps", a ready stamp set is imported here instead.
+# The same rule for every source: a ready stamp set's stamps are cleaned like cut ones.
 
 CLEAN_OUTPUTS = dict(
     images="results/clean/images.npy",
@@ -10,46 +10,34 @@ CLEAN_OUTPUTS = dict(
     qa="results/clean/qa.json",
 )
 
-if SOURCE in ("mock", "candels"):
 
-    rule remove_neighbours:
-        input:
-            images=expand("results/stamps/{field}/images.npy", field=survey_fields()),
-            weights=expand("results/stamps/{field}/weights.npy", field=survey_fields()),
-            catalogs=expand("results/stamps/{field}/catalog.csv", field=survey_fields()),
-        output:
-            **CLEAN_OUTPUTS,
-        params:
-            clean=config["clean"],
-            seed=config["seed"],
-            zeropoint=config["survey"]["zeropoint"],
-        log:
-            "results/logs/clean.log",
-        benchmark:
-            "results/benchmarks/clean.tsv"
-        conda:
-            "../../envs/data.yaml"
-        container:
-            CONTAINERS["data"]
-        script:
-            "../scripts/remove_neighbours.py"
+def given_segmentations(wildcards):
+    """A stamp set's own segmentation maps, when survey.stamps.segmentation says to use them."""
+    if SOURCE == "stamps" and STAMPSET["segmentation"] == "archive":
+        return ["results/stamps/stampset/segmentation.npy"]
+    return []
 
 
-if SOURCE == "stamps":
+rule remove_neighbours:
+    input:
+        images=expand("results/stamps/{field}/images.npy", field=survey_fields()),
+        weights=expand("results/stamps/{field}/weights.npy", field=survey_fields()),
+        catalogs=expand("results/stamps/{field}/catalog.csv", field=survey_fields()),
+        segmentations=given_segmentations,
+    output:
+        **CLEAN_OUTPUTS,
+    params:
+        clean=config["clean"],
+        seed=config["seed"],
+        zeropoint=config["survey"]["zeropoint"],
+    log:
+        "results/logs/clean.log",
+    benchmark:
+        "results/benchmarks/clean.tsv"
+    conda:
+        "../../envs/data.yaml"
+    container:
+        CONTAINERS["data"]
+    script:
+        "../scripts/remove_neighbours.py"
 
-    rule import_stamps:
-        output:
-            **CLEAN_OUTPUTS,
-        params:
-            stamps=config["survey"]["stamps"],
-            clean=config["clean"],
-            zeropoint=config["survey"]["zeropoint"],
-            pixel_scale=config["survey"]["pixel_scale"],
-        log:
-            "results/logs/import_stamps.log",
-        conda:
-            "../../envs/data.yaml"
-        container:
-            CONTAINERS["data"]
-        script:
-            "../scripts/import_stamps.py"

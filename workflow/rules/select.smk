@@ -1,4 +1,5 @@
-# Stage 2 - select: join the catalogues, apply the magnitude cut and the morphology classes.
+# Stage 2 - select: join the catalogues, apply the magnitude cut and the morphology classes
+# (a stamp set's galaxies are classified already: the magnitude cut only).
 
 
 def select_inputs(wildcards):
@@ -8,6 +9,8 @@ def select_inputs(wildcards):
             "morphology": expand("results/survey/{field}/morphology.fits", field=survey_fields()),
             "truth": expand("results/survey/{field}/truth.csv", field=survey_fields()),
         }
+    if SOURCE == "stamps":  # classified already (galtype): the magnitude cut only
+        return {"stampset": "results/survey/stampset/catalog.csv"}
     return {"photometry": [catalog_path("photometry")], "morphology": [catalog_path("morphology")]}
 
 

@@ -1,24 +1,47 @@
 # Stage 1 - survey: the mosaics, weight maps and catalogues of every field.
-# source "mock" generates them with GalSim; "candels" downloads the real ones;
-# "stamps" (a ready stamp set) bypasses this stage and joins after neighbour removal.
+# source "mock" generates them with GalSim; "candels" downloads the real ones (or reads them
+# in place); "stamps" imports a ready stamp set (the paper's own, from Zenodo, or yours),
+# which then goes through the same selection, neighbour removal and inspection as stamps cut
+# from mosaics. A file given by a local `path` is a declared input; one given by `url` is
+# downloaded by a local rule on the submit host.
+
+from blendphot.sources import CATALOG_HELP, check_local_file, stampset_files
 
 MOCK_FIELDS = {f["name"]: f for f in config["survey"]["mock"]["fields"]}
 CANDELS = config["survey"]["candels"]
+STAMPSET = config["survey"]["stamps"]
 
 
 def survey_fields():
+    """The fields whose stamps the clean stage gathers: one "stampset" for a ready stamp set."""
     if SOURCE == "mock":
         return list(MOCK_FIELDS)
     if SOURCE == "candels":
         return list(CANDELS["fields"])
-    return []
+    return ["stampset"]
 
 
 def catalog_path(kind):
-    """Where a catalogue of the survey lands, keeping the URL's extension (.fits, .csv...)."""
-    url = CANDELS["catalogs"][kind]["url"]
-    suffix = "".join(Path(url.split("?")[0]).suffixes) or ".fits"
+    """A catalogue of the survey: its local path, or where its download lands (URL's extension)."""
+    entry = CANDELS["catalogs"][kind]
+    if entry.get("path"):
+        return entry["path"]
+    suffix = "".join(Path(entry["url"].split("?")[0]).suffixes) or ".fits"
     return f"results/survey/catalogs/{kind}{suffix}"
+
+
+def field_file(field, kind):
+    """A field's mosaic or weight map: its local path, or where it is made or downloaded."""
+    entry = CANDELS["fields"][field][kind] if SOURCE == "candels" else {}
+    return entry["path"] if entry.get("path") else f"results/survey/{field}/{kind}.fits"
+
+
+def field_image(wildcards):
+    return field_file(wildcards.field, "image")
+
+
+def field_weight(wildcards):
+    return field_file(wildcards.field, "weight")
 
 
 def mock_field(wildcards):
@@ -35,6 +58,19 @@ def remote_field_file(wildcards):
 
 def remote_catalog(wildcards):
     return CANDELS["catalogs"][wildcards.kind]
+
+
+def field_key(wildcards):
+    return f"survey.candels.fields.{wildcards.field}.{wildcards.kind}"
+
+
+def catalog_key(wildcards):
+    return f"survey.candels.catalogs.{wildcards.kind}"
+
+
+def stampset_archive():
+    """Where the stamp-set archive of survey.stamps.url lands."""
+    return f"results/survey/stampset/download/{Path(STAMPSET['url'].split('?')[0]).name or 'stampset.tar.gz'}"
 
 
 if SOURCE == "mock":
@@ -67,6 +103,11 @@ if SOURCE == "mock":
 
 
 if SOURCE == "candels":
+    for _field, _files in CANDELS["fields"].items():
+        for _kind in ("image", "weight"):
+            check_local_file(_files[_kind], f"survey.candels.fields.{_field}.{_kind}")
+    for _kind in ("photometry", "morphology"):
+        check_local_file(CANDELS["catalogs"][_kind], f"survey.candels.catalogs.{_kind}", help=CATALOG_HELP)
 
     rule download_field_file:
         # on the submit host: compute nodes often have no internet
@@ -77,6 +118,7 @@ if SOURCE == "candels":
             kind="image|weight",
         params:
             remote=remote_field_file,
+            key=field_key,
         log:
             "results/logs/download/{field}-{kind}.log",
         conda:
@@ -95,6 +137,8 @@ if SOURCE == "candels":
             kind="photometry|morphology",
         params:
             remote=remote_catalog,
+            key=catalog_key,
+            help=CATALOG_HELP,
         log:
             "results/logs/download/catalog-{kind}.{ext}.log",
         conda:
@@ -103,3 +147,47 @@ if SOURCE == "candels":
             CONTAINERS["data"]
         script:
             "../scripts/download_file.py"
+
+
+if SOURCE == "stamps":
+    check_local_file(STAMPSET, "survey.stamps")
+
+    if STAMPSET["url"]:
+
+        rule download_stampset:
+            # on the submit host: compute nodes often have no internet
+            localrule: True
+            output:
+                stampset_archive(),
+            params:
+                remote=STAMPSET,
+                key="survey.stamps",
+            log:
+                "results/logs/download/stampset.log",
+            conda:
+                "../../envs/data.yaml"
+            container:
+                CONTAINERS["data"]
+            script:
+                "../scripts/download_file.py"
+
+    rule import_stampset:
+        # A declared input: a stamp set fixed or replaced in place is imported again.
+        input:
+            stampset_files(STAMPSET["path"]) if STAMPSET["path"] else stampset_archive(),
+        output:
+            images="results/survey/stampset/images.npy",
+            segmentation="results/survey/stampset/segmentation.npy",
+            catalog="results/survey/stampset/catalog.csv",
+        params:
+            pixel_scale=config["survey"]["pixel_scale"],
+        log:
+            "results/logs/survey/stampset.log",
+        benchmark:
+            "results/benchmarks/survey/stampset.tsv"
+        conda:
+            "../../envs/data.yaml"
+        container:
+            CONTAINERS["data"]
+        script:
+            "../scripts/import_stampset.py"

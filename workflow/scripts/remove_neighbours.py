@@ -11,8 +11,9 @@ with stage(snakemake) as run:
     images = np.concatenate([io.load_array(f, mmap=False) for f in inp.images])
     weights = np.concatenate([io.load_array(f, mmap=False) for f in inp.weights])
     catalog = pd.concat([io.read_csv(f) for f in inp.catalogs], ignore_index=True)
+    given = np.concatenate([io.load_array(f, mmap=False) for f in inp.segmentations]) if inp.segmentations else None
     cleaned, originals, masks, table, dropped = clean_stamps(
-        images, weights, catalog, CleanParams(**p.clean), seed=p.seed, zeropoint=p.zeropoint)
+        images, weights, catalog, CleanParams(**p.clean), seed=p.seed, zeropoint=p.zeropoint, segmentations=given)
     qa = qa_summary(table, dropped)
     write_clean_outputs(snakemake.output, images=cleaned, originals=originals, masks=masks, table=table,
                         dropped=dropped, qa=qa)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from blendphot import io, select
+from blendphot.errors import InputError
 from blendphot.workflow import stage
 
 
@@ -11,8 +12,7 @@ def read_catalog(path):
     return io.read_csv(path) if Path(path).suffix == ".csv" else io.read_fits_table(path)
 
 
-with stage(snakemake) as run:
-    inp, p = snakemake.input, snakemake.params
+def select_from_mosaic_catalogs(inp, p):
     phot = pd.concat([read_catalog(f) for f in inp.photometry], ignore_index=True)
     morph = pd.concat([read_catalog(f) for f in inp.morphology], ignore_index=True)
     sources = (", ".join(inp.photometry), ", ".join(inp.morphology))
@@ -20,7 +20,19 @@ with stage(snakemake) as run:
     if "truth" in inp.keys():  # mock survey: carry the generator's true flux along
         truth = pd.concat([io.read_csv(f) for f in inp.truth], ignore_index=True)
         catalog = select.attach_truth(catalog, phot, truth)
-    selected = select.select_galaxies(catalog, mag_max=p.select["mag_max"], p_min=p.select["p_min"])
+    return catalog, select.select_galaxies(catalog, mag_max=p.select["mag_max"], p_min=p.select["p_min"])
+
+
+with stage(snakemake) as run:
+    inp, p = snakemake.input, snakemake.params
+    if "stampset" in inp.keys():
+        catalog = io.read_csv(inp.stampset)
+        selected = select.select_classified(catalog, mag_max=p.select["mag_max"])
+    else:
+        catalog, selected = select_from_mosaic_catalogs(inp, p)
+    if not len(selected):
+        raise InputError(f"no galaxy passes the selection (select.mag_max = {p.select['mag_max']}, "
+                         f"select.p_min = {p.select['p_min']}) among the {len(catalog)} catalogue galaxies")
     counts = select.count_table(selected)
     io.write_csv(snakemake.output.catalog, selected)
     io.write_csv(snakemake.output.counts, counts)
