@@ -75,3 +75,38 @@ def test_nan_region_inside_footprint_stops_with_file_name():
     weight[150:250, 250:350] = 0
     stamps = cut_stamps(image, weight, w, _catalog(w, [(300, 200)]), size=128, max_missing_fraction=0.9)
     assert np.isfinite(stamps.images).all() and len(stamps.catalog) == 1
+
+
+@pytest.mark.parametrize("dtype, header", [(">f4", {}), (">f8", {"EXTNAME": "SCI"}), (">i2", {"BZERO": 32768})])
+def test_windows_of_a_mosaic_file_equal_astropy_reads(tmp_path, dtype, header):
+    """Stamps cut from the file by positional reads are those of astropy's whole-image read,
+    for plain images (a primary or an extension HDU) and scaled ones (memory-map fallback)."""
+    n = 300
+    w = _wcs(n)
+    data = np.random.default_rng(1).normal(100, 30, (n, n + 17)).astype(dtype)
+    path = tmp_path / "mosaic.fits"
+    hdr = w.to_header()
+    if "EXTNAME" in header:
+        fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, header=hdr, name="SCI")]).writeto(path)
+    else:
+        hdu = fits.PrimaryHDU(data, header=hdr)
+        if "BZERO" in header:
+            hdu.scale("int16", bzero=32768)
+        hdu.writeto(path)
+    reference, _ = read_fits_image(path, dtype=np.float64)
+    handle, mosaic, wcs = open_mosaic(path)
+    with handle:
+        assert mosaic.shape == reference.shape
+        cat = _catalog(wcs, [(100, 80), (200, 230), (64, 64)])
+        stamps = cut_stamps(mosaic, np.ones(mosaic.shape, np.float32), wcs, cat, size=64)
+    assert len(stamps.catalog) == 3
+    for k, (x, y) in enumerate([(100, 80), (200, 230), (64, 64)]):
+        np.testing.assert_array_equal(stamps.images[k], reference[y - 32:y + 32, x - 32:x + 32].astype(np.float32))
+
+
+def test_truncated_mosaic_is_named_before_cutting(tmp_path):
+    path = tmp_path / "mosaic_drz.fits"
+    fits.PrimaryHDU(np.zeros((512, 512), ">f4"), header=_wcs(512).to_header()).writeto(path)
+    path.write_bytes(path.read_bytes()[: 2880 + 512 * 4 * 300])  # a download cut mid-image
+    with pytest.raises(InputError, match="mosaic_drz.fits: .* bytes, but its 512 x 512 image needs .*truncated"):
+        open_mosaic(path)

@@ -1,56 +1,151 @@
+"""Ready stamp sets in the Zenodo layout: reading, checks, noise, and the cleaning they go through."""
 import tarfile
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from blendphot.clean import CleanParams
+from blendphot.clean import CleanParams, clean_stamps
 from blendphot.errors import InputError
-from blendphot.stampset import import_stampset
+from blendphot.stampset import (estimate_noise, open_stampset, read_stampset, stamp_weights, take_stamps,
+                                write_stampset)
 from tests.conftest import gaussian
 
+SIGMA = 0.01
 
-def _write_stampset(root, n=4):
+
+def _stamps(n=4, *, neighbour=True):
+    """Stamps with a central Gaussian galaxy, a bright neighbour and white noise (sigma 0.01),
+    the isolated central galaxy, and a segmentation in the published form (labels 3 and 9)."""
     rng = np.random.default_rng(0)
-    images = np.stack([gaussian(128, 64, 64, 3.0, 20.0 + i) + rng.normal(0, 0.01, (128, 128))
-                       for i in range(n)]).astype(np.float32)
-    seg = (np.stack([gaussian(128, 64, 64, 3.0, 20.0)] * n) > 0.02).astype(np.int32) * 7
-    seg[1] = 0  # no central segment: dropped with a reason
-    root.mkdir(parents=True, exist_ok=True)
-    np.save(root / "candels_img.npy", images)
-    np.save(root / "candels_seg.npy", seg)
-    pd.DataFrame({"ID": range(n), "RA": 53.0, "DEC": -27.8, "FIELD": ["b'GDS'"] * n, "mag": 22.0,
-                  "mag_err": 22.0, "radius": 5.0, "z": 1.0, "galtype": ["sph", "disk", "sphd", "irr"][:n],
-                  "segval": 7}).to_csv(root / "candels_cat.csv", index=False)
+    central = np.stack([gaussian(128, 64, 64, 3.0, 20.0 + i) for i in range(n)])
+    other = gaussian(128, 100, 30, 3.0, 30.0) if neighbour else np.zeros((128, 128))
+    images = (central + other + rng.normal(0, SIGMA, (n, 128, 128))).astype(np.float32)
+    seg = np.where(central > 0.02, 3, 0) + np.where(other > 0.02, 9, 0)
+    return images, seg.astype(np.int32), central
 
 
-def test_import_from_a_local_path(tmp_path):
-    _write_stampset(tmp_path / "set")
-    images, masks, table, dropped = import_stampset({"path": str(tmp_path / "set")}, CleanParams(),
-                                                    zeropoint=25.9463, pixel_scale=0.06)
-    assert list(table.gid) == ["GDS-0", "GDS-2", "GDS-3"]
-    assert list(table.cls) == ["bulge", "bulge_disk", "irregular"]
-    assert list(dropped.reason) == ["central_not_in_segmentation"]
-    assert images.shape == masks.shape == (3, 128, 128)
-    np.testing.assert_allclose(table.flux_auto, [20, 22, 23], rtol=0.05)
+def _write(root, n=4, **kw):
+    images, seg, central = _stamps(n, **kw)
+    cat = pd.DataFrame({"gid": [f"COSMOS-{i}" for i in range(n)], "field": "COSMOS", "id": range(n), "ra": 150.1,
+                        "dec": 2.2, "mag": 22.0, "re_arcsec": 0.3,
+                        "cls": ["bulge", "disk", "bulge_disk", "irregular"][:n]})
+    write_stampset(root, images, seg, cat, pixel_scale=0.06)
+    return images, seg, central
 
 
-def test_import_from_a_tarball_url(tmp_path):
-    _write_stampset(tmp_path / "candels-blender-data")
+def test_written_layout_is_the_published_one(tmp_path):
+    _write(tmp_path)
+    cat = pd.read_csv(tmp_path / "candels_cat.csv")
+    assert list(cat.columns) == ["ID", "RA", "DEC", "FIELD", "mag", "mag_err", "radius", "z", "galtype", "segval"]
+    assert cat["FIELD"].iat[0] == "b'COSMOS    '" and (cat["mag_err"] == cat["mag"]).all()
+    assert list(cat["galtype"]) == ["sph", "disk", "sphd", "irr"] and (cat["segval"] == 3).all()
+    np.testing.assert_allclose(cat["radius"], 5.0)
+
+
+def test_read_standardises_the_catalogue(tmp_path):
+    images, seg, _ = _write(tmp_path)
+    sset = read_stampset(tmp_path, pixel_scale=0.06)
+    assert list(sset.catalog["gid"]) == [f"COSMOS-{i}" for i in range(4)]
+    assert list(sset.catalog["cls"]) == ["bulge", "disk", "bulge_disk", "irregular"]
+    np.testing.assert_allclose(sset.catalog["re_arcsec"], 0.3)
+    np.testing.assert_array_equal(sset.images, images)
+    np.testing.assert_array_equal(sset.segmentation, seg)
+
+
+def test_archive_is_found_and_unpacked(tmp_path):
+    _write(tmp_path / "candels-blender-data")
     archive = tmp_path / "candels-blender-data.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "candels-blender-data", arcname="candels-blender-data")
-    images, *_ = import_stampset({"url": archive.as_uri()}, CleanParams(), zeropoint=25.9463,
-                                 pixel_scale=0.06, workdir=tmp_path / "work")
-    assert len(images) == 3
+    with open_stampset(archive, scratch=tmp_path / "scratch") as root:
+        assert len(read_stampset(root, pixel_scale=0.06).catalog) == 4
+    assert list((tmp_path / "scratch").iterdir()) == []  # the unpacked copy is gone
 
 
-def test_bad_stampset_is_named(tmp_path):
-    _write_stampset(tmp_path / "set")
-    cat = pd.read_csv(tmp_path / "set/candels_cat.csv")
-    cat.loc[0, "galtype"] = "spiral"
-    cat.to_csv(tmp_path / "set/candels_cat.csv", index=False)
-    with pytest.raises(InputError, match="candels_cat.csv: column 'galtype' has unknown value 'spiral'"):
-        import_stampset({"path": str(tmp_path / "set")}, CleanParams(), zeropoint=25.9, pixel_scale=0.06)
+def test_cut_archive_is_named(tmp_path):
+    _write(tmp_path / "set")
+    archive = tmp_path / "set.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "set", arcname="set")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(InputError, match="set.tar.gz: corrupt or truncated archive"):
+        with open_stampset(archive, scratch=tmp_path / "scratch"):
+            pass
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda root: pd.read_csv(root / "candels_cat.csv").assign(galtype="spiral").to_csv(root / "candels_cat.csv"),
+     "candels_cat.csv: column 'galtype' has unknown value 'spiral'"),
+    (lambda root: pd.read_csv(root / "candels_cat.csv").drop(columns="radius").to_csv(root / "candels_cat.csv"),
+     "candels_cat.csv: missing column 'radius'"),
+    (lambda root: np.save(root / "candels_img.npy", np.full((4, 128, 128), np.nan, np.float32)),
+     "candels_img.npy: 65536 NaN/inf pixels"),
+    (lambda root: np.save(root / "candels_seg.npy", np.zeros((3, 128, 128), np.int32)),
+     "candels_seg.npy: expected integer labels of shape"),
+    (lambda root: pd.read_csv(root / "candels_cat.csv").head(3).to_csv(root / "candels_cat.csv"),
+     "candels_cat.csv: 3 rows for 4 stamps"),
+])
+def test_bad_stampset_is_named(tmp_path, damage, match):
+    _write(tmp_path)
+    damage(tmp_path)
+    with pytest.raises(InputError, match=match):
+        read_stampset(tmp_path, pixel_scale=0.06)
+
+
+def test_missing_stampset_is_named(tmp_path):
+    with pytest.raises(InputError, match="nothing: stamp set not found"):
+        with open_stampset(tmp_path / "nothing"):
+            pass
     with pytest.raises(InputError, match="no stamp set found"):
-        import_stampset({"path": str(tmp_path)+"/nothing"}, CleanParams(), zeropoint=25.9, pixel_scale=0.06)
+        with open_stampset(tmp_path):
+            pass
+
+
+def test_noise_is_measured_robustly_from_the_stamp():
+    images, seg, _ = _stamps(4)
+    for k in range(4):
+        assert estimate_noise(images[k], seg[k]) == pytest.approx(SIGMA, rel=0.03)
+        assert estimate_noise(images[k]) == pytest.approx(SIGMA, rel=0.05)  # clipping alone
+
+
+def test_zero_regions_are_missing_data_but_single_zeros_are_not():
+    images, seg, _ = _stamps(2)
+    images[0, :, :10] = 0.0  # a stamp cut at the mosaic's edge
+    images[1, 5, 5] = 0.0    # one exact zero: noise
+    weights, sigma = stamp_weights(images, seg)
+    assert (weights[0, :, :10] == 0).all() and (weights[0, :, 10:] > 0).all()
+    assert (weights[1] > 0).all()
+    np.testing.assert_allclose(weights[1, 0, 0], 1 / sigma[1] ** 2)
+
+
+def test_take_stamps_keeps_the_selection_and_drops_missing_data(tmp_path):
+    _write(tmp_path)
+    sset = read_stampset(tmp_path, pixel_scale=0.06)
+    sset.images[2, :, :20] = 0.0
+    selected = sset.catalog.iloc[[3, 2, 0]]
+    taken = take_stamps(sset.images, sset.segmentation, sset.catalog, selected, size=128)
+    assert list(taken.catalog["gid"]) == ["COSMOS-3", "COSMOS-0"]
+    assert list(taken.dropped["reason"]) == ["missing_data"]
+    np.testing.assert_array_equal(taken.images[0], sset.images[3])
+    with pytest.raises(InputError, match="config key 'stamps.size' is 64"):
+        take_stamps(sset.images, sset.segmentation, sset.catalog, selected, size=64)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_neighbours_are_removed_from_published_stamps(tmp_path, given):
+    """The published stamps hold their neighbours: cleaning removes them, with sep's own
+    segmentation or the set's, and the isolated flux is the central galaxy's."""
+    _, _, central = _write(tmp_path)
+    sset = read_stampset(tmp_path, pixel_scale=0.06)
+    weights, _ = stamp_weights(sset.images, sset.segmentation)
+    cleaned, originals, masks, table, dropped = clean_stamps(
+        sset.images, weights, sset.catalog, CleanParams(), seed=1, zeropoint=25.9463,
+        segmentations=sset.segmentation if given else None, progress=False)
+    assert len(table) == 4 and not len(dropped)
+    assert (table["n_sources_after"] == 1).all()
+    np.testing.assert_allclose(table["flux_auto"], [20, 21, 22, 23], rtol=0.05)
+    around = np.s_[:, 20:40, 90:110]  # the neighbour's place: background only now
+    assert np.abs(cleaned[around] - 0).max() < 6 * SIGMA < np.abs(originals[around]).max()
+    if given:
+        np.testing.assert_array_equal(masks, sset.segmentation == 3)

@@ -8,20 +8,48 @@ import pytest
 from .workflow_helpers import ROOT, copy_workflow, planned_rules, run_snakemake, stage_runs
 
 
+SHIPPED = ["config/config.yaml", "config/paper.yaml", "config/paper-stamps.yaml"]  # mock, candels, stamps
+PAPER_CATALOGUE = "data/dimauro2018_candels.fits"  # config/paper.yaml's local catalogue
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A copy of the workflow (without results) to run in."""
-    return copy_workflow(tmp_path_factory.mktemp("wf"))
+    """A copy of the workflow (without results) to run in, with a stand-in for the catalogue
+    that config/paper.yaml reads from disk (a person downloads it from a web form)."""
+    root = copy_workflow(tmp_path_factory.mktemp("wf"))
+    (root / PAPER_CATALOGUE).parent.mkdir()
+    (root / PAPER_CATALOGUE).write_bytes(b"")
+    return root
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize("config", SHIPPED)
 def test_dry_run_of_shipped_configs(config, workdir):
     proc = run_snakemake(["-n", "--cores", "1", "--configfile", config], workdir)
-    assert "make_blends" in proc.stdout
+    plan = planned_rules(proc.stdout)
+    assert {"make_blends", "remove_neighbours", "select_galaxies", "evaluate", "all"} <= plan
     from blendphot.config import load_config
 
-    for name in load_config(ROOT / config)["train"]["models"]:
-        assert f"train_{name}" in proc.stdout and f"predict_{name}" in proc.stdout
+    cfg = load_config(ROOT / config)
+    for name in cfg["train"]["models"]:
+        assert f"train_{name}" in plan and f"predict_{name}" in plan
+    source_rules = {"mock": {"make_mock_field", "cut_stamps"},
+                    "candels": {"download_field_file", "cut_stamps"},
+                    "stamps": {"download_stampset", "import_stampset", "take_stamps"}}
+    source = cfg["survey"]["source"]
+    assert source_rules[source] <= plan
+    assert not plan & (set().union(*source_rules.values()) - source_rules[source])
+
+
+def test_paper_config_without_its_catalogue_says_where_to_get_it(workdir):
+    (workdir / PAPER_CATALOGUE).rename(workdir / "hidden.fits")
+    try:
+        proc = run_snakemake(["-n", "--cores", "1", "--configfile", "config/paper.yaml"], workdir, check=False)
+    finally:
+        (workdir / "hidden.fits").rename(workdir / PAPER_CATALOGUE)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"config key 'survey.candels.catalogs.photometry.path': {PAPER_CATALOGUE} does not exist" in out
+    assert "lerma.obspm.fr/huertas/form_CANDELS" in out
 
 
 def test_one_training_stage_alone(workdir):
@@ -30,7 +58,7 @@ def test_one_training_stage_alone(workdir):
     assert "train_unet" not in plan and "predict_blend2flux" not in plan
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize("config", SHIPPED)
 def test_every_model_rule_gets_a_gpu_and_threads_from_the_profile(config):
     import yaml
 
@@ -192,7 +220,7 @@ def test_tiny_end_to_end(workdir):
     assert (res / "blend/test/images.npy").read_bytes() == first
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize("config", SHIPPED)
 def test_every_rule_has_memory_and_runtime_in_the_workflow_profile(config, workdir):
     """The workflow profile sets no default-resources (a global profile's account/partition must
     survive), so every rule needs its own entry."""

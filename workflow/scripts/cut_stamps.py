@@ -1,12 +1,16 @@
 """Cut the stamps of one field."""
 from blendphot import io
+from blendphot.errors import InputError
 from blendphot.stamps import cut_stamps, open_mosaic
 from blendphot.workflow import stage
 
 with stage(snakemake) as run:
     inp, out, field = snakemake.input, snakemake.output, snakemake.wildcards.field
-    catalog = io.read_csv(inp.catalog, required=["gid", "field", "ra", "dec"])
-    catalog = catalog[catalog["field"].astype(str) == field].reset_index(drop=True)
+    selected = io.read_csv(inp.catalog, required=["gid", "field", "ra", "dec"])
+    catalog = selected[selected["field"].astype(str) == field].reset_index(drop=True)
+    if not len(catalog):
+        raise InputError(f"field {field!r} (config key survey.candels.fields.{field}) matches no selected galaxy of "
+                         f"{inp.catalog}: its FIELD values are {sorted(selected['field'].astype(str).unique())}")
     image_hdul, image, wcs = open_mosaic(inp.image)
     weight_hdul, weight, _ = open_mosaic(inp.weight)
     with image_hdul, weight_hdul:
