@@ -5,7 +5,8 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from blendphot.config import model_settings, model_seed, validate_config
+from blendphot.config import CPU_FLOPS, expensive_on_cpu, model_settings, model_seed, validate_config
+from blendphot.workflow import DEVICE_ENV
 from blendphot import tracking
 
 min_version("9.0")

@@ -7,7 +7,7 @@ from blendphot.errors import ConfigError
 
 
 def test_shipped_configs_validate():
-    for path in ("config/config.yaml", "config/paper.yaml"):
+    for path in ("config/config.yaml", "config/paper.yaml", "config/paper-stamps.yaml"):
         cfg = load_config(path)
         assert cfg["seed"] == 666
     paper = load_config("config/paper.yaml")
@@ -92,3 +92,47 @@ def test_model_settings_merge_shared_keys_and_overrides(default_config):
     b2m2f = model_settings(default_config, "blend2mask2flux")
     assert b2m2f["init_from"] == "unet" and b2m2f["model"]["dense_layers"] == 2  # schema default
     assert model_seed(666, "unet") == model_seed(666, "unet") != model_seed(666, "blend2flux")
+
+
+def test_forward_flops_match_torchs_counter():
+    """The start-up estimate of training cost counts what torch counts, for every architecture."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from blendphot.config import forward_flops
+    from blendphot.models import ModelConfig, build_model
+
+    cfg = validate_config({"seed": 1, "survey": {"source": "mock"}, "train": {"models": {
+        "b": {"arch": "blend2flux", "filters": 8, "dense_units": 12},
+        "u": {"arch": "unet", "unet_depth": 4, "unet_filters": 4, "overlap_channel": True},
+        "m": {"arch": "blend2mask2flux", "unet_depth": 3, "unet_filters": 4, "filters": 4, "conv_layers": 4}}}})
+    for entry in cfg["train"]["models"].values():
+        keys = {k: v for k, v in entry.items() if k in ModelConfig.__dataclass_fields__}
+        model = build_model(ModelConfig(**keys, image_size=64)).to("meta")
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 64, 64, device="meta"))
+        assert forward_flops(entry, 64) == pytest.approx(counter.get_total_flops(), rel=0.01), entry["arch"]
+
+
+def test_paper_networks_are_too_long_for_a_cpu_and_the_demo_is_not(default_config):
+    from blendphot.config import expensive_on_cpu
+
+    assert expensive_on_cpu(default_config) == {}
+    paper = load_config("config/paper.yaml")
+    assert set(expensive_on_cpu(paper)) == set(paper["train"]["models"])
+    minimal = validate_config({"seed": 1, "survey": {"source": "stamps", "stamps": {"path": "x"}}})
+    assert set(expensive_on_cpu(minimal)) == {"blend2flux", "unet", "blend2mask2flux"}  # schema defaults
+
+
+def test_training_that_is_too_long_refuses_the_cpu_unless_asked():
+    import torch
+
+    from blendphot.train import check_device
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ConfigError, match=r"train.models.blend2flux: training needs ~1.1e\+17 FLOP .* "
+                                          "BLENDPHOT_DEVICE=cpu"):
+        check_device("auto", 1.1e17, what="train.models.blend2flux")
+    check_device("cpu", 1.1e17, what="train.models.blend2flux")  # an explicit choice
+    check_device("auto", 1e12, what="train.models.small")  # cheap: the CPU is fine

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from blendphot.download import download
+from blendphot.download import WebPageError, download
 from blendphot.errors import DownloadError
 
 PAYLOAD = np.random.default_rng(0).bytes(3 * 1024 * 1024 + 123)
@@ -14,7 +14,7 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    mode = "ok"  # ok | drop_once | corrupt | norange
+    mode = "ok"  # ok | drop_once | corrupt | norange | webpage
     requests = []
 
     def log_message(self, *args):
@@ -25,6 +25,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         cls.requests.append(self.headers.get("Range"))
         if self.path != "/mosaic_drz.fits":
             self.send_error(404)
+            return
+        if cls.mode == "webpage":  # a form page where a catalogue was expected
+            page = b"<!DOCTYPE html><html><body><form>Select the CANDELS catalogue</form></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
             return
         body = bytearray(PAYLOAD)
         if cls.mode == "corrupt":
@@ -94,3 +102,17 @@ def test_missing_file_is_a_clear_error(server, tmp_path):
 def test_unreachable_server_gives_up_after_retries(tmp_path):
     with pytest.raises(DownloadError, match="after 2 attempts"):
         download("http://127.0.0.1:9/x.fits", tmp_path / "x.fits", retries=1, backoff=0.01, progress=False)
+
+
+def test_a_web_page_is_refused_at_once(server, tmp_path):
+    Handler.mode = "webpage"
+    with pytest.raises(WebPageError, match="serves a web page \\(text/html\\), not a data file"):
+        download(f"{server}/mosaic_drz.fits", tmp_path / "cat.fits", backoff=10, progress=False)
+    assert len(Handler.requests) == 1 and list(tmp_path.iterdir()) == []  # no retry, nothing left
+
+
+def test_a_web_page_file_url_is_refused(tmp_path):
+    page = tmp_path / "form.html"
+    page.write_text("<!doctype html>\n<html><body>form</body></html>")
+    with pytest.raises(WebPageError, match="form.html serves a web page"):
+        download(page.as_uri(), tmp_path / "out/cat.fits", progress=False)

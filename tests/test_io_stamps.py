@@ -110,3 +110,13 @@ def test_truncated_mosaic_is_named_before_cutting(tmp_path):
     path.write_bytes(path.read_bytes()[: 2880 + 512 * 4 * 300])  # a download cut mid-image
     with pytest.raises(InputError, match="mosaic_drz.fits: .* bytes, but its 512 x 512 image needs .*truncated"):
         open_mosaic(path)
+
+
+def test_json_is_strict(tmp_path):
+    import json
+
+    from blendphot.io import write_json
+
+    write_json(tmp_path / "qa.json", {"a": float("nan"), "b": [1.0, np.inf], "c": np.float32(2.5)})
+    assert json.loads((tmp_path / "qa.json").read_text(), parse_constant=pytest.fail) == {"a": None,
+                                                                                           "b": [1.0, None], "c": 2.5}

@@ -2,8 +2,6 @@
 FIELD, mag_err = mag, neighbours in the images, a segmentation map), cut from a tiny mock
 survey so that the truth is known, run from the import to the report."""
 import json
-import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -18,12 +16,18 @@ STAMPSET = "stampset/candels-blender-data"  # the path in CONFIG, relative to th
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A workflow copy holding a mock-built stamp set (and its archive) where CONFIG points."""
+def mock_run(tmp_path_factory):
+    """The tiny mock survey, selected: mosaics, weight maps and catalogues whose truth is known."""
     mock = copy_workflow(tmp_path_factory.mktemp("mock"))
     run_snakemake(["results/select/selected.csv", "--cores", "2", "--configfile", "tests/config/tiny.yaml"], mock)
+    return mock
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, mock_run):
+    """A workflow copy holding a mock-built stamp set (and its archive) where CONFIG points."""
     root = copy_workflow(tmp_path_factory.mktemp("stamps"))
-    mock_stampset(mock / "results", root / STAMPSET, archive=True)
+    mock_stampset(mock_run / "results", root / STAMPSET, archive=True)
     return root
 
 
@@ -66,23 +70,21 @@ def test_tiny_stamps_end_to_end(workdir):
     assert {"import_stampset", "select_galaxies", "take_stamps", "remove_neighbours", "evaluate"} <= stages
     assert all(r.info.status == "FINISHED" for r in parents + children)
 
-    # The stamp set is a declared input: a file replaced in place is imported again
+    # The stamp set is a declared input: a file changed in place is imported again
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", CONFIG], workdir).stdout)
     assert plan == set()
     cat = workdir / STAMPSET / "candels_cat.csv"
-    later = time.time() + 5
-    os.utime(cat, (later, later))
+    original = cat.read_bytes()
+    pd.read_csv(cat).assign(mag=lambda c: c["mag"] + 0.01).to_csv(cat, index=False)
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", CONFIG], workdir).stdout)
     assert {"import_stampset", "select_galaxies", "take_stamps", "remove_neighbours", "make_blends"} <= plan
+    cat.write_bytes(original)
 
     # The set's own segmentation instead of sep's: the cleaning and what follows, nothing upstream
     archive_seg = workdir / "tests/config/tiny-stamps-archive.yaml"
     archive_seg.write_text((workdir / CONFIG).read_text().replace("segmentation: sep", "segmentation: archive"))
-    os.utime(cat, (time.time() - 3600,) * 2)
-    run_snakemake(["--cores", "2", "--configfile", CONFIG, "--", "results/stamps/stampset/catalog.csv"], workdir)
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(archive_seg)], workdir).stdout)
     assert {"remove_neighbours", "make_blends"} <= plan and not plan & {"import_stampset", "take_stamps"}
-
 
 def test_a_stampset_url_is_downloaded_by_a_local_rule(workdir, tmp_path):
     archive = workdir / (STAMPSET + ".tar.gz")
@@ -102,3 +104,55 @@ def test_a_missing_stampset_path_is_named(workdir, tmp_path):
     proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(config)], workdir, check=False)
     assert proc.returncode != 0
     assert "config key 'survey.stamps.path': no/such/set does not exist" in proc.stdout + proc.stderr
+
+
+def _candels_config(survey: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump({"seed": 42, "mlflow": {"tracking_uri": "sqlite:///results/mlflow/mlflow.db",
+                                                  "experiment": "blendphot-test"},
+                           "survey": {"source": "candels", "candels": survey},
+                           "blend": {"n_blends": {"train": 120, "val": 40, "test": 40}},
+                           "train": {"models": {"blend2flux": {"arch": "blend2flux", "filters": 4}}}})
+
+
+def test_the_candels_path_reads_local_files_and_downloads(mock_run, tmp_path):
+    """source: candels with the tiny mock's files in the CANDELS formats: the mosaic by URL
+    (downloaded by the local rule), its weight map and the catalogues read in place."""
+    survey = mock_run / "results/survey/tiny"
+    root = copy_workflow(tmp_path / "wf")
+    config = root / "candels.yaml"
+    config.write_text(_candels_config({
+        "fields": {"tiny": {"image": {"url": (survey / "image.fits").as_uri()},
+                            "weight": {"path": str(survey / "weight.fits")}}},
+        "catalogs": {"photometry": {"path": str(survey / "photometry.fits")},
+                     "morphology": {"path": str(survey / "morphology.fits")}}}))
+    run_snakemake(["results/split/galaxies.csv", "--cores", "2", "--configfile", str(config)], root)
+    assert (root / "results/survey/tiny/image.fits").read_bytes() == (survey / "image.fits").read_bytes()
+    assert not (root / "results/survey/tiny/weight.fits").exists()  # read in place
+    selected = pd.read_csv(root / "results/select/selected.csv")
+    assert len(selected) == len(pd.read_csv(mock_run / "results/select/selected.csv"))
+    assert json.loads((root / "results/clean/qa.json").read_text())["single_source_fraction"] > 0.85
+
+    # A catalogue URL that serves a web page, and a column that is not in the file, are named
+    page = tmp_path / "form_CANDELS.html"
+    page.write_text("<!DOCTYPE html><html><body><form>CANDELS catalogues</form></body></html>")
+    config.write_text(_candels_config({
+        "fields": {"tiny": {"image": {"path": str(survey / "image.fits")}, "weight": {"path": str(survey / "weight.fits")}}},
+        "catalogs": {"photometry": {"url": page.as_uri()}, "morphology": {"path": str(survey / "morphology.fits")}}}))
+    proc = run_snakemake(["--cores", "1", "--configfile", str(config)], root, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config key 'survey.candels.catalogs.photometry.url'" in out and "serves a web page" in out
+    assert "lerma.obspm.fr/huertas/form_CANDELS" in out
+    assert not list((root / "results/survey/catalogs").glob("photometry*"))
+    config.write_text(_candels_config({
+        "fields": {"tiny": {"image": {"path": str(survey / "image.fits")}, "weight": {"path": str(survey / "weight.fits")}}},
+        "catalogs": {"photometry": {"path": str(survey / "photometry.fits")},
+                     "morphology": {"path": str(survey / "morphology.fits")}},
+        "columns": {"photometry": {"mag": "H_mag"}}}))
+    proc = run_snakemake(["--cores", "1", "--configfile", str(config)], root, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "no column 'H_mag' (config key survey.candels.columns.photometry.mag)" in out
+    assert "columns found" in out and "MAG_F160W" in out

@@ -11,7 +11,8 @@ import yaml
 from blendphot.errors import ConfigError
 
 __all__ = ["SCHEMA_PATH", "load_schema", "validate_config", "load_config", "child_seed", "model_settings",
-           "model_seed", "ARCH_KEYS", "TRAIN_KEYS"]
+           "model_seed", "ARCH_KEYS", "TRAIN_KEYS", "forward_flops", "training_flops", "expensive_on_cpu",
+           "CPU_TRAINING_LIMIT_FLOP", "CPU_FLOPS"]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -213,3 +214,61 @@ def _check_models(config: dict) -> None:
         if arch != "blend2flux" and size % 2 ** (depth - 1):
             raise ConfigError(f"config key '{key}.unet_depth': stamps.size {size} is not divisible by "
                               f"2**(unet_depth - 1) = {2 ** (depth - 1)}")
+
+
+# Training that would take more than about two hours on a workstation CPU (~100 GFLOP/s
+# sustained): it starts on a CPU only when asked for explicitly (BLENDPHOT_DEVICE=cpu).
+CPU_TRAINING_LIMIT_FLOP = 7e14
+CPU_FLOPS = 1e11
+
+
+def forward_flops(entry: dict, size: int) -> float:
+    """Multiply-adds x 2 of one forward pass of a train.models entry on one size x size blend.
+
+    Convolutions and dense layers only (pooling and activations are negligible); matches
+    torch's FLOP counter to within 1 % (tests/test_config.py).
+    """
+    def conv_pool(c_in, filters, layers):
+        macs, side = 0.0, size
+        for i in range(layers):
+            c_out = filters * 2 ** (i // 2)
+            macs += side * side * 9 * c_in * c_out
+            c_in, side = c_out, (side // 2 if i < layers - 1 else side)
+        units = entry.get("dense_units") or filters
+        n_in = c_in * side * side
+        for _ in range(entry["dense_layers"]):
+            macs, n_in = macs + n_in * units, units
+        return macs + n_in * 2
+
+    def unet():
+        depth, f = entry["unet_depth"], entry["unet_filters"]
+        macs, c_in = 0.0, 1
+        for level in range(depth):
+            c, side = f * 2 ** level, size // 2 ** level
+            macs += side * side * 9 * (c_in * c + c * c)
+            c_in = c
+        for level in range(depth - 1):
+            c, side = f * 2 ** level, size // 2 ** level
+            macs += side * side * (2 * c * c + 9 * (2 * c * c + c * c))  # 2x2 up-conv from 2c, block
+        return macs + size * size * f * (3 if entry.get("overlap_channel") else 2)
+
+    arch = entry["arch"]
+    macs = {"blend2flux": lambda: conv_pool(1, entry["filters"], entry["conv_layers"]),
+            "unet": unet,
+            "blend2mask2flux": lambda: unet() + conv_pool(3, entry["filters"], entry["conv_layers"])}[arch]()
+    return 2.0 * macs
+
+
+def training_flops(config: dict, name: str) -> float:
+    """Estimated FLOPs to train model ``name`` for its full epochs: forward + backward (3x the
+    forward) on every training blend, a forward pass on every validation blend."""
+    entry, settings = config["train"]["models"][name], model_settings(config, name)
+    fwd = forward_flops(entry, config["stamps"]["size"])
+    n = config["blend"]["n_blends"]
+    return settings["train"]["epochs"] * fwd * (3 * n["train"] + n["val"])
+
+
+def expensive_on_cpu(config: dict) -> dict[str, float]:
+    """Models whose training exceeds :data:`CPU_TRAINING_LIMIT_FLOP`: name -> FLOPs."""
+    costs = {name: training_flops(config, name) for name in config["train"]["models"]}
+    return {name: flops for name, flops in costs.items() if flops > CPU_TRAINING_LIMIT_FLOP}

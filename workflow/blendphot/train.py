@@ -34,12 +34,12 @@ import torch.nn.functional as F
 
 from blendphot import io
 from blendphot.data import Batches, BlendData, fingerprint, noise_sigma
-from blendphot.errors import BlendphotError, InputError
+from blendphot.errors import BlendphotError, ConfigError, InputError
 from blendphot.models import ModelConfig, build_model, count_parameters, split_outputs
 
 __all__ = ["TrainConfig", "mape", "mask_targets", "iou", "evaluate", "fit", "save_checkpoint",
            "load_checkpoint", "load_model", "trivial_mape", "select_device", "autocast", "batch_loss",
-           "train_model"]
+           "train_model", "check_device"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,24 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def check_device(name: str, flops: float, *, what: str) -> None:
+    """Refuse to start a training of ``flops`` that is too long for a CPU when ``auto`` finds
+    no GPU (a GPU job that lands on a CPU node, a CPU-only torch build, an old driver).
+
+    Raises ConfigError naming ``what``; ``name == "cpu"`` (BLENDPHOT_DEVICE=cpu) is an explicit
+    choice and passes.
+    """
+    from blendphot.config import CPU_FLOPS, CPU_TRAINING_LIMIT_FLOP
+
+    if name != "auto" or flops <= CPU_TRAINING_LIMIT_FLOP or torch.cuda.is_available():
+        return
+    why = ("this torch build has no CUDA support" if torch.version.cuda is None
+           else "CUDA is not usable here (no GPU allocated, or a driver too old for this torch build)")
+    raise ConfigError(f"{what}: training needs ~{flops:.1e} FLOP (~{flops / CPU_FLOPS / 3600:.0f} h on a CPU), but "
+                      f"{why}. Run it on a GPU, train a smaller model, or set BLENDPHOT_DEVICE=cpu to train on "
+                      "the CPU anyway.")
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -1,6 +1,8 @@
 # Stage 8 - train: one rule per model listed under train.models (train_blend2flux, ...).
 # Each asks for one GPU through the gpu=1 resource set in profiles/default; without a GPU it
-# runs on the CPU. A killed job resumes from results/train/<model>/state/last.pt.
+# runs on the CPU, unless its training is too long for a CPU (config.expensive_on_cpu): then
+# it stops at once, unless BLENDPHOT_DEVICE=cpu asks for the CPU explicitly.
+# A killed job resumes from results/train/<model>/state/last.pt.
 
 MODELS = list(config["train"]["models"])
 
@@ -57,4 +59,20 @@ if rules_without_gpu():
         "blendphot: no gpu resource for rules " + ", ".join(rules_without_gpu())
         + "; add them under set-resources in profiles/default/config.yaml, or they run without a GPU"
         + " on a cluster."
+    )
+
+
+def local_gpu_visible():
+    """Whether this host has a CUDA GPU device (no torch import at start-up)."""
+    return Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
+
+
+_EXPENSIVE = expensive_on_cpu(config)
+if _EXPENSIVE and workflow.local_exec and not local_gpu_visible() and os.environ.get(DEVICE_ENV) != "cpu":
+    logger.warning(
+        "blendphot: no GPU on this machine, and training "
+        + ", ".join(f"{n} ({f:.1e} FLOP, ~{f / CPU_FLOPS / 3600:.0f} h on a CPU)" for n, f in _EXPENSIVE.items())
+        + " is far too long for a CPU: those training jobs will stop at once. Run them on a GPU"
+        + " (a cluster: README.md, 'Running on a SLURM cluster'), train smaller models (see"
+        + " config/config.yaml's train section), or set BLENDPHOT_DEVICE=cpu to train on the CPU anyway."
     )

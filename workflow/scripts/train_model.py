@@ -1,11 +1,14 @@
 """Train one model on the train/val blends (resuming a killed run), track every epoch."""
 import torch
 
-from blendphot.train import train_model
+from blendphot.config import training_flops
+from blendphot.train import check_device, train_model
 from blendphot.workflow import runtime_device, stage
 
 with stage(snakemake) as run:
     inp, out, p = snakemake.input, snakemake.output, snakemake.params
+    name = snakemake.rule.removeprefix("train_")
+    check_device(runtime_device(), training_flops(snakemake.config, name), what=f"train.models.{name}")
     torch.set_num_threads(snakemake.threads)
     summary = train_model(
         p.settings, seed=p.seed, init_from=inp.get("init_from"), device=runtime_device(),
