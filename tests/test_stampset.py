@@ -80,7 +80,7 @@ def test_cut_archive_is_named(tmp_path):
     (lambda root: pd.read_csv(root / "candels_cat.csv").drop(columns="radius").to_csv(root / "candels_cat.csv"),
      "candels_cat.csv: missing column 'radius'"),
     (lambda root: np.save(root / "candels_img.npy", np.full((4, 128, 128), np.nan, np.float32)),
-     "candels_img.npy: 65536 NaN/inf pixels"),
+     "candels_img.npy: every pixel is NaN or infinite"),
     (lambda root: np.save(root / "candels_seg.npy", np.zeros((3, 128, 128), np.int32)),
      "candels_seg.npy: expected integer labels of shape"),
     (lambda root: pd.read_csv(root / "candels_cat.csv").head(3).to_csv(root / "candels_cat.csv"),
@@ -91,6 +91,25 @@ def test_bad_stampset_is_named(tmp_path, damage, match):
     damage(tmp_path)
     with pytest.raises(InputError, match=match):
         read_stampset(tmp_path, pixel_scale=0.06)
+
+
+def test_published_quirks_are_read(tmp_path):
+    """bytes-like text in every column, float IDs and labels, a repeated galaxy, a NaN radius."""
+    images, seg, _ = _write(tmp_path)
+    cat = pd.read_csv(tmp_path / "candels_cat.csv")
+    cat["galtype"] = [repr(g.encode()) for g in cat["galtype"]]  # b'sph'
+    cat["ID"] = cat["ID"].astype(float)
+    cat.loc[3, "ID"] = 2.0  # the same galaxy as row 2
+    cat.loc[1, "radius"] = np.nan
+    cat.to_csv(tmp_path / "candels_cat.csv", index=False)
+    np.save(tmp_path / "candels_seg.npy", seg.astype(np.float32))
+    sset = read_stampset(tmp_path, pixel_scale=0.06)
+    assert list(sset.catalog["gid"]) == ["COSMOS-0", "COSMOS-1", "COSMOS-2"]
+    assert list(sset.catalog["cls"]) == ["bulge", "disk", "bulge_disk"]
+    assert sset.segmentation.dtype == np.int32 and len(sset.images) == 3
+    from blendphot.select import select_classified
+
+    assert list(select_classified(sset.catalog, mag_max=23.5)["gid"]) == ["COSMOS-0", "COSMOS-2"]
 
 
 def test_missing_stampset_is_named(tmp_path):
@@ -123,10 +142,12 @@ def test_take_stamps_keeps_the_selection_and_drops_missing_data(tmp_path):
     _write(tmp_path)
     sset = read_stampset(tmp_path, pixel_scale=0.06)
     sset.images[2, :, :20] = 0.0
-    selected = sset.catalog.iloc[[3, 2, 0]]
+    sset.images[1, 50, 50] = np.nan
+    selected = sset.catalog.iloc[[3, 2, 0, 1]]
     taken = take_stamps(sset.images, sset.segmentation, sset.catalog, selected, size=128)
     assert list(taken.catalog["gid"]) == ["COSMOS-3", "COSMOS-0"]
-    assert list(taken.dropped["reason"]) == ["missing_data"]
+    assert list(taken.dropped["reason"]) == ["missing_data", "nan_pixels"]
+    assert np.isfinite(taken.images).all()
     np.testing.assert_array_equal(taken.images[0], sset.images[3])
     with pytest.raises(InputError, match="config key 'stamps.size' is 64"):
         take_stamps(sset.images, sset.segmentation, sset.catalog, selected, size=64)

@@ -23,6 +23,7 @@ truth is known (:func:`stampset_from_mosaic`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tarfile
 import tempfile
@@ -38,6 +39,8 @@ from blendphot.errors import InputError
 
 __all__ = ["GALTYPES", "FILES", "StampSet", "find_stampset", "open_stampset", "read_stampset", "estimate_noise",
            "stamp_weights", "take_stamps", "TakenStamps", "write_stampset", "mock_stampset", "stampset_from_mosaic", "SEGMENTATION_PARAMS"]
+
+log = logging.getLogger(__name__)
 
 GALTYPES = {"sph": "bulge", "disk": "disk", "sphd": "bulge_disk", "irr": "irregular"}
 FILES = ("candels_img.npy", "candels_seg.npy", "candels_cat.csv")
@@ -103,11 +106,14 @@ def open_stampset(source: str | os.PathLike, *, scratch: str | os.PathLike | Non
             raise InputError(f"{source}: {str(exc).split(': ', 1)[1]}") from None
 
 
-def _field_names(values: pd.Series) -> pd.Series:
-    """``b'COSMOS    '`` (a bytes repr written by pandas), ``COSMOS`` or bytes -> ``COSMOS``."""
+def _text(values: pd.Series) -> pd.Series:
+    """Text as published: ``b'COSMOS    '`` (the repr of a bytes string, as pandas writes an
+    astropy bytes column), ``COSMOS`` or bytes -> ``COSMOS``; whole floats (``12.0``) -> ``12``."""
     def clean(v):
         if isinstance(v, bytes):
             v = v.decode("ascii", "replace")
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
         return str(v)
 
     text = values.map(clean)
@@ -132,33 +138,43 @@ def read_stampset(root: str | os.PathLike, *, pixel_scale: float) -> StampSet:
         raise InputError(f"{img_path}: expected square stamps of shape (N, S, S), got {images.shape}")
     if images.dtype.kind not in "fiu":
         raise InputError(f"{img_path}: expected a numeric array, got dtype {images.dtype}")
+    if seg.dtype.kind in "fb" and seg.shape == images.shape:  # labels stored as floats or booleans
+        seg = io.native(seg)
+        if not (np.isfinite(seg).all() and (np.mod(seg, 1) == 0).all()):
+            raise InputError(f"{seg_path}: segmentation labels must be whole numbers (found NaN or fractions)")
+        seg = seg.astype(np.int32)
     if seg.shape != images.shape or seg.dtype.kind not in "iu":
         raise InputError(f"{seg_path}: expected integer labels of shape {images.shape}, got {seg.dtype} "
                          f"{seg.shape}")
     if len(cat) != len(images):
         raise InputError(f"{cat_path}: {len(cat)} rows for {len(images)} stamps in {img_path.name}")
     images = io.native(images).astype(np.float32, copy=False)
-    bad = ~np.isfinite(images)
-    if bad.any():
-        k = int(np.nonzero(bad.any(axis=(1, 2)))[0][0])
-        raise InputError(f"{img_path}: {int(bad.sum())} NaN/inf pixels (first in stamp {k}, ID {cat['ID'].iat[k]})")
-    galtype = cat["galtype"].astype(str).str.strip()
+    if not np.isfinite(images).any():
+        raise InputError(f"{img_path}: every pixel is NaN or infinite")
+    galtype = _text(cat["galtype"]).str.lower()
     unknown = ~galtype.isin(list(GALTYPES))
     if unknown.any():
         raise InputError(f"{cat_path}: column 'galtype' has unknown value {galtype[unknown].iat[0]!r} "
                          f"(expected {sorted(GALTYPES)})")
-    for col in ("mag", "radius"):
+    for col in ("mag", "radius"):  # a galaxy without them is kept here and left out by the selection
         values = pd.to_numeric(cat[col], errors="coerce")
         if values.isna().any():
-            raise InputError(f"{cat_path}: column '{col}' has {int(values.isna().sum())} non-numeric or NaN values")
-    field = _field_names(cat["FIELD"])
-    gid = field + "-" + cat["ID"].astype(str).str.strip()
-    if gid.duplicated().any():
-        raise InputError(f"{cat_path}: galaxy {gid[gid.duplicated()].iat[0]!r} (FIELD-ID) appears twice")
+            log.warning("%s: column '%s' has %d non-numeric or NaN values; those galaxies cannot be selected",
+                        cat_path, col, int(values.isna().sum()))
+    field = _text(cat["FIELD"])
+    gid = field + "-" + _text(cat["ID"])
+    first = ~gid.duplicated()
+    if not first.all():
+        log.warning("%s: %d rows repeat an earlier galaxy (same FIELD and ID, e.g. %r); only the first is kept",
+                    cat_path, int((~first).sum()), gid[~first].iat[0])
+        keep = first.to_numpy()
+        images, seg, cat, galtype, field, gid = (images[keep], seg[keep], cat[keep].reset_index(drop=True),
+                                                 galtype[keep].reset_index(drop=True),
+                                                 field[keep].reset_index(drop=True), gid[keep].reset_index(drop=True))
     optional = {c: pd.to_numeric(cat[c], errors="coerce") if c in cat else np.nan for c in ("RA", "DEC", "z")}
     c = images.shape[-1] // 2
     table = pd.DataFrame({
-        "gid": gid, "cls": galtype.map(GALTYPES), "field": field, "id": cat["ID"], "ra": optional["RA"],
+        "gid": gid, "cls": galtype.map(GALTYPES), "field": field, "id": _text(cat["ID"]), "ra": optional["RA"],
         "dec": optional["DEC"], "mag": pd.to_numeric(cat["mag"]),
         "re_arcsec": pd.to_numeric(cat["radius"]) * pixel_scale, "z": optional["z"],
         "segval": seg[:, c, c].astype(np.int64),
@@ -231,7 +247,8 @@ def take_stamps(images: np.ndarray, segmentation: np.ndarray, stampset: pd.DataF
     """The stamps of the ``selected`` galaxies (by ``gid``), with weights from their own noise.
 
     A stamp is dropped, with a reason, when more than ``max_missing_fraction`` of it has no
-    data (``missing_data``) or its noise cannot be measured (``no_background``).
+    data (``missing_data``; ``nan_pixels`` when NaN/inf pixels are among them) or its noise
+    cannot be measured (``no_background``).
     """
     if images.shape[-1] != size:
         raise InputError(f"the stamp set's stamps are {images.shape[-1]} x {images.shape[-2]} pixels but config "
@@ -241,12 +258,16 @@ def take_stamps(images: np.ndarray, segmentation: np.ndarray, stampset: pd.DataF
     if unknown.any():
         raise InputError(f"selected galaxy {selected['gid'][unknown].iat[0]!r} is not in the stamp set")
     rows = row[selected["gid"]].to_numpy()
-    imgs = np.asarray(images[rows], dtype=np.float32)
+    imgs = np.array(images[rows], dtype=np.float32)
     segs = np.asarray(segmentation[rows], dtype=np.int32)
+    nonfinite = ~np.isfinite(imgs)
+    imgs[nonfinite] = 0.0  # no data there: weight 0 below
     weights, sigma = stamp_weights(imgs, segs)
+    weights[nonfinite] = 0.0
     missing = (weights == 0).mean(axis=(1, 2))
     reasons = np.where(~np.isfinite(sigma), "no_background",
-                       np.where(missing > max_missing_fraction, "missing_data", ""))
+                       np.where(missing > max_missing_fraction,
+                                np.where(nonfinite.any(axis=(1, 2)), "nan_pixels", "missing_data"), ""))
     keep = reasons == ""
     catalog = selected[keep].reset_index(drop=True).assign(noise_sigma=sigma[keep])
     dropped = pd.DataFrame({"gid": selected["gid"][~keep].to_numpy(), "reason": reasons[~keep]})
