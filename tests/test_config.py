@@ -136,3 +136,16 @@ def test_training_that_is_too_long_refuses_the_cpu_unless_asked():
         check_device("auto", 1.1e17, what="train.models.blend2flux")
     check_device("cpu", 1.1e17, what="train.models.blend2flux")  # an explicit choice
     check_device("auto", 1e12, what="train.models.small")  # cheap: the CPU is fine
+
+
+def test_survey_file_paths_and_the_url_or_path_choice():
+    import os
+
+    cfg = validate_config({"seed": 1, "survey": {"source": "stamps", "stamps": {"path": "~/sets/candels"}}})
+    assert cfg["survey"]["stamps"]["path"] == os.path.expanduser("~/sets/candels")
+    with pytest.raises(ConfigError, match="survey.stamps': set 'url' or 'path', not both"):
+        validate_config({"seed": 1, "survey": {"source": "stamps", "stamps": {"path": "x", "url": "http://h/x"}}})
+    field = {"image": {"url": "http://h/drz.fits", "path": "drz.fits"}, "weight": {"path": "wht.fits"}}
+    with pytest.raises(ConfigError, match=r"survey.candels.fields.GDS.image': give exactly one of 'url' and 'path' "
+                                          r"\(both are set\)"):
+        validate_config({"seed": 1, "survey": {"source": "candels", "candels": {"fields": {"GDS": field}}}})

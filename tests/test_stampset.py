@@ -63,6 +63,17 @@ def test_archive_is_found_and_unpacked(tmp_path):
     assert list((tmp_path / "scratch").iterdir()) == []  # the unpacked copy is gone
 
 
+def test_zip_archive_is_read(tmp_path):
+    import zipfile
+
+    _write(tmp_path / "set")
+    with zipfile.ZipFile(tmp_path / "set.zip", "w") as archive:
+        for f in ("candels_img.npy", "candels_seg.npy", "candels_cat.csv"):
+            archive.write(tmp_path / "set" / f, f"set/{f}")
+    with open_stampset(tmp_path / "set.zip", scratch=tmp_path / "scratch") as root:
+        assert len(read_stampset(root, pixel_scale=0.06).catalog) == 4
+
+
 def test_cut_archive_is_named(tmp_path):
     _write(tmp_path / "set")
     archive = tmp_path / "set.tar.gz"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import jsonschema
@@ -96,6 +97,7 @@ def _check_consistency(config: dict) -> None:
             f"config key 'blend.max_shift' ({config['blend']['max_shift']}) exceeds half the stamp "
             f"size ({size // 2})"
         )
+    _expand_user_paths(config["survey"])
     source = config["survey"]["source"]
     if source == "candels":
         candels = config["survey"]["candels"]
@@ -115,6 +117,16 @@ def _check_consistency(config: dict) -> None:
     names = [f["name"] for f in mock.get("fields", [])]
     if len(names) != len(set(names)):
         raise ConfigError("config key 'survey.mock.fields' has duplicate field names")
+
+
+def _expand_user_paths(node) -> None:
+    """``~/data/...`` in a survey file's ``path`` means the home directory, as in a shell."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "path" and isinstance(value, str):
+                node[key] = os.path.expanduser(value)
+            else:
+                _expand_user_paths(value)
 
 
 def _check_evaluation(config: dict) -> None:

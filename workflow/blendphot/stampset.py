@@ -76,8 +76,8 @@ def find_stampset(root: str | os.PathLike) -> Path:
 def open_stampset(source: str | os.PathLike, *, scratch: str | os.PathLike | None = None) -> Iterator[Path]:
     """Yield the directory of a stamp set given as a directory, one of its files, or an archive.
 
-    A ``.tar``/``.tar.gz`` archive is unpacked into a temporary directory under ``scratch``
-    (removed afterwards); links and absolute paths inside it are refused.
+    A ``.tar``/``.tar.gz`` or ``.zip`` archive is unpacked into a temporary directory under
+    ``scratch`` (removed afterwards); links and paths out of it are refused.
     """
     source = Path(source)
     if source.is_file() and source.name in FILES:
@@ -86,19 +86,28 @@ def open_stampset(source: str | os.PathLike, *, scratch: str | os.PathLike | Non
     if source.is_dir() or not source.exists():
         yield find_stampset(source)
         return
+    import zipfile
+
     try:
-        is_tar = tarfile.is_tarfile(source)
+        is_tar, is_zip = tarfile.is_tarfile(source), zipfile.is_zipfile(source)
     except OSError as exc:
         raise InputError(f"{source}: unreadable stamp-set archive ({exc})") from exc
-    if not is_tar:
-        raise InputError(f"{source}: not a tar archive, nor a directory holding {', '.join(FILES)}")
+    if not (is_tar or is_zip):
+        raise InputError(f"{source}: not a tar or zip archive, nor a directory holding {', '.join(FILES)}")
     if scratch is not None:
         Path(scratch).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=".stampset-") as tmp:
         try:
-            with tarfile.open(source) as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
+            if is_tar:
+                with tarfile.open(source) as tar:
+                    tar.extractall(tmp, filter="data")  # refuses links and paths out of tmp
+            else:
+                with zipfile.ZipFile(source) as archive:
+                    for name in archive.namelist():
+                        if name.startswith("/") or ".." in Path(name).parts:
+                            raise InputError(f"{source}: archive member {name!r} points outside the archive")
+                    archive.extractall(tmp)
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
             raise InputError(f"{source}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from exc
         try:
             yield find_stampset(tmp)
