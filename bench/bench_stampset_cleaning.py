@@ -67,7 +67,8 @@ def true_weights(results: Path, catalog: pd.DataFrame, size: int) -> np.ndarray:
 
 
 def figures(table: pd.DataFrame, truth: pd.DataFrame, replaced_noise: list[float]) -> dict:
-    ratio = (table.merge(truth, on="gid")["flux_auto"] / table.merge(truth, on="gid")["flux_true"]).to_numpy()
+    both = table.merge(truth, on="gid")
+    ratio = (both["flux_auto"] / both["flux_true"]).to_numpy()
     return {"kept": len(table), "single_source": float((table["n_sources_after"] == 1).mean()),
             "replaced_rms/noise": float(np.median(replaced_noise)),
             "flux/true median": float(np.median(ratio)),

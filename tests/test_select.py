@@ -35,8 +35,8 @@ def test_join_select_and_count():
 
 def test_missing_column_is_named():
     phot, morph = _catalogs()
-    with pytest.raises(InputError, match=r"morph.fits: no column 'F_IRR' \(config key survey.candels.columns."
-                                         r"morphology.p_irr\); columns found \(\d+\): ID, FIELD, .*F_SPH"):
+    with pytest.raises(InputError, match=r"morph.fits: missing column 'F_IRR' \(config key survey.candels.columns."
+                                         r"morphology.p_irr\); available: \['ID', 'FIELD', .*'F_SPH'"):
         join_catalogs(phot, morph.drop(columns="F_IRR"), COLUMNS, sources=("phot.fits", "morph.fits"))
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["CleanParams", "CleanResult", "clean_stamp", "clean_stamps", "measure_isolated", "kron_photometry",
+__all__ = ["CleanParams", "CleanResult", "clean_stamp", "clean_stamps", "detect_sources", "measure_isolated",
+           "kron_photometry",
            "qa_summary", "galaxy_rng", "touches_edge", "FLAGS"]
 
 FLAGS = ("central_touches_edge", "residual_neighbour_flux", "not_isolated_after_cleaning", "low_background")
@@ -66,7 +67,7 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return binary_dilation(mask, structure=_disk(radius)) if radius > 0 else mask.copy()
 
 
-def _detect(data: np.ndarray, covered: np.ndarray, params: CleanParams):
+def detect_sources(data: np.ndarray, covered: np.ndarray, params: CleanParams):
     """Background-subtract and segment one stamp. Returns (objects, seg, back, rms)."""
     import sep
 
@@ -125,11 +126,11 @@ def measure_isolated(cleaned: np.ndarray, covered: np.ndarray, params: CleanPara
     the central object's position and shape, and n_sources_after (sources left, counted at
     ``verify_thresh`` where peaks of the correlated noise are rare).
     """
-    objects, seg, _, rms = _detect(cleaned, covered, params)
+    objects, seg, _, rms = detect_sources(cleaned, covered, params)
     label = _central_label(objects, seg)
     if label == 0:
         return "central_lost_after_cleaning"
-    n_left = len(_detect(cleaned, covered, _verify_params(params))[0])
+    n_left = len(detect_sources(cleaned, covered, _verify_params(params))[0])
     obj = objects[label - 1]
     flux, flux_err, kron_radius, sep_flag = kron_photometry(cleaned - level, obj, rms)
     if not np.isfinite(flux) or flux <= 0:
@@ -198,7 +199,7 @@ def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams, rng:
     """
     data = np.ascontiguousarray(image, dtype=np.float32)
     covered = np.isfinite(weight) & (weight > 0) & np.isfinite(data)
-    objects, seg, _, rms = _detect(data, covered, params)
+    objects, seg, _, rms = detect_sources(data, covered, params)
     if segmentation is not None:
         seg = np.asarray(segmentation)
         label = _given_central_label(seg)

@@ -75,7 +75,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         if err.validator == "oneOf" and isinstance(err.instance, dict):
             given = [k for k in ("url", "path") if k in err.instance]
             raise ConfigError(f"config key '{key}': give exactly one of 'url' and 'path'"
-                              + (f" (both are set)" if len(given) == 2 else " (neither is set)"))
+                              + (" (both are set)" if len(given) == 2 else " (neither is set)"))
         raise ConfigError(f"config key '{key}': {err.message}")
     _check_consistency(config)
     return config

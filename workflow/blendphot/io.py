@@ -124,12 +124,17 @@ def write_fits_table(path: str | os.PathLike, frame: pd.DataFrame, meta: dict | 
         table.write(tmp, format="fits", overwrite=True)
 
 
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], source: str | os.PathLike) -> None:
-    """Raise one InputError naming the first missing column and the file."""
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], source: str | os.PathLike, *,
+                    keys: dict[str, str] | None = None) -> None:
+    """Raise one InputError naming the first missing column and the file.
+
+    ``keys`` maps a column to the config key that names it, added to the message.
+    """
     missing = [c for c in columns if c not in frame.columns]
     if missing:
+        key = (keys or {}).get(missing[0])
         raise InputError(
-            f"{source}: missing column '{missing[0]}'"
+            f"{source}: missing column '{missing[0]}'" + (f" (config key {key})" if key else "")
             + (f" (and {len(missing) - 1} more: {missing[1:]})" if len(missing) > 1 else "")
             + f"; available: {list(frame.columns)}"
         )
@@ -203,6 +208,4 @@ def _finite(obj):
 def _json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -40,16 +40,13 @@ def join_catalogs(photometry: pd.DataFrame, morphology: pd.DataFrame, columns: d
 
     Returns a frame with columns gid, field, id, ra, dec, mag, re_arcsec, p_sph, p_disk, p_irr.
     """
+    from blendphot.io import require_columns
+
     pc, mc = columns["photometry"], columns["morphology"]
     for kind, frame, mapping, source in (("photometry", photometry, pc, sources[0]),
                                          ("morphology", morphology, mc, sources[1])):
-        missing = {k: v for k, v in mapping.items() if v not in frame.columns}
-        if missing:
-            key, name = next(iter(missing.items()))
-            raise InputError(f"{source}: no column '{name}' (config key survey.candels.columns.{kind}.{key}"
-                             + (f"; {len(missing) - 1} more mapped columns missing: {list(missing.values())[1:]}"
-                                if len(missing) > 1 else "")
-                             + f"); columns found ({len(frame.columns)}): {', '.join(map(str, frame.columns))}")
+        require_columns(frame, mapping.values(), source,
+                        keys={name: f"survey.candels.columns.{kind}.{k}" for k, name in mapping.items()})
     phot = photometry[list(pc.values())].rename(columns={v: k for k, v in pc.items()})
     morph = morphology[list(mc.values())].rename(columns={v: k for k, v in mc.items()})
     for frame in (phot, morph):

@@ -76,18 +76,6 @@ class WindowReader:
             os.close(self._fd)
             self._fd = -1
 
-
-class _Mosaic:
-    """What :func:`open_mosaic` returns as its first item: closes the file(s) on exit."""
-
-    def __init__(self, hdul, reader=None):
-        self._hdul, self._reader = hdul, reader
-
-    def close(self):
-        if self._reader is not None:
-            self._reader.close()
-        self._hdul.close()
-
     def __enter__(self):
         return self
 
@@ -98,9 +86,9 @@ class _Mosaic:
 def open_mosaic(path: str | os.PathLike):
     """Open a FITS mosaic for cutting, without reading it whole.
 
-    Returns (handle, data, wcs); use ``handle`` as a context manager (or close it). ``data``
-    is a :class:`WindowReader` for an uncompressed image (the CANDELS mosaics), else what
-    astropy gives for a compressed one (decompressed whole).
+    Returns (handle, data, wcs); use ``handle`` as a context manager (or close it). For an
+    uncompressed image (the CANDELS mosaics) ``data`` is a :class:`WindowReader`, its own
+    handle; for a compressed one, what astropy gives (decompressed whole), ``handle`` the file.
     """
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -115,19 +103,19 @@ def open_mosaic(path: str | os.PathLike):
         header, wcs = hdu.header, WCS(hdu.header)
         plain = (type(hdu) in (fits.PrimaryHDU, fits.ImageHDU) and header.get("BITPIX") in _BITPIX
                  and not getattr(hdul._file, "compression", None))
-        if plain:
-            shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
-            offset = hdul.fileinfo(index)["datLoc"]
-            expected = offset + shape[0] * shape[1] * abs(header["BITPIX"]) // 8
-            if os.path.getsize(path) < expected:
-                hdul.close()
-                raise InputError(f"{path}: {os.path.getsize(path)} bytes, but its {shape[1]} x {shape[0]} image needs "
-                                 f"{expected}: the file is truncated (a cut download?)")
-            reader = WindowReader(path, offset, shape, _BITPIX[header["BITPIX"]], bscale=float(header.get("BSCALE", 1)),
-                                  bzero=float(header.get("BZERO", 0)),
-                                  blank=header.get("BLANK") if header["BITPIX"] > 0 else None)
-            return _Mosaic(hdul, reader), reader, wcs
-        return _Mosaic(hdul), hdu.data, wcs
+        if not plain:
+            return hdul, hdu.data, wcs
+        offset = hdul.fileinfo(index)["datLoc"]
+        hdul.close()  # astropy is needed for the header only
+        shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+        expected = offset + shape[0] * shape[1] * abs(header["BITPIX"]) // 8
+        if os.path.getsize(path) < expected:
+            raise InputError(f"{path}: {os.path.getsize(path)} bytes, but its {shape[1]} x {shape[0]} image needs "
+                             f"{expected}: the file is truncated (a cut download?)")
+        reader = WindowReader(path, offset, shape, _BITPIX[header["BITPIX"]], bscale=float(header.get("BSCALE", 1)),
+                              bzero=float(header.get("BZERO", 0)),
+                              blank=header.get("BLANK") if header["BITPIX"] > 0 else None)
+        return reader, reader, wcs
     except InputError:
         raise
     except FileNotFoundError:

@@ -35,10 +35,12 @@ import numpy as np
 import pandas as pd
 
 from blendphot import io
+from blendphot.clean import CleanParams
 from blendphot.errors import InputError
 
 __all__ = ["GALTYPES", "FILES", "StampSet", "find_stampset", "open_stampset", "read_stampset", "estimate_noise",
-           "stamp_weights", "take_stamps", "TakenStamps", "write_stampset", "mock_stampset", "stampset_from_mosaic", "SEGMENTATION_PARAMS"]
+           "stamp_weights", "take_stamps", "TakenStamps", "write_stampset", "mock_stampset", "stampset_from_mosaic",
+           "SEGMENTATION_PARAMS"]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,14 @@ def read_stampset(root: str | os.PathLike, *, pixel_scale: float) -> StampSet:
                          f"{seg.shape}")
     if len(cat) != len(images):
         raise InputError(f"{cat_path}: {len(cat)} rows for {len(images)} stamps in {img_path.name}")
+    field, ids = _text(cat["FIELD"]), _text(cat["ID"])
+    repeated = (field + "-" + ids).duplicated().to_numpy()
+    if repeated.any():
+        log.warning("%s: %d rows repeat an earlier galaxy (same FIELD and ID, e.g. %s-%s); only the first is kept",
+                    cat_path, int(repeated.sum()), field[repeated].iat[0], ids[repeated].iat[0])
+        keep = ~repeated
+        images, seg = images[keep], seg[keep]
+        cat, field, ids = (x[keep].reset_index(drop=True) for x in (cat, field, ids))
     images = io.native(images).astype(np.float32, copy=False)
     if not np.isfinite(images).any():
         raise InputError(f"{img_path}: every pixel is NaN or infinite")
@@ -170,20 +180,10 @@ def read_stampset(root: str | os.PathLike, *, pixel_scale: float) -> StampSet:
         if values.isna().any():
             log.warning("%s: column '%s' has %d non-numeric or NaN values; those galaxies cannot be selected",
                         cat_path, col, int(values.isna().sum()))
-    field = _text(cat["FIELD"])
-    gid = field + "-" + _text(cat["ID"])
-    first = ~gid.duplicated()
-    if not first.all():
-        log.warning("%s: %d rows repeat an earlier galaxy (same FIELD and ID, e.g. %r); only the first is kept",
-                    cat_path, int((~first).sum()), gid[~first].iat[0])
-        keep = first.to_numpy()
-        images, seg, cat, galtype, field, gid = (images[keep], seg[keep], cat[keep].reset_index(drop=True),
-                                                 galtype[keep].reset_index(drop=True),
-                                                 field[keep].reset_index(drop=True), gid[keep].reset_index(drop=True))
     optional = {c: pd.to_numeric(cat[c], errors="coerce") if c in cat else np.nan for c in ("RA", "DEC", "z")}
     c = images.shape[-1] // 2
     table = pd.DataFrame({
-        "gid": gid, "cls": galtype.map(GALTYPES), "field": field, "id": _text(cat["ID"]), "ra": optional["RA"],
+        "gid": field + "-" + ids, "cls": galtype.map(GALTYPES), "field": field, "id": ids, "ra": optional["RA"],
         "dec": optional["DEC"], "mag": pd.to_numeric(cat["mag"]),
         "re_arcsec": pd.to_numeric(cat["radius"]) * pixel_scale, "z": optional["z"],
         "segval": seg[:, c, c].astype(np.int64),
@@ -219,8 +219,9 @@ def estimate_noise(image: np.ndarray, segmentation: np.ndarray | None = None, *,
 def stamp_weights(images: np.ndarray, segmentation: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-variance weight maps from each stamp's own noise (:func:`estimate_noise`).
 
-    Pixels exactly 0 in a group of 4 or more are taken as missing data (weight 0), as in a
-    stamp cut at a mosaic's edge. Returns (weights float32 (N, S, S), sigma float64 (N,)).
+    NaN/inf pixels, and pixels exactly 0 in a group of 4 or more (as in a stamp cut at a
+    mosaic's edge), are missing data: weight 0. Returns (weights float32 (N, S, S), sigma
+    float64 (N,)).
     """
     from scipy.ndimage import label
 
@@ -229,11 +230,12 @@ def stamp_weights(images: np.ndarray, segmentation: np.ndarray | None = None) ->
     for k, image in enumerate(images):
         zeros = image == 0
         if zeros.sum() >= 4:
-            labels, n = label(zeros)
+            labels, _ = label(zeros)
             sizes = np.bincount(labels.ravel())
             missing = (sizes >= 4)[labels] & zeros
         else:
             missing = np.zeros(image.shape, bool)
+        missing |= ~np.isfinite(image)
         sigma[k] = estimate_noise(image, None if segmentation is None else segmentation[k])
         if np.isfinite(sigma[k]) and sigma[k] > 0:
             weights[k] = np.where(missing, 0.0, 1.0 / sigma[k] ** 2)
@@ -269,10 +271,9 @@ def take_stamps(images: np.ndarray, segmentation: np.ndarray, stampset: pd.DataF
     rows = row[selected["gid"]].to_numpy()
     imgs = np.array(images[rows], dtype=np.float32)
     segs = np.asarray(segmentation[rows], dtype=np.int32)
-    nonfinite = ~np.isfinite(imgs)
-    imgs[nonfinite] = 0.0  # no data there: weight 0 below
     weights, sigma = stamp_weights(imgs, segs)
-    weights[nonfinite] = 0.0
+    nonfinite = ~np.isfinite(imgs)
+    imgs[nonfinite] = 0.0  # no data there (weight 0)
     missing = (weights == 0).mean(axis=(1, 2))
     reasons = np.where(~np.isfinite(sigma), "no_background",
                        np.where(missing > max_missing_fraction,
@@ -281,6 +282,12 @@ def take_stamps(images: np.ndarray, segmentation: np.ndarray, stampset: pd.DataF
     catalog = selected[keep].reset_index(drop=True).assign(noise_sigma=sigma[keep])
     dropped = pd.DataFrame({"gid": selected["gid"][~keep].to_numpy(), "reason": reasons[~keep]})
     return TakenStamps(imgs[keep], weights[keep], segs[keep], catalog, dropped)
+
+
+# The segmentation written into a mock-built set: a SExtractor-like run on each stamp
+# (1.5 sigma, 10 pixels, 64 thresholds, contrast 0.001), deliberately not the clean stage's
+# own settings, as a published catalogue's segmentation would not be.
+SEGMENTATION_PARAMS = CleanParams(detect_thresh=1.5, minarea=10, deblend_cont=0.001, deblend_nthresh=64)
 
 
 def write_stampset(root: str | os.PathLike, images: np.ndarray, segmentation: np.ndarray,
@@ -313,39 +320,21 @@ def write_stampset(root: str | os.PathLike, images: np.ndarray, segmentation: np
     return root
 
 
-# The segmentation written into a mock-built set: a SExtractor-like run on each stamp
-# (filtered detection at 1.5 sigma, 10 pixels, 64 thresholds, contrast 0.001), deliberately
-# not the clean stage's own settings, as a catalogue's segmentation would not be.
-SEGMENTATION_PARAMS = {"thresh": 1.5, "minarea": 10, "deblend_cont": 0.001, "deblend_nthresh": 64}
-
-
-def segment_stamp(image: np.ndarray, *, thresh: float, minarea: int, deblend_cont: float,
-                  deblend_nthresh: int) -> np.ndarray:
-    """sep segmentation of one stamp (background subtracted), labels 1..n, 0 = background."""
-    import sep
-
-    data = np.ascontiguousarray(image, dtype=np.float32)
-    covered = data != 0
-    bkg = sep.Background(data, mask=~covered, bw=32, bh=32, fw=3, fh=3)
-    _, seg = sep.extract(data - bkg.back(), thresh, err=bkg.globalrms, mask=~covered, minarea=minarea,
-                         deblend_cont=deblend_cont, deblend_nthresh=deblend_nthresh, segmentation_map=True)
-    return seg.astype(np.int32)
-
-
-def stampset_from_mosaic(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd.DataFrame, *, size: int,
-                         segmentation: dict | None = None) -> StampSet:
+def stampset_from_mosaic(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd.DataFrame, *,
+                         size: int) -> StampSet:
     """Cut a stamp set in the published set's form from a mosaic: stamps with their neighbours,
     a SExtractor-like segmentation of each (``SEGMENTATION_PARAMS``), the catalogue rows kept.
 
     ``catalog`` needs gid, field, id, ra, dec, mag, re_arcsec, cls. Stamps that leave the
     mosaic or its footprint, or whose central pixel is in no segment, are left out.
     """
+    from blendphot.clean import detect_sources
     from blendphot.stamps import cut_stamps
 
     stamps = cut_stamps(image, weight, wcs, catalog, size=size)
-    params = {**SEGMENTATION_PARAMS, **(segmentation or {})}
-    seg = np.stack([segment_stamp(s, **params) for s in stamps.images]) if len(stamps.images) else \
-        np.zeros((0, size, size), np.int32)
+    seg = np.zeros((len(stamps.images), size, size), np.int32)
+    for k, (stamp, wht) in enumerate(zip(stamps.images, stamps.weights)):
+        seg[k] = detect_sources(stamp, wht > 0, SEGMENTATION_PARAMS)[1]
     c = size // 2
     keep = seg[:, c, c] > 0
     return StampSet(stamps.images[keep], seg[keep], stamps.catalog[keep].reset_index(drop=True))
