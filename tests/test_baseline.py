@@ -94,21 +94,18 @@ def test_stage_writes_the_shared_format_and_rejects_nan_blends(tmp_path):
     images = np.stack([blend(30, 10), blend(-25, -20, seed=1)])
     np.save(tmp_path / "images.npy", images)
     catalog([(30, 10), (-25, -20)]).to_csv(tmp_path / "catalog.csv", index=False)
-    run_baseline(tmp_path / "images.npy", tmp_path / "catalog.csv", BaselineConfig(),
-                 predictions_out=tmp_path / "pred.csv", masks_out=tmp_path / "masks.npy")
-    pred = Prediction.load(tmp_path / "pred.csv", tmp_path / "masks.npy")
+    run_baseline(tmp_path, tmp_path / "sep", BaselineConfig())
+    pred = Prediction.load(tmp_path / "sep")
     assert list(pred.catalog["outcome"]) == ["two", "two"] and pred.masks.shape == (2, 2, SIZE, SIZE)
 
     images[1, 5, 5] = np.nan
     np.save(tmp_path / "images.npy", images)
     with pytest.raises(InputError, match=r"images.npy: blend 1 has NaN"):
-        run_baseline(tmp_path / "images.npy", tmp_path / "catalog.csv", BaselineConfig(),
-                     predictions_out=tmp_path / "bad.csv", masks_out=tmp_path / "bad.npy")
-    assert not (tmp_path / "bad.csv").exists() and not (tmp_path / "bad.npy").exists()
+        run_baseline(tmp_path, tmp_path / "bad", BaselineConfig())
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
     catalog([(30, 10), (-25, -20)]).drop(columns="cen_re_px").to_csv(tmp_path / "catalog.csv", index=False)
     with pytest.raises(InputError, match="cen_re_px"):
-        run_baseline(tmp_path / "images.npy", tmp_path / "catalog.csv", BaselineConfig(),
-                     predictions_out=tmp_path / "bad.csv", masks_out=tmp_path / "bad.npy")
+        run_baseline(tmp_path, tmp_path / "bad", BaselineConfig())
 
 
 def test_config_section(default_config):

@@ -54,7 +54,7 @@ def test_blends_are_bit_reproducible_and_obey_the_rule(pool, rule):
     assert a.images.tobytes() == b.images.tobytes() and a.masks.tobytes() == b.masks.tobytes()
     pd.testing.assert_frame_equal(a.catalog, b.catalog)
     c = a.catalog
-    assert (c.cen_gid != c.comp_gid).all() and (c.dmag.abs() < 2).all()
+    assert (c.cen_gid != c.comp_gid).all() and (c.mag_diff.abs() < 2).all()
     r = np.maximum(c.cen_re_px, c.comp_re_px)
     if rule == "paper":
         assert (c.dx.abs() >= np.floor(0.5 * r)).all() and (c.dy.abs() >= np.floor(0.5 * r)).all()

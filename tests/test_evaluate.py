@@ -92,7 +92,7 @@ def test_galaxy_table_and_groupings(blends):
     assert (net.xs("cen", level="role")["dmag"] == 0).all()
     np.testing.assert_allclose(net.xs("comp", level="role")["dmag"], -0.7526, atol=1e-4)
     np.testing.assert_allclose(net.xs("cen", level="role")["mag_diff"], blends["cen_mag"] - blends["comp_mag"])
-    np.testing.assert_allclose(net.xs("comp", level="role")["distance_re"], blends["distance_px"] / blends["comp_re_px"])
+    np.testing.assert_allclose(net.xs("comp", level="role")["distance_own_re"], blends["distance_px"] / blends["comp_re_px"])
     unet = g[g["method"] == "unet"]
     assert (unet.loc[unet["role"] == "cen", "iou"] == 1).all() and (unet.loc[unet["role"] == "comp", "iou"] == 0.5).all()
     # sep's outcome labels every method's rows; sep_found is per galaxy

@@ -20,7 +20,7 @@ def data():
         cat[f"{role}_flux"] = 10 ** (-0.4 * (cat[f"{role}_mag"] - ZP))
         cat[f"{role}_re_px"] = rng.uniform(2, 8, N)
         cat[f"{role}_cls"] = rng.choice(["bulge", "disk", "bulge_disk", "irregular"], N)
-    cat["dmag"] = cat["cen_mag"] - cat["comp_mag"]
+    cat["mag_diff"] = cat["cen_mag"] - cat["comp_mag"]
     true = np.zeros((N, 2, S, S), np.uint8)
     true[:, 0, 10:20, 10:20] = 1
     true[:, 1, 12:18, 20:28] = 1
@@ -76,7 +76,7 @@ def test_image_figures_draw(data, tmp_path):
     cat, galaxies, images, true, preds = data
     clean_cat = pd.DataFrame({"cls": ["bulge", "disk", "bulge_disk", "irregular"], "mag": [21.0, 22, 23, 20]})
     figs = [fg.figure1(images[:4], images[:4], true[:4, 0], clean_cat),
-            fg.figure2(images, cat, distance_edges=[2, 8, 13, 18, 60], dmag_edges=[0, 0.35, 0.76, 1.25, 2]),
+            fg.figure2(images, cat, distance_edges=[2, 8, 13, 18, 60], mag_diff_edges=[0, 0.35, 0.76, 1.25, 2]),
             fg.figure10(images, true, preds["unet"].masks, cat, galaxies, "unet", examples=3),
             fg.figure11(true, {"unet": preds["unet"].masks, "sep": true}, cat, galaxies, examples=3)]
     assert len(figs[0].axes) == 12 and len(figs[1].axes) == 16

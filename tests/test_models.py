@@ -1,9 +1,20 @@
 """Architectures: the paper's parameter counts (Table 2, §3.2), shapes and output ranges."""
+import importlib
+
 import pytest
 import torch
 
-from blendphot.models import (ModelConfig, build_model, count_parameters, mask_probabilities, ConvPool,
-                              FluxOutput, InputNorm)
+from blendphot.architectures import ARCHITECTURES, Architecture, architecture, has_fluxes, has_masks
+from blendphot.models import (
+    ConvPool,
+    FluxOutput,
+    InputNorm,
+    ModelConfig,
+    ModelOutput,
+    build_model,
+    count_parameters,
+    mask_probabilities,
+)
 
 
 @pytest.mark.parametrize("filters, millions", [(64, 1.6), (256, 25.7), (512, 102.7)])
@@ -38,10 +49,17 @@ def test_filters_double_every_other_layer():
 def test_shapes_of_every_architecture(overlap):
     x = torch.rand(3, 64, 64)
     small = dict(image_size=64, filters=4, unet_depth=3, unet_filters=4, overlap_channel=overlap, flux_scale=20.0)
-    assert build_model(ModelConfig("blend2flux", **small))(x).shape == (3, 2)
-    assert build_model(ModelConfig("unet", **small))(x).shape == (3, 3 if overlap else 2, 64, 64)
-    flux, logits = build_model(ModelConfig("blend2mask2flux", **small))(x)
-    assert flux.shape == (3, 2) and logits.shape == (3, 3 if overlap else 2, 64, 64)
+    channels = 3 if overlap else 2
+    for arch, spec in ARCHITECTURES.items():
+        out = build_model(ModelConfig(arch, **small))(x)
+        assert isinstance(out, ModelOutput)
+        # the output holds exactly what the registry says the architecture produces
+        assert (out.fluxes is not None) == spec.fluxes and (out.mask_logits is not None) == spec.masks
+        assert out.images is None and out.uncertainties is None
+        if spec.fluxes:
+            assert out.fluxes.shape == (3, 2)
+        if spec.masks:
+            assert out.mask_logits.shape == (3, channels, 64, 64)
 
 
 def test_fluxes_are_positive_and_start_at_the_flux_scale():
@@ -50,7 +68,7 @@ def test_fluxes_are_positive_and_start_at_the_flux_scale():
     with torch.no_grad():
         for p in model.head.dense.net[-1].parameters():
             p.zero_()
-        assert torch.allclose(model(torch.zeros(2, 32, 32)), torch.full((2, 2), 37.5))
+        assert torch.allclose(model(torch.zeros(2, 32, 32)).fluxes, torch.full((2, 2), 37.5))
     assert (FluxOutput(10.0)(torch.tensor([-100.0, 0.0, 100.0])) > 0).all()
 
 
@@ -72,3 +90,19 @@ def test_model_config_round_trip_and_errors():
         ModelConfig("resnet")
     with pytest.raises(ValueError, match="not divisible"):
         ModelConfig("blend2flux", image_size=100)
+    with pytest.raises(ValueError, match=r"model config keys \['depth'\] are not known"):
+        ModelConfig.from_dict({**cfg.to_dict(), "depth": 3})
+
+
+def test_the_registry_is_consistent():
+    for name, spec in ARCHITECTURES.items():
+        assert spec.name == name and architecture(name) is spec
+        module, cls = spec.network.split(":")
+        assert hasattr(importlib.import_module(module), cls)
+        assert spec.init_from is None or spec.init_from in ARCHITECTURES
+    with pytest.raises(ValueError, match="produces nothing"):
+        Architecture("empty", "x:Y")
+    with pytest.raises(ValueError, match="masks come from a U-Net"):
+        Architecture("bad", "x:Y", masks=True)
+    assert has_fluxes({"a": {"arch": "unet"}, "b": {"arch": "blend2mask2flux"}}) == ["b"]
+    assert has_masks({"a": {"arch": "blend2flux"}, "b": {"arch": "blend2mask2flux"}}) == ["b"]

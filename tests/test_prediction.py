@@ -15,21 +15,24 @@ def test_prediction_round_trip(tmp_path):
     cat = pd.DataFrame({"blend_id": [0, 1], "cen_flux": [1.0, np.nan], "comp_flux": [2.5, 3.25], "n_detected": [2, 1]})
     masks = np.zeros((2, 2, 8, 8), np.uint8)
     masks[1, 0, 2:4, 2:4] = 1
-    Prediction(cat, masks, "sep").save(tmp_path / "p.csv", tmp_path / "m.npy")
-    back = Prediction.load(tmp_path / "p.csv", tmp_path / "m.npy")
+    Prediction(cat, masks, "sep").save(tmp_path / "sep")
+    back = Prediction.load(tmp_path / "sep")
     pd.testing.assert_frame_equal(back.catalog, cat)
-    assert np.array_equal(back.masks, masks)
+    assert np.array_equal(back.masks, masks) and back.method == "sep"
+    Prediction(cat, None, "net").save(tmp_path / "net")
+    assert Prediction.load(tmp_path / "net").masks is None
 
 
 def test_prediction_format_errors(tmp_path):
     with pytest.raises(InputError, match="missing column 'comp_flux'"):
         Prediction(pd.DataFrame({"blend_id": [0], "cen_flux": [1.0]}))
-    with pytest.raises(ValueError, match="do not match 1 predictions"):
+    with pytest.raises(InputError, match="do not match the 1 predictions"):
         Prediction(pd.DataFrame({"blend_id": [0], "cen_flux": [1.0], "comp_flux": [1.0]}), np.zeros((2, 2, 4, 4)))
-    pd.DataFrame({"blend_id": [0], "cen_flux": [1.0], "comp_flux": [1.0]}).to_csv(tmp_path / "p.csv", index=False)
-    np.save(tmp_path / "m.npy", np.zeros((3, 2, 4, 4), np.uint8))
-    with pytest.raises(InputError, match=r"m.npy: masks of shape \(3, 2, 4, 4\) do not match the 1 rows"):
-        Prediction.load(tmp_path / "p.csv", tmp_path / "m.npy")
+    pd.DataFrame({"blend_id": [0], "cen_flux": [1.0], "comp_flux": [1.0]}).to_csv(tmp_path / "predictions.csv",
+                                                                               index=False)
+    np.save(tmp_path / "masks.npy", np.zeros((3, 2, 4, 4), np.uint8))
+    with pytest.raises(InputError, match=r"masks.npy: masks of shape \(3, 2, 4, 4\) do not match the 1 rows"):
+        Prediction.load(tmp_path)
 
 
 @pytest.mark.parametrize("arch", ["blend2flux", "unet", "blend2mask2flux"])
@@ -41,14 +44,12 @@ def test_predict_model_fills_the_format_and_matches_the_model(arch):
     pred = predict_model(model, data, device="cpu", batch_size=4, method=arch)
     assert list(pred.catalog.columns) == ["blend_id", "cen_flux", "comp_flux"]
     with torch.inference_mode():
-        out = model(data.images.unsqueeze(1))
-    if arch == "unet":
+        out = model(torch.from_numpy(data.images).unsqueeze(1))
+    if out.fluxes is None:
         assert pred.catalog[["cen_flux", "comp_flux"]].isna().all().all()
     else:
-        fluxes = out if arch == "blend2flux" else out[0]
-        assert np.allclose(pred.catalog[["cen_flux", "comp_flux"]], fluxes.numpy(), rtol=1e-5)
-    if arch == "blend2flux":
+        assert np.allclose(pred.catalog[["cen_flux", "comp_flux"]], out.fluxes.numpy(), rtol=1e-5)
+    if out.mask_logits is None:
         assert pred.masks is None
     else:
-        logits = out if arch == "unet" else out[1]
-        assert np.array_equal(pred.masks, (logits[:, :2] > 0).numpy().astype(np.uint8))
+        assert np.array_equal(pred.masks, (out.mask_logits[:, :2] > 0).numpy().astype(np.uint8))

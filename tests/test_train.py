@@ -9,10 +9,22 @@ import pandas as pd
 import pytest
 import torch
 
-from blendphot.data import Batches, BlendData, noise_sigma
+from blendphot import evaluate as ev
+from blendphot.blend import Blends
+from blendphot.data import Batches, noise_sigma
 from blendphot.errors import InputError
 from blendphot.models import ModelConfig
-from blendphot.train import TrainConfig, evaluate, fit, iou, load_checkpoint, load_model, mape, mask_targets
+from blendphot.train import (
+    TrainConfig,
+    evaluate,
+    fit,
+    iou,
+    load_checkpoint,
+    load_model,
+    mape,
+    mask_targets,
+    median_flux,
+)
 from tests.toy import toy_blends
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +41,7 @@ def one_thread():
 def toy_config(arch="blend2flux", data=None, **kw):
     data = data if data is not None else toy_blends(10)
     return ModelConfig(arch, image_size=32, filters=8, unet_depth=3, unet_filters=4, normalisation="linear",
-                       noise_sigma=noise_sigma(data.images, border=4), flux_scale=float(data.fluxes.median()), **kw)
+                       noise_sigma=noise_sigma(data.images, border=4), flux_scale=median_flux(data.fluxes), **kw)
 
 
 def test_mape_is_the_papers_equation_1():
@@ -46,7 +58,11 @@ def test_iou_and_mask_targets():
     assert iou(b, a).tolist() == [[0.5, 1.0]]
     overlap = mask_targets(a, 3)[0, 2]
     assert overlap.sum() == 4 and overlap[1].all()
-    assert iou(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item() == 1.0
+    # one convention with the evaluation: nothing to overlap is NaN, never a perfect 1
+    empty = torch.zeros(1, 1, 2, 2)
+    assert torch.isnan(iou(empty, empty)).all()
+    assert np.allclose(iou(b, a).numpy(), ev.iou(b.numpy(), a.numpy()))
+    assert np.isnan(ev.iou(empty.numpy(), empty.numpy())).all()
 
 
 def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path):
@@ -56,8 +72,8 @@ def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path):
     assert summary["best_val_loss"] < 5.0, summary["history"][-1]
     model, cfg = load_model(summary["best_path"])
     with torch.inference_mode():
-        pred = model(val.images)
-    assert float(mape(pred, val.fluxes)) == pytest.approx(summary["best_val_loss"], rel=1e-3)
+        pred = model(torch.from_numpy(val.images)).fluxes
+    assert float(mape(pred, torch.from_numpy(val.fluxes))) == pytest.approx(summary["best_val_loss"], rel=1e-3)
 
 
 _KILLED_RUN = textwrap.dedent("""
@@ -153,43 +169,68 @@ def test_seeded_batches_repeat_and_cover_every_blend():
     assert sorted(order(1).tolist()) == sorted(data.fluxes[:, 0].tolist())
 
 
+def test_training_settings_drop_nothing():
+    with pytest.raises(ValueError, match=r"training settings \['epoch'\] are not known"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
 def _write_split(tmp_path, n=6, size=16):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "images.npy", rng.normal(size=(n, size, size)).astype(np.float32))
     np.save(tmp_path / "masks.npy", np.zeros((n, 2, size, size), np.uint8))
     pd.DataFrame({"blend_id": range(n), "cen_flux": 10.0, "comp_flux": 20.0}).to_csv(tmp_path / "catalog.csv",
                                                                                    index=False)
-    return tmp_path / "images.npy", tmp_path / "catalog.csv", tmp_path / "masks.npy"
+    return tmp_path
 
 
-def test_blend_data_loads_and_rejects_bad_files(tmp_path):
-    images, catalog, masks = _write_split(tmp_path)
-    data = BlendData.load(images, catalog, masks)
-    assert len(data) == 6 and data.masks.shape == (6, 2, 16, 16) and data.images.dtype == torch.float32
+def test_blends_load_and_reject_bad_files(tmp_path):
+    (tmp_path / "ok").mkdir()
+    split = _write_split(tmp_path / "ok")
+    data = Blends.load(split)
+    assert len(data) == 6 and data.masks.shape == (6, 2, 16, 16) and data.images.dtype == np.float32
+    data.require_fluxes()
 
-    bad = np.load(images)
-    bad[3, 5, 5] = np.nan
-    np.save(tmp_path / "nan.npy", bad)
-    with pytest.raises(InputError, match=r"nan.npy: non-finite pixels in 1 blends \(first: row 3"):
-        BlendData.load(tmp_path / "nan.npy", catalog)
+    def broken(name, change):
+        d = tmp_path / name
+        d.mkdir()
+        for f in ("images.npy", "masks.npy", "catalog.csv"):
+            (d / f).write_bytes((split / f).read_bytes())
+        change(d)
+        return d
 
-    cat = pd.read_csv(catalog)
-    cat.loc[4, "comp_flux"] = -1.0
-    cat.to_csv(tmp_path / "neg.csv", index=False)
-    with pytest.raises(InputError, match=r"neg.csv: column 'comp_flux' must be finite and positive; row 4"):
-        BlendData.load(images, tmp_path / "neg.csv")
+    def nan_pixel(d):
+        bad = np.load(d / "images.npy")
+        bad[3, 5, 5] = np.nan
+        np.save(d / "images.npy", bad)
 
-    cat.drop(columns="cen_flux").to_csv(tmp_path / "nocol.csv", index=False)
-    with pytest.raises(InputError, match=r"nocol.csv: missing column 'cen_flux'"):
-        BlendData.load(images, tmp_path / "nocol.csv")
+    with pytest.raises(InputError, match=r"nan/images.npy: non-finite pixels in 1 blends \(first: row 3"):
+        Blends.load(broken("nan", nan_pixel))
 
-    cat.iloc[:4].to_csv(tmp_path / "short.csv", index=False)
-    with pytest.raises(InputError, match=r"6 images but .*short.csv has 4 rows"):
-        BlendData.load(images, tmp_path / "short.csv")
+    def edit(column, value):
+        def change(d):
+            cat = pd.read_csv(d / "catalog.csv")
+            if value is None:
+                cat = cat.drop(columns=column)
+            else:
+                cat.loc[4, column] = value
+            cat.to_csv(d / "catalog.csv", index=False)
+        return change
 
-    (tmp_path / "cut.npy").write_bytes(images.read_bytes()[:500])
-    with pytest.raises(InputError, match="cut.npy: not a readable .npy array"):
-        BlendData.load(tmp_path / "cut.npy", catalog)
+    with pytest.raises(InputError, match=r"neg/catalog.csv: column 'comp_flux' must be finite and positive; row 4"):
+        Blends.load(broken("neg", edit("comp_flux", -1.0))).require_fluxes()
+    with pytest.raises(InputError, match=r"nocol/catalog.csv: missing column 'cen_flux'"):
+        Blends.load(broken("nocol", edit("cen_flux", None))).require_fluxes()
+    def short(d):
+        pd.read_csv(d / "catalog.csv").iloc[:4].to_csv(d / "catalog.csv", index=False)
+
+    with pytest.raises(InputError, match=r"short: blend images of shape \(6, 16, 16\) do not hold the 4"):
+        Blends.load(broken("short", short))
+
+    def cut(d):
+        (d / "images.npy").write_bytes((split / "images.npy").read_bytes()[:500])
+
+    with pytest.raises(InputError, match="cut/images.npy: not a readable .npy array"):
+        Blends.load(broken("cut", cut))
 
 
 def test_blend2mask2flux_starts_from_the_trained_unet(tmp_path):

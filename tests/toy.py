@@ -1,11 +1,11 @@
 """A toy blend problem with known answers: two circular Gaussian blobs of known flux."""
 import numpy as np
-import torch
+import pandas as pd
 
-from blendphot.data import BlendData
+from blendphot.blend import Blends
 
 
-def toy_blends(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, sigma_px: float = 2.0) -> BlendData:
+def toy_blends(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, sigma_px: float = 2.0) -> Blends:
     """``n`` blends: a central blob and a companion 4-10 px away, fluxes log-uniform in [10, 100].
 
     The masks are the pixels where each blob exceeds 1 % of its peak.
@@ -24,6 +24,5 @@ def toy_blends(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, si
         profile = np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma_px ** 2))
         images += flux[:, k, None, None] * profile / (2 * np.pi * sigma_px ** 2)
         masks[:, k] = profile > 0.01
-    return BlendData(images=torch.from_numpy(images.astype(np.float32)),
-                     fluxes=torch.from_numpy(flux.astype(np.float32)),
-                     masks=torch.from_numpy(masks), blend_id=np.arange(n))
+    catalog = pd.DataFrame({"blend_id": np.arange(n), "cen_flux": flux[:, 0], "comp_flux": flux[:, 1]})
+    return Blends(images=images.astype(np.float32), masks=masks, catalog=catalog, source="toy blends")

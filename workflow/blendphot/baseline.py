@@ -14,9 +14,10 @@ detections are matched to the two galaxies (paper §3.3):
   the companion's index from the subset of faint objects and applied it to the full list; here
   indices always refer to the full detection list.
 
-Fluxes are ``kron`` (FLUX_AUTO-like: Kron factor 2.5 with a minimum radius, the paper's text)
-or ``iso`` (sep's isophotal flux, the public code). Pixels of other detected objects are
-excluded from each Kron aperture through the segmentation map. The matched objects' segments
+Fluxes are ``kron`` (FLUX_AUTO, the paper's text, measured by :mod:`blendphot.photometry` exactly
+as the isolated galaxies' ground truth: the blend's background level subtracted, the pixels of
+the other detected objects corrected by symmetry as SExtractor does) or ``iso`` (sep's
+isophotal flux, the public code). The matched objects' segments
 are the method's masks, so sep's segmentation of the blend can be scored like the U-Net's.
 
 The true positions: the central galaxy on pixel (S // 2, S // 2), the companion shifted by
@@ -27,12 +28,15 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from blendphot import io
+from blendphot.blend import Blends
 from blendphot.errors import ConfigError, InputError
+from blendphot.photometry import background_level, kron_photometry
 from blendphot.prediction import Prediction
 
 __all__ = ["SepPass", "BaselineConfig", "OUTCOMES", "detect", "object_fluxes", "match_detections",
@@ -41,7 +45,6 @@ __all__ = ["SepPass", "BaselineConfig", "OUTCOMES", "detect", "object_fluxes", "
 # Detection outcome per blend, in the paper's order (its public catalogue codes 0-3 are
 # one_central, one_companion, two, more).
 OUTCOMES = ("none", "one_central", "one_companion", "two", "more")
-_KRON_FACTOR, _KRON_MIN_RADIUS = 2.5, 1.75
 
 
 @dataclass(frozen=True)
@@ -91,20 +94,13 @@ def detect(image: np.ndarray, mode: SepPass, *, subtract_background: bool = Fals
 
 
 def object_fluxes(data: np.ndarray, objects: np.ndarray, seg: np.ndarray, method: str) -> np.ndarray:
-    """Flux of every detected object (e-/s): ``iso`` or ``kron`` (see the module docstring)."""
-    import sep
-
+    """Flux of every detected object (e-/s): ``iso`` (sep's isophotal flux) or ``kron``
+    (FLUX_AUTO by :func:`blendphot.photometry.kron_photometry`, as the ground truth is
+    measured: the blend's background level subtracted, the other objects corrected by symmetry)."""
     if method == "iso" or len(objects) == 0:
         return np.asarray(objects["flux"], dtype=float)
-    x, y, a, b, theta = (np.asarray(objects[k], dtype=float) for k in ("x", "y", "a", "b", "theta"))
-    ids = np.arange(1, len(objects) + 1, dtype=np.int32)
-    kronrad, _ = sep.kron_radius(data, x, y, a, b, theta, 6.0, seg_id=ids, segmap=seg)
-    flux, _, _ = sep.sum_ellipse(data, x, y, a, b, theta, _KRON_FACTOR * kronrad, subpix=1, seg_id=ids, segmap=seg)
-    small = ~(kronrad * np.sqrt(a * b) >= _KRON_MIN_RADIUS)  # also catches a NaN Kron radius
-    if small.any():
-        flux[small], _, _ = sep.sum_circle(data, x[small], y[small], _KRON_MIN_RADIUS, subpix=1,
-                                           seg_id=ids[small], segmap=seg)
-    return flux
+    labels = np.arange(1, len(objects) + 1)
+    return kron_photometry(data, seg, objects, labels, background=background_level(data, seg))["flux"]
 
 
 def match_detections(xy: np.ndarray, fluxes: np.ndarray, centre: tuple[float, float],
@@ -220,19 +216,19 @@ def measure_blends(images: np.ndarray, catalog: pd.DataFrame, cfg: BaselineConfi
     return Prediction(catalog=table, masks=masks, method="sep")
 
 
-def run_baseline(images_path, catalog_path, cfg: BaselineConfig, *, predictions_out, masks_out, workers: int = 1,
+def run_baseline(blends_dir: str | Path, out_dir: str | Path, cfg: BaselineConfig, *, workers: int = 1,
                  progress=None) -> Prediction:
-    """The ``run_baseline`` stage: read the test blends, measure them, write the prediction."""
-    catalog = io.read_csv(catalog_path, required=["blend_id", "dx", "dy", "cen_re_px"])
-    images = io.load_array(images_path)
-    if images.ndim != 3 or images.shape[0] != len(catalog):
-        raise InputError(f"{images_path}: shape {images.shape} does not hold the {len(catalog)} blends of "
-                         f"{catalog_path}")
+    """The run_baseline stage: read a split of blends (:class:`~blendphot.blend.Blends`),
+    measure them, write the :class:`~blendphot.prediction.Prediction` folder."""
+    blends = Blends.load(blends_dir, masks=False, in_memory=False)
+    io.require_columns(blends.catalog, ["blend_id", "dx", "dy", "cen_re_px"], Path(blends_dir) / "catalog.csv")
+    images = blends.images
     for start in range(0, len(images), 1024):
         finite = np.isfinite(images[start:start + 1024]).all(axis=(1, 2))
         if not finite.all():
-            raise InputError(f"{images_path}: blend {start + int(np.argmin(finite))} has NaN or infinite pixels")
-    with io.create_array(masks_out, (len(catalog), 2, *images.shape[1:]), np.uint8) as masks:
-        pred = measure_blends(images, catalog, cfg, workers=workers, masks_out=masks, progress=progress)
-        io.write_csv(predictions_out, pred.catalog)
+            raise InputError(f"{Path(blends_dir) / Blends.FILES['images']}: blend {start + int(np.argmin(finite))} "
+                             "has NaN or infinite pixels")
+    with Prediction.allocate_masks(out_dir, len(blends), blends.size) as masks:
+        pred = measure_blends(images, blends.catalog, cfg, workers=workers, masks_out=masks, progress=progress)
+    pred.save(out_dir, masks=False)
     return pred

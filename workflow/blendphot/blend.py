@@ -1,12 +1,12 @@
 """Artificial blends (paper §2.2): a central galaxy plus a shifted companion, pixels summed.
 
-Two rules:
+Two rules (config ``blend.rule``):
 
-``paper`` (default)
+``paper``
     companion with |mag_comp - mag_cen| < ``max_dmag`` (never the central itself);
     R = max(Re_cen, Re_comp); shifts dx, dy drawn independently, each uniform in
     [``min_shift_re`` R, ``max_shift``] with a random sign, rounded to whole pixels.
-``candels_blender``
+``candels_blender`` (the default)
     the public tool's rule: r_min = max(Re), r_max = min(4 min(Re), ``max_shift``)
     (r_min = 0.8 r_max when r_min >= r_max); integer offsets uniform in [-r_max, r_max]^2,
     redrawn until r_min <= distance <= r_max, with a new pair after 25 failures.
@@ -17,37 +17,115 @@ stamp is translated with zero fill (never wrapped around as ``np.roll`` would).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from blendphot import io
 from blendphot.errors import InputError
 
-__all__ = ["BlendSet", "draw_companions", "draw_shifts_paper", "draw_pairs_candels_blender",
+__all__ = ["FLUX_COLUMNS", "Blends", "draw_companions", "draw_shifts_paper", "draw_pairs_candels_blender",
            "compose", "make_blends"]
 
 _MAX_TRIES = 25
+FLUX_COLUMNS = ("cen_flux", "comp_flux")
 
 
 @dataclass
-class BlendSet:
-    """Blends of one split.
+class Blends:
+    """The blends of one split, as the blend stage writes them in one folder.
 
-    images : (N, S, S) float32, e-/s
-    masks : (N, 2, S, S) uint8, channel 0 the central galaxy, 1 the companion
-    catalog : one row per blend (see :func:`make_blends`)
+    images : (N, S, S) float32, e-/s (``images.npy``)
+    masks : (N, 2, S, S) uint8, channel 0 the central galaxy, 1 the companion (``masks.npy``);
+        None when loaded without them
+    catalog : one row per blend (``catalog.csv``, see :func:`make_blends`)
+    source : the folder it was read from, for error messages
     """
 
     images: np.ndarray
-    masks: np.ndarray
+    masks: np.ndarray | None
     catalog: pd.DataFrame
+    source: str = "blends"
+
+    FILES: ClassVar[dict[str, str]] = {"images": "images.npy", "masks": "masks.npy", "catalog": "catalog.csv"}
 
     def __post_init__(self):
         n = len(self.catalog)
-        if self.images.shape[0] != n or self.masks.shape[0] != n or self.masks.shape[1] != 2:
-            raise ValueError(f"inconsistent blend set: images {self.images.shape}, masks {self.masks.shape}, "
-                             f"catalogue {n} rows")
+        if self.images.ndim != 3 or self.images.shape[0] != n or self.images.shape[1] != self.images.shape[2]:
+            raise InputError(f"{self.source}: blend images of shape {self.images.shape} do not hold the {n} "
+                             "square blends of the catalogue")
+        if self.masks is not None and self.masks.shape != (n, 2, *self.images.shape[1:]):
+            raise InputError(f"{self.source}: masks of shape {self.masks.shape}, expected "
+                             f"{(n, 2, *self.images.shape[1:])}")
+
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+    @property
+    def size(self) -> int:
+        """The side of a blend, pixels."""
+        return self.images.shape[-1]
+
+    @property
+    def fluxes(self) -> np.ndarray:
+        """(N, 2) float32: the isolated fluxes of the central galaxy and the companion (NaN when
+        the catalogue has none: blends to predict, not to learn from)."""
+        if not all(c in self.catalog for c in FLUX_COLUMNS):
+            return np.full((len(self), 2), np.nan, np.float32)
+        return self.catalog[list(FLUX_COLUMNS)].to_numpy(np.float32)
+
+    def require_fluxes(self) -> None:
+        """Training targets must be finite and positive: an error naming the first bad blend."""
+        io.require_columns(self.catalog, FLUX_COLUMNS, f"{self.source}/catalog.csv")
+        flux = self.catalog[list(FLUX_COLUMNS)].to_numpy(np.float64)
+        bad = ~(np.isfinite(flux) & (flux > 0))
+        if bad.any():
+            row, col = map(int, np.argwhere(bad)[0])
+            raise InputError(f"{self.source}/catalog.csv: column '{FLUX_COLUMNS[col]}' must be finite and positive; "
+                             f"row {row} (blend_id {self.catalog['blend_id'].iloc[row]}) has {flux[row, col]}")
+
+    @staticmethod
+    @contextlib.contextmanager
+    def allocate(directory: str | Path, n: int, size: int):
+        """Memory-mapped ``images.npy`` and ``masks.npy`` of ``n`` blends, written in place
+        chunk by chunk; both files appear only if the block succeeds."""
+        d = Path(directory)
+        with io.create_array(d / Blends.FILES["images"], (n, size, size), np.float32) as images, \
+                io.create_array(d / Blends.FILES["masks"], (n, 2, size, size), np.uint8) as masks:
+            yield images, masks
+
+    def save(self, directory: str | Path, *, arrays: bool = True) -> None:
+        """Write the three files (``arrays=False``: the catalogue only, the arrays having been
+        written through :meth:`allocate`)."""
+        d = Path(directory)
+        if arrays:
+            io.save_array(d / self.FILES["images"], np.asarray(self.images, np.float32))
+            if self.masks is not None:
+                io.save_array(d / self.FILES["masks"], np.asarray(self.masks, np.uint8))
+        io.write_csv(d / self.FILES["catalog"], self.catalog)
+
+    @classmethod
+    def load(cls, directory: str | Path, *, masks: bool = True, in_memory: bool = True) -> Blends:
+        """Read one split. ``in_memory`` reads the images into a private array and checks every
+        pixel is finite (what training needs); otherwise they stay memory-mapped."""
+        d = Path(directory)
+        catalog = io.read_csv(d / cls.FILES["catalog"], required=("blend_id",))
+        images = io.load_array(d / cls.FILES["images"])
+        if in_memory:
+            images = np.array(images, dtype=np.float32)
+            finite = np.isfinite(images).all(axis=(1, 2)) if images.ndim == 3 else np.array([True])
+            if not finite.all():
+                bad = int(np.flatnonzero(~finite)[0])
+                raise InputError(f"{d / cls.FILES['images']}: non-finite pixels in {int((~finite).sum())} blends "
+                                 f"(first: row {bad}, blend_id {catalog['blend_id'].iloc[bad]})")
+        m = io.load_array(d / cls.FILES["masks"]) if masks else None
+        if m is not None and in_memory:
+            m = np.array(m, dtype=np.uint8)
+        return cls(images=images, masks=m, catalog=catalog, source=str(d))
 
 
 def _eligible(mag: np.ndarray, max_dmag: float):
@@ -160,7 +238,7 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
 def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: int, *, rule: str,
                 max_dmag: float, min_shift_re: float, max_shift: int, pixel_scale: float,
                 rng: np.random.Generator, split: str = "", out_images: np.ndarray | None = None,
-                out_masks: np.ndarray | None = None) -> BlendSet:
+                out_masks: np.ndarray | None = None) -> Blends:
     """Draw ``n`` blends from one split's pool of isolated galaxies.
 
     ``pool`` rows align with ``images``/``masks`` and need the columns gid, cls, mag_auto,
@@ -168,7 +246,8 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
 
     The catalogue has: blend_id, split, cen_gid, comp_gid, dx, dy (pixels, companion
     relative to the centre), distance_px, distance_re (distance / max(Re)), cen_/comp_ mag,
-    flux, re_px, cls (and flux_true), and dmag = cen_mag - comp_mag. ``out_images`` and
+    flux, re_px, cls (and flux_true), and mag_diff = cen_mag - comp_mag (the central's magnitude minus the other's, as in the
+    evaluation's galaxy table). ``out_images`` and
     ``out_masks`` are passed to :func:`compose`.
     """
     images = np.asarray(images, dtype=np.float32)
@@ -204,5 +283,5 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
         cat[f"{role}_cls"] = pool["cls"].to_numpy()[idx]
         if "flux_true" in pool:
             cat[f"{role}_flux_true"] = pool["flux_true"].to_numpy(float)[idx]
-    cat["dmag"] = cat["cen_mag"] - cat["comp_mag"]
-    return BlendSet(images=blends, masks=blend_masks, catalog=cat)
+    cat["mag_diff"] = cat["cen_mag"] - cat["comp_mag"]
+    return Blends(images=blends, masks=blend_masks, catalog=cat, source=f"blends of split {split!r}")

@@ -9,7 +9,8 @@ For each stamp:
    pixels, except the central segment dilated by ``protect_central``, are replaced by pixels
    drawn (seeded, with replacement) from the stamp's own empty background - nothing is added
    elsewhere, so there is no second noise layer (the public code's bug);
-4. the cleaned stamp is measured again: FLUX_AUTO-like Kron photometry of the central galaxy
+4. the cleaned stamp is measured again: FLUX_AUTO of the central galaxy by
+   :func:`blendphot.photometry.kron_photometry`, exactly as the baseline measures the blends
    (the paper's ground truth), its isophotal flux, and the number of sources left (counted at
    ``verify_thresh``, above which peaks of the correlated noise are rare);
 5. quality flags are raised for visual inspection.
@@ -25,8 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from blendphot.photometry import flux_to_mag, kron_photometry
+
 __all__ = ["CleanParams", "CleanResult", "clean_stamp", "clean_stamps", "detect_sources", "measure_isolated",
-           "kron_photometry",
            "qa_summary", "galaxy_rng", "touches_edge", "FLAGS"]
 
 FLAGS = ("central_touches_edge", "residual_neighbour_flux", "not_isolated_after_cleaning", "low_background")
@@ -102,22 +104,6 @@ def _central_label(objects, seg: np.ndarray, max_offset: float = 3.0) -> int:
     return k + 1 if d[k] <= max_offset else 0
 
 
-def kron_photometry(data: np.ndarray, obj, rms: float, *, mask=None):
-    """FLUX_AUTO-like photometry (Kron factor 2.5, minimum diameter 3.5 px) of one sep object.
-
-    Returns (flux, flux_err, kron_radius, sep_flag).
-    """
-    import sep
-
-    x, y, a, b, theta = (np.array([obj[k]], dtype=float) for k in ("x", "y", "a", "b", "theta"))
-    kronrad, krflag = sep.kron_radius(data, x, y, a, b, theta, 6.0, mask=mask)
-    flux, err, flag = sep.sum_ellipse(data, x, y, a, b, theta, 2.5 * kronrad, err=rms, subpix=1, mask=mask)
-    flag |= krflag
-    if kronrad[0] * np.sqrt(a[0] * b[0]) < 1.75:
-        flux, err, flag = sep.sum_circle(data, x, y, 1.75, err=rms, subpix=1, mask=mask)
-    return float(flux[0]), float(err[0]), float(kronrad[0]), int(flag[0])
-
-
 def measure_isolated(cleaned: np.ndarray, covered: np.ndarray, params: CleanParams, *,
                      level: float) -> dict | str:
     """Photometry of the central galaxy of a cleaned stamp, or the reason it failed.
@@ -132,16 +118,20 @@ def measure_isolated(cleaned: np.ndarray, covered: np.ndarray, params: CleanPara
         return "central_lost_after_cleaning"
     n_left = len(detect_sources(cleaned, covered, _verify_params(params))[0])
     obj = objects[label - 1]
-    flux, flux_err, kron_radius, sep_flag = kron_photometry(cleaned - level, obj, rms)
+    # The same FLUX_AUTO as the baseline's (blendphot.photometry): sources left on the cleaned
+    # stamp are corrected by symmetry, the stamp's background level is subtracted.
+    kron = kron_photometry(np.where(covered, cleaned, np.nan), seg, objects[[label - 1]], [label], background=level,
+                           err=rms)
+    flux, flux_err, kron_radius, sep_flag = (kron[k][0] for k in ("flux", "flux_err", "kron_radius", "flag"))
     if not np.isfinite(flux) or flux <= 0:
         return "nonpositive_flux"
     return {
         "n_sources_after": n_left,
-        "flux_auto": flux,
-        "flux_auto_err": flux_err,
+        "flux_auto": float(flux),
+        "flux_auto_err": float(flux_err),
         "flux_iso": float(obj["flux"]),
-        "kron_radius": kron_radius,
-        "sep_flag": sep_flag,
+        "kron_radius": float(kron_radius),
+        "sep_flag": int(sep_flag),
         "x_c": float(obj["x"]),
         "y_c": float(obj["y"]),
         "a": float(obj["a"]),
@@ -288,7 +278,7 @@ def clean_stamps(images: np.ndarray, weights: np.ndarray, catalog: pd.DataFrame,
     out = catalog.iloc[info["row"].to_numpy() if len(info) else []].reset_index(drop=True)
     if len(info):
         out = pd.concat([out, info.drop(columns="row")], axis=1)
-        out["mag_auto"] = zeropoint - 2.5 * np.log10(out["flux_auto"])
+        out["mag_auto"] = flux_to_mag(out["flux_auto"], zeropoint)
         out["qa_flags"] = [";".join(f for f in FLAGS if r[f]) for r in out[list(FLAGS)].to_dict("records")]
         out = out.drop(columns=list(FLAGS))
     size = images.shape[-1]

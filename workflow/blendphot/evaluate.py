@@ -27,21 +27,15 @@ import pandas as pd
 
 from blendphot import io
 from blendphot.errors import InputError
+from blendphot.photometry import delta_mag, flux_to_mag
 from blendphot.prediction import Prediction
 
-__all__ = ["ROLES", "delta_mag", "iou", "mask_iou", "galaxy_table", "photometry_stats", "summarise",
+__all__ = ["ROLES", "iou", "mask_iou", "galaxy_table", "photometry_stats", "summarise",
            "iou_by_pair", "sep_outcomes", "headline", "table1", "table2", "table3", "latex_table", "summary_markdown"]
 
 ROLES = ("cen", "comp")
 ROLE_NAMES = {"cen": "central", "comp": "companion", "both": "both"}
 PAPER_TABLE1 = {"bulge": (386, 352), "disk": (473, 433), "bulge_disk": (884, 702), "irregular": (875, 432)}
-
-
-def delta_mag(flux: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Δmag = -2.5 log10(flux / reference); NaN where ``flux`` is NaN or not positive."""
-    flux, reference = np.asarray(flux, float), np.asarray(reference, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flux > 0, -2.5 * np.log10(flux / reference), np.nan)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -77,7 +71,7 @@ def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, z
 
     Columns: method, blend_id, role (cen/comp), cls, other_cls, pair (the two classes, sorted),
     mag_iso, flux_iso, flux (the method's; NaN if none), measured, dmag, mag_diff
-    (mag_self - mag_other), distance_px, distance_re (distance / own Re), sep_outcome,
+    (mag_self - mag_other), distance_px, distance_own_re (distance / the galaxy's own Re; the blend catalogue's distance_re is over max(Re)), sep_outcome,
     sep_found (sep measured this galaxy), iou (mask methods), and flux_true / dmag_true where
     the catalogue has true fluxes.
     """
@@ -103,11 +97,11 @@ def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, z
                 "method": method, "blend_id": ids, "role": role,
                 "cls": catalog[f"{role}_cls"].to_numpy(), "other_cls": catalog[f"{other}_cls"].to_numpy(),
                 "pair": pairs,
-                "mag_iso": zeropoint - 2.5 * np.log10(flux_iso), "flux_iso": flux_iso, "flux": flux,
+                "mag_iso": flux_to_mag(flux_iso, zeropoint), "flux_iso": flux_iso, "flux": flux,
                 "measured": np.isfinite(flux), "dmag": delta_mag(flux, flux_iso),
                 "mag_diff": catalog[f"{role}_mag"].to_numpy(float) - catalog[f"{other}_mag"].to_numpy(float),
                 "distance_px": catalog["distance_px"].to_numpy(float),
-                "distance_re": catalog["distance_px"].to_numpy(float) / catalog[f"{role}_re_px"].to_numpy(float),
+                "distance_own_re": catalog["distance_px"].to_numpy(float) / catalog[f"{role}_re_px"].to_numpy(float),
                 "sep_outcome": sep.catalog["outcome"].to_numpy() if sep is not None else "",
                 "sep_found": sep.catalog[f"{role}_flux"].notna().to_numpy() if sep is not None else False,
                 "iou": ious[:, k] if ious is not None else np.nan,
@@ -144,7 +138,7 @@ def photometry_stats(flux: np.ndarray, reference: np.ndarray, *, zeropoint: floa
     f, ref = flux[measured], reference[measured]
     dmag = delta_mag(f, ref)
     d = dmag[np.isfinite(dmag)]
-    mag_ref = zeropoint - 2.5 * np.log10(ref[np.isfinite(dmag)])
+    mag_ref = flux_to_mag(ref[np.isfinite(dmag)], zeropoint)
     robust = {} if len(d) else dict.fromkeys(("bias", "median", "sigma", "sigma_mad", "mape_mag"), np.nan)
     if len(d):
         robust = {"bias": float(d.mean()), "median": float(np.median(d)), "sigma": float(d.std()),
@@ -161,7 +155,7 @@ def _bins(values: pd.Series, edges) -> pd.Series:
     return pd.cut(values, edges, right=False, labels=labels)  # ordered categorical
 
 
-GROUPINGS = ("all", "cls", "mag_diff", "distance_px", "distance_re", "sep_outcome", "sep_found")
+GROUPINGS = ("all", "cls", "mag_diff", "distance_px", "distance_own_re", "sep_outcome", "sep_found")
 
 
 def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float = 0.75,
@@ -171,7 +165,7 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
     """Statistics per method, role (cen, comp, both), reference and group.
 
     Methods that gave no flux at all (the U-Net alone) are left out. Groupings (column ``group_by``): all, cls (the galaxy's own morphology), mag_diff
-    (mag_self - mag_other bins), distance_px, distance_re, sep_outcome, sep_found. References:
+    (mag_self - mag_other bins), distance_px, distance_own_re, sep_outcome, sep_found. References:
     ``isolated`` always, ``true`` when the table has true fluxes (plus the pseudo-method
     ``isolated`` measured against the truth).
     """
@@ -180,7 +174,7 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
     g["all"] = "all"
     g["mag_diff"] = _bins(g["mag_diff"], mag_diff_bins)
     g["distance_px"] = _bins(g["distance_px"], distance_bins_px)
-    g["distance_re"] = _bins(g["distance_re"], distance_bins_re)
+    g["distance_own_re"] = _bins(g["distance_own_re"], distance_bins_re)
     g["sep_found"] = np.where(g["sep_found"], "found", "missed")
     references = [("isolated", g, "flux", "flux_iso")]
     if "flux_true" in g:

@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 
 from blendphot import io  # noqa: E402
 from blendphot.evaluate import photometry_stats  # noqa: E402
+from blendphot.photometry import flux_to_mag  # noqa: E402
 
 __all__ = ["FIGURES", "method_colours", "method_label", "figure1", "figure2", "figure5", "figure6", "figure7",
            "figure8", "figure9", "figure10", "figure11", "figure12", "render", "save"]
@@ -72,7 +73,8 @@ def _mask_rgb(masks: np.ndarray) -> np.ndarray:
 
 
 def _stats_text(rows: pd.DataFrame, outlier_dmag: float) -> str:
-    zp = float((rows["mag_iso"] + 2.5 * np.log10(rows["flux_iso"])).iloc[0]) if len(rows) else 0.0
+    # the zero point is implied by the rows' own magnitudes and fluxes
+    zp = float((rows["mag_iso"] - flux_to_mag(rows["flux_iso"], 0.0)).iloc[0]) if len(rows) else 0.0
     s = photometry_stats(rows["flux"].to_numpy(), rows["flux_iso"].to_numpy(), zeropoint=zp,
                          outlier_dmag=outlier_dmag)
     return (f"$\\overline{{\\Delta m}}$ = {s['bias']:.3f}\n$\\sigma$ = {s['sigma']:.3f}\n"
@@ -95,23 +97,23 @@ def figure1(originals: np.ndarray, cleaned: np.ndarray, masks: np.ndarray, catal
     return fig
 
 
-def figure2(images: np.ndarray, catalog: pd.DataFrame, *, distance_edges, dmag_edges) -> plt.Figure:
+def figure2(images: np.ndarray, catalog: pd.DataFrame, *, distance_edges, mag_diff_edges) -> plt.Figure:
     """Blends by centre distance (rows, pixels) and |mag_cen - mag_comp| (columns)."""
-    nr, nc = len(distance_edges) - 1, len(dmag_edges) - 1
+    nr, nc = len(distance_edges) - 1, len(mag_diff_edges) - 1
     fig, axes = plt.subplots(nr, nc, figsize=(1.9 * nc + 0.6, 1.9 * nr + 0.4), squeeze=False)
-    d, m = catalog["distance_px"].to_numpy(), np.abs(catalog["dmag"].to_numpy())
+    d, m = catalog["distance_px"].to_numpy(), np.abs(catalog["mag_diff"].to_numpy())
     for r in range(nr):
         for c in range(nc):
             ax = axes[r, c]
             hit = np.flatnonzero((d >= distance_edges[r]) & (d < distance_edges[r + 1])
-                                 & (m >= dmag_edges[c]) & (m < dmag_edges[c + 1]))
+                                 & (m >= mag_diff_edges[c]) & (m < mag_diff_edges[c + 1]))
             if len(hit):
                 _show(ax, images[hit[0]])
             else:
                 ax.set_xticks([]), ax.set_yticks([])
                 ax.text(0.5, 0.5, "no blend", ha="center", va="center", transform=ax.transAxes, fontsize=8)
             if r == 0:
-                ax.set_title(f"|Δmag| {dmag_edges[c]:g}–{dmag_edges[c + 1]:g}", fontsize=9)
+                ax.set_title(f"|Δmag| {mag_diff_edges[c]:g}–{mag_diff_edges[c + 1]:g}", fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"d {distance_edges[r]:g}–{distance_edges[r + 1]:g} px", fontsize=9)
     fig.tight_layout()
@@ -200,7 +202,7 @@ def figure7(galaxies: pd.DataFrame, methods: list[str], *, mag_diff_bins) -> plt
             rows = galaxies[(galaxies["method"] == method) & (galaxies["role"] == role) & galaxies["sep_found"]
                             & np.isfinite(galaxies["dmag"])]
             x, y = rows["mag_diff"].to_numpy(), rows["dmag"].to_numpy()
-            points = ax.scatter(x, y, c=rows["distance_re"], cmap=cmap, vmin=0, vmax=8, s=3, linewidths=0,
+            points = ax.scatter(x, y, c=rows["distance_own_re"], cmap=cmap, vmin=0, vmax=8, s=3, linewidths=0,
                                 rasterized=True, zorder=1)
             which = np.digitize(x, edges) - 1
             data = [y[which == k] for k in range(len(centres))]
@@ -362,8 +364,8 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
         return figure1(io.load_array(inputs.originals), io.load_array(inputs.images), io.load_array(inputs.masks),
                        accepted)
     if name == "figure2":
-        return figure2(io.load_array(inputs.images), io.read_csv(inputs.catalog, required=["distance_px", "dmag"]),
-                       distance_edges=params["figure2_distance_px"], dmag_edges=params["figure2_dmag"])
+        return figure2(io.load_array(inputs.images), io.read_csv(inputs.catalog, required=["distance_px", "mag_diff"]),
+                       distance_edges=params["figure2_distance_px"], mag_diff_edges=params["figure2_mag_diff"])
     galaxies = io.read_csv(inputs.galaxies)
     methods = params.get("methods")
     if name in ("figure5", "figure6"):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from blendphot.photometry import mag_to_flux
+
 __all__ = ["MockField", "MockSurvey", "CLASSES", "draw_population", "render_field", "make_catalogs",
            "generate_field", "make_psf", "footprint_mask"]
 
@@ -168,7 +170,7 @@ def draw_population(rng: np.random.Generator, field: MockField, params: dict, *,
                             [1.0, rng.uniform(0.2, 0.8, n), 0.5], 0.0)
     truth["knot_fraction"] = np.where(cls == "irregular", rng.uniform(0.35, 0.7, n), 0.0)
     truth["n_knots"] = np.where(cls == "irregular", rng.integers(15, 60, n), 0)
-    truth["flux"] = 10 ** (-0.4 * (truth["mag"] - zeropoint))
+    truth["flux"] = mag_to_flux(truth["mag"], zeropoint)
     truth["draw_seed"] = rng.integers(1, 2**31 - 1, n)
 
     wcs = _wcs(field, pixel_scale)

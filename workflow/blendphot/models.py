@@ -24,16 +24,19 @@ the model, so a checkpoint maps raw pixels to fluxes in catalogue units with not
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["ModelConfig", "InputNorm", "FluxOutput", "ConvPool", "DenseStack", "Blend2Flux",
-           "DoubleConv", "Down", "Up", "UNet", "Blend2Mask2Flux", "build_model", "count_parameters",
-           "mask_probabilities", "split_outputs", "ARCHITECTURES"]
+from blendphot.architectures import ARCHITECTURES, architecture
 
-ARCHITECTURES = ("blend2flux", "unet", "blend2mask2flux")
+__all__ = ["ARCHITECTURES", "Blend2Flux", "Blend2Mask2Flux", "ConvPool", "DenseStack", "DoubleConv", "Down",
+           "FluxOutput", "InputNorm", "ModelConfig", "ModelOutput", "UNet", "Up", "build_model",
+           "count_parameters", "mask_probabilities"]
+
 _MASK_PRIOR_LOGIT = -2.944  # logit(0.05)
 
 
@@ -63,8 +66,7 @@ class ModelConfig:
     flux_scale: float = 1.0
 
     def __post_init__(self):
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.arch!r}; known: {ARCHITECTURES}")
+        architecture(self.arch)  # a ValueError naming the known ones
         if self.normalisation not in ("arcsinh", "linear"):
             raise ValueError(f"unknown normalisation {self.normalisation!r}")
         if self.dense_activation not in ("relu", "selu"):
@@ -82,9 +84,27 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """The config saved in a checkpoint; a key this version does not know is an error."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"model config keys {unknown} are not known to this version of blendphot")
+        return cls(**data)
+
+
+class ModelOutput(NamedTuple):
+    """What a network returns; the fields its architecture does not produce are None.
+
+    fluxes : (N, 2) float32, central and companion, in catalogue flux units
+    mask_logits : (N, C, S, S), central, companion[, overlap]; :func:`mask_probabilities`
+    images : (N, 2, S, S) deblended images of the two galaxies (e-/s)
+    uncertainties : (N, 2) flux uncertainties, in the units of ``fluxes``
+    """
+
+    fluxes: torch.Tensor | None = None
+    mask_logits: torch.Tensor | None = None
+    images: torch.Tensor | None = None
+    uncertainties: torch.Tensor | None = None
 
 
 class InputNorm(nn.Module):
@@ -175,8 +195,8 @@ class Blend2Flux(nn.Module):
         self.norm = InputNorm(cfg.noise_sigma, cfg.normalisation)
         self.head = _FluxHead(cfg, in_channels=1)
 
-    def forward(self, blend: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(blend))
+    def forward(self, blend: torch.Tensor) -> ModelOutput:
+        return ModelOutput(fluxes=self.head(self.norm(blend)))
 
 
 class DoubleConv(nn.Sequential):
@@ -222,8 +242,8 @@ class UNet(nn.Module):
         # cent of a stamp, and an unbiased start spends its first epochs learning just that.
         nn.init.constant_(self.outc.bias, _MASK_PRIOR_LOGIT)
 
-    def forward(self, blend: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.norm(blend))
+    def forward(self, blend: torch.Tensor) -> ModelOutput:
+        return ModelOutput(mask_logits=self.decode(self.norm(blend)))
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Mask logits from an already normalised (N, 1, S, S) input."""
@@ -248,24 +268,17 @@ class Blend2Mask2Flux(nn.Module):
         self.unet = UNet(cfg)  # its InputNorm normalises the blend for both parts
         self.head = _FluxHead(cfg, in_channels=3)
 
-    def forward(self, blend: torch.Tensor):
+    def forward(self, blend: torch.Tensor) -> ModelOutput:
         x = self.unet.norm(blend)
         logits = self.unet.decode(x)
         masks = torch.sigmoid(logits[:, :2].float()).to(x.dtype)
-        return self.head(torch.cat([x, masks], dim=1)), logits
+        return ModelOutput(fluxes=self.head(torch.cat([x, masks], dim=1)), mask_logits=logits)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    return {"blend2flux": Blend2Flux, "unet": UNet, "blend2mask2flux": Blend2Mask2Flux}[cfg.arch](cfg)
-
-
-def split_outputs(arch: str, out) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """A model's output as (fluxes (N, 2) or None, mask logits (N, C, S, S) or None)."""
-    if arch == "blend2flux":
-        return out, None
-    if arch == "unet":
-        return None, out
-    return out
+    """The network of ``cfg.arch``, as its registry entry names it."""
+    module, name = architecture(cfg.arch).network.split(":")
+    return getattr(importlib.import_module(module), name)(cfg)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,15 +4,18 @@ A :class:`Prediction` is a catalogue with one row per test blend, ``blend_id``, 
 and ``comp_flux`` (isolated-galaxy flux units of the blend catalogue; NaN where a method
 gives no flux, e.g. the U-Net alone or sep finding nothing), plus any method-specific
 columns, and optionally the predicted masks (N, 2, S, S) uint8 in the blend stage's layout
-(channel 0 central, 1 companion), saved as a memory-mappable ``.npy``. Metrics read only this.
+(channel 0 central, 1 companion). It lives in one folder: ``predictions.csv`` and, for a
+method with masks, ``masks.npy`` (memory-mappable). Metrics read only this.
 No torch here: the evaluation stage reads predictions without it
 (:func:`blendphot.inference.predict_model` makes them from a network).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -20,7 +23,7 @@ import pandas as pd
 from blendphot import io
 from blendphot.errors import InputError
 
-__all__ = ["Prediction", "PREDICTION_COLUMNS"]
+__all__ = ["PREDICTION_COLUMNS", "Prediction"]
 
 PREDICTION_COLUMNS = ("blend_id", "cen_flux", "comp_flux")
 
@@ -33,23 +36,40 @@ class Prediction:
     masks: np.ndarray | None = None
     method: str = ""
 
+    FILES: ClassVar[dict[str, str]] = {"catalog": "predictions.csv", "masks": "masks.npy"}
+
     def __post_init__(self):
         io.require_columns(self.catalog, PREDICTION_COLUMNS, f"predictions of {self.method or 'a method'}")
         if self.masks is not None and (self.masks.ndim != 4 or self.masks.shape[:2] != (len(self.catalog), 2)):
-            raise ValueError(f"masks of shape {self.masks.shape} do not match {len(self.catalog)} predictions")
+            raise InputError(f"predictions of {self.method or 'a method'}: masks of shape {self.masks.shape} do not "
+                             f"match the {len(self.catalog)} predictions")
 
-    def save(self, catalog_path: str | Path, masks_path: str | Path | None = None) -> None:
-        io.write_csv(catalog_path, self.catalog)
-        if masks_path is not None:
-            if self.masks is None:
-                raise ValueError(f"{self.method}: no masks to save to {masks_path}")
-            io.save_array(masks_path, self.masks.astype(np.uint8, copy=False))
+    @staticmethod
+    @contextlib.contextmanager
+    def allocate_masks(directory: str | Path, n: int, size: int):
+        """A memory-mapped ``masks.npy`` of ``n`` blends, filled in place by the method; the
+        file appears only if the block succeeds. Save the catalogue after it with
+        ``save(directory, masks=False)``."""
+        with io.create_array(Path(directory) / Prediction.FILES["masks"], (n, 2, size, size), np.uint8) as masks:
+            yield masks
+
+    def save(self, directory: str | Path, *, masks: bool = True) -> None:
+        """Write ``predictions.csv`` and, if the method has masks and ``masks``, ``masks.npy``."""
+        d = Path(directory)
+        if masks and self.masks is not None:
+            io.save_array(d / self.FILES["masks"], np.asarray(self.masks, np.uint8))
+        io.write_csv(d / self.FILES["catalog"], self.catalog)
 
     @classmethod
-    def load(cls, catalog_path: str | Path, masks_path: str | Path | None = None, *, method: str = "") -> "Prediction":
+    def load(cls, directory: str | Path, *, masks: bool | None = None, method: str = "") -> Prediction:
+        """Read a prediction folder; ``masks=None`` reads ``masks.npy`` when there is one."""
+        d = Path(directory)
+        catalog_path, masks_path = d / cls.FILES["catalog"], d / cls.FILES["masks"]
         catalog = io.read_csv(catalog_path, required=PREDICTION_COLUMNS)
-        masks = io.load_array(masks_path) if masks_path is not None else None
-        if masks is not None and masks.shape[:2] != (len(catalog), 2):
-            raise InputError(f"{masks_path}: masks of shape {masks.shape} do not match the {len(catalog)} rows "
+        if masks is None:
+            masks = masks_path.exists()
+        array = io.load_array(masks_path) if masks else None
+        if array is not None and (array.ndim != 4 or array.shape[:2] != (len(catalog), 2)):
+            raise InputError(f"{masks_path}: masks of shape {array.shape} do not match the {len(catalog)} rows "
                              f"of {catalog_path}")
-        return cls(catalog=catalog, masks=masks, method=method)
+        return cls(catalog=catalog, masks=array, method=method or d.name)

@@ -28,18 +28,21 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from blendphot import io
-from blendphot.data import Batches, BlendData, fingerprint, noise_sigma
+from blendphot.blend import Blends
+from blendphot.data import Batches, fingerprint, noise_sigma
 from blendphot.errors import BlendphotError, ConfigError, InputError
-from blendphot.models import ModelConfig, build_model, count_parameters, split_outputs
+from blendphot.architectures import architecture
+from blendphot.models import ModelConfig, ModelOutput, build_model, count_parameters
 
 __all__ = ["TrainConfig", "mape", "mask_targets", "iou", "evaluate", "fit", "save_checkpoint",
            "load_checkpoint", "load_model", "trivial_mape", "select_device", "autocast", "batch_loss",
-           "train_model", "check_device"]
+           "run_train_model", "check_device"]
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +66,12 @@ class TrainConfig:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """From plain values; a key that is not a field is an error (no setting is dropped)."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"training settings {unknown} are not known to this version of blendphot")
+        return cls(**data)
 
 
 def check_device(name: str, flops: float, *, what: str) -> None:
@@ -108,27 +114,33 @@ def mask_targets(masks: torch.Tensor, channels: int) -> torch.Tensor:
 def iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Per-image, per-channel intersection over union of binary masks (B, C, S, S) → (B, C).
 
-    An empty prediction of an empty mask counts as 1.
+    The convention of :func:`blendphot.evaluate.iou`: NaN where both masks are empty (there is
+    nothing to overlap), left out of every mean.
     """
     p, t = pred.bool(), true.bool()
     inter = (p & t).sum(dim=(-2, -1)).float()
     union = (p | t).sum(dim=(-2, -1)).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(union, math.nan))
 
 
-def trivial_mape(train_fluxes: torch.Tensor, fluxes: torch.Tensor) -> float:
+def median_flux(fluxes: np.ndarray) -> float:
+    """The median of all training fluxes (the lower middle value for an even count)."""
+    return float(torch.from_numpy(np.array(fluxes, np.float32)).median())
+
+
+def trivial_mape(train_fluxes: np.ndarray, fluxes: np.ndarray) -> float:
     """MAPE of the trivial predictor: every flux is the training median."""
-    return float(mape(torch.full_like(fluxes, float(train_fluxes.median())), fluxes))
+    target = torch.from_numpy(np.array(fluxes, np.float32))
+    return float(mape(torch.full_like(target, median_flux(train_fluxes)), target))
 
 
-def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out, fluxes, masks):
+def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput, fluxes, masks):
     """(total loss, {part: value}) of one batch of model outputs."""
-    pred, logits = split_outputs(model_cfg.arch, out)
     parts = {}
-    if pred is not None:
-        parts["flux_mape"] = mape(pred, fluxes)
-    if logits is not None:
-        parts["mask_bce"] = F.binary_cross_entropy_with_logits(logits.float(),
+    if out.fluxes is not None:
+        parts["flux_mape"] = mape(out.fluxes, fluxes)
+    if out.mask_logits is not None:
+        parts["mask_bce"] = F.binary_cross_entropy_with_logits(out.mask_logits.float(),
                                                                mask_targets(masks, model_cfg.mask_channels))
     if len(parts) == 1:
         return next(iter(parts.values())), parts
@@ -156,17 +168,16 @@ def evaluate(model, batches: Batches, model_cfg: ModelConfig, train_cfg: TrainCo
         n += b
         for key, value in {"loss": loss, **parts}.items():
             sums[key] = sums.get(key, 0.0) + float(value) * b
-        pred, logits = split_outputs(model_cfg.arch, out)
-        if pred is not None:
-            abs_pct.append((100 * (pred.float() - y).abs() / y).cpu())
-        if logits is not None:
-            ious.append(iou(logits[:, :2] > 0, m).cpu())
+        if out.fluxes is not None:
+            abs_pct.append((100 * (out.fluxes.float() - y).abs() / y).cpu())
+        if out.mask_logits is not None:
+            ious.append(iou(out.mask_logits[:, :2] > 0, m).cpu())
     metrics = {k: v / max(n, 1) for k, v in sums.items()}
     if abs_pct:
         pct = torch.cat(abs_pct)
         metrics["mape_central"], metrics["mape_companion"] = (float(v) for v in pct.mean(dim=0))
     if ious:
-        metrics["iou"] = float(torch.cat(ious).mean())
+        metrics["iou"] = float(torch.cat(ious).nanmean())
     return metrics
 
 
@@ -214,11 +225,17 @@ def _init_from_unet(model, path: str | Path, model_cfg: ModelConfig) -> None:
         if getattr(ucfg, key) != getattr(model_cfg, key):
             raise InputError(f"{path}: the U-Net was trained with {key}={getattr(ucfg, key)!r} but this "
                              f"model asks for {getattr(model_cfg, key)!r}")
+    # Every U-Net weight is taken; only its input scale (norm.*) is this model's own (measured
+    # on the same blends, so equal unless the blends changed).
     weights = {k: v for k, v in state["model"].items() if not k.startswith("norm.")}
-    model.unet.load_state_dict(weights, strict=False)
+    missing, unexpected = model.unet.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("norm.")]
+    if missing or unexpected:
+        raise InputError(f"{path}: the U-Net checkpoint does not fit this model's U-Net (missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]})")
 
 
-def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: BlendData, val: BlendData, state_dir: str | Path,
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blends, state_dir: str | Path,
         *, device: torch.device | str = "cpu", data_id: str = "", init_from: str | Path | None = None,
         on_epoch: Callable[[dict, int], None] | None = None) -> dict:
     """Train (or resume) one model; return a summary with the best checkpoint's path.
@@ -230,7 +247,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: BlendData, val: B
     state_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = state_dir / "last.pt", state_dir / "best.pt"
     identity = _identity(model_cfg, train_cfg, data_id)
-    needs_masks = model_cfg.arch != "blend2flux"
+    needs_masks = architecture(model_cfg.arch).masks
     if needs_masks and (train.masks is None or val.masks is None):
         raise InputError(f"{model_cfg.arch} needs the blend masks, which were not loaded")
 
@@ -340,29 +357,33 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: BlendData, val: B
             "history": history, "parameters": count_parameters(model), "device": str(device)}
 
 
-def train_model(settings: dict, *, seed: int, train_files: dict, val_files: dict, state_dir: str | Path,
-                model_out: str | Path, history_out: str | Path, init_from: str | Path | None = None,
-                device: str = "auto", on_epoch: Callable[[dict, int], None] | None = None) -> dict:
-    """The train_{model} stage: read the blends, measure the input scales, fit, write outputs.
+def run_train_model(settings: dict, *, seed: int, train_dir: str | Path, val_dir: str | Path, state_dir: str | Path,
+                    model_out: str | Path, history_out: str | Path, init_from: str | Path | None = None,
+                    device: str = "auto", amp: bool = True, channels_last: bool = True,
+                    on_epoch: Callable[[dict, int], None] | None = None) -> dict:
+    """The train_model stage: read the blends, measure the input scales, fit, write outputs.
 
-    ``settings`` is :func:`blendphot.config.model_settings`; ``train_files``/``val_files`` map
-    images, masks and catalog to the blend stage's files. Writes the best-validation
-    checkpoint to ``model_out`` and the per-epoch history (CSV) to ``history_out``, then
-    removes the resumable state. Returns the summary of :func:`fit` plus the trivial
-    predictor's validation MAPE and the input scales.
+    ``settings`` is :func:`blendphot.config.model_settings` (the science: what reruns the
+    stage when it changes); ``device``, ``amp`` and ``channels_last`` are runtime choices that
+    change the speed, not what is learnt, and a run resumes across them. ``train_dir`` and
+    ``val_dir`` are the blend stage's folders. Writes the best-validation checkpoint to
+    ``model_out`` and the per-epoch history (CSV) to ``history_out``, then removes the
+    resumable state. Returns the summary of :func:`fit` plus the trivial predictor's
+    validation MAPE and the input scales.
     """
-    arch = settings["model"]["arch"]
-    with_masks = arch != "blend2flux"
-    train = BlendData.load(train_files["images"], train_files["catalog"], train_files["masks"] if with_masks else None)
-    val = BlendData.load(val_files["images"], val_files["catalog"], val_files["masks"] if with_masks else None)
+    with_masks = architecture(settings["model"]["arch"]).masks
+    train, val = (Blends.load(d, masks=with_masks) for d in (train_dir, val_dir))
+    for blends in (train, val):
+        blends.require_fluxes()
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"training needs blends in both splits; got {len(train)} train and {len(val)} val "
                          "(blend.n_blends)")
-    t = settings["train"]
-    model_cfg = ModelConfig(**settings["model"], image_size=train.images.shape[-1], normalisation=t["normalisation"],
-                            noise_sigma=noise_sigma(train.images), flux_scale=float(train.fluxes.median()))
-    train_cfg = TrainConfig.from_dict({**t, "flux_weight": t["loss_weights"]["flux"],
-                                       "mask_weight": t["loss_weights"]["mask"], "seed": seed})
+    t = dict(settings["train"])
+    weights = t.pop("loss_weights")
+    model_cfg = ModelConfig(**settings["model"], image_size=train.size, normalisation=t.pop("normalisation"),
+                            noise_sigma=noise_sigma(train.images), flux_scale=median_flux(train.fluxes))
+    train_cfg = TrainConfig.from_dict({**t, "flux_weight": weights["flux"], "mask_weight": weights["mask"],
+                                       "seed": seed, "amp": amp, "channels_last": channels_last})
     summary = fit(model_cfg, train_cfg, train, val, state_dir, device=device, data_id=fingerprint(train, val),
                   init_from=init_from, on_epoch=on_epoch)
     if summary["best_epoch"] < 0:

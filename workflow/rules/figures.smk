@@ -27,7 +27,7 @@ def figure_params(name):
     """Only the settings a figure uses, so that changing one reruns only the figures it shapes."""
     params = {"dpi": FIG["dpi"], "archs": ARCHS}
     if name == "figure2":
-        params |= {k: FIG[k] for k in ("figure2_distance_px", "figure2_dmag")}
+        params |= {k: FIG[k] for k in ("figure2_distance_px", "figure2_mag_diff")}
     if name in ("figure5", "figure6", "figure7", "figure8", "figure9"):
         params |= {"methods": FIGURE_METHODS, "outlier_dmag": config["evaluate"]["outlier_dmag"],
                    "mag_diff_bins": config["evaluate"]["mag_diff_bins"]}
