@@ -5,9 +5,8 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from blendphot.config import CPU_FLOPS, expensive_on_cpu, model_settings, model_seed, validate_config
-from blendphot.workflow import DEVICE_ENV
 from blendphot import tracking
+from blendphot.config import validate_config
 
 min_version("9.0")
 
@@ -29,11 +28,9 @@ _PACKAGE_ROOT = str(Path(workflow.basedir) / "workflow")
 if _PACKAGE_ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
 
-SOURCE = config["survey"]["source"]
-CONTAINERS = config["containers"]
-SPLITS = ["train", "val", "test"]
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/survey.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/stamps.smk"
@@ -49,19 +46,15 @@ include: "workflow/rules/figures.smk"
 
 
 onstart:
-    os.environ[tracking.PARENT_ENV] = tracking.start_parent(
-        config["mlflow"]["tracking_uri"], config["mlflow"]["experiment"], config=config
-    )
+    tracking.start_workflow(config["mlflow"], config=config)
 
 
 onsuccess:
-    if tracking.PARENT_ENV in os.environ:
-        tracking.end_parent(config["mlflow"]["tracking_uri"], os.environ[tracking.PARENT_ENV], "FINISHED")
+    tracking.end_workflow(config["mlflow"], "FINISHED")
 
 
 onerror:
-    if tracking.PARENT_ENV in os.environ:
-        tracking.end_parent(config["mlflow"]["tracking_uri"], os.environ[tracking.PARENT_ENV], "FAILED")
+    tracking.end_workflow(config["mlflow"], "FAILED")
 
 
 rule all:
@@ -70,8 +63,28 @@ rule all:
         "results/inspect/index.html",
         "results/split/table1.csv",
         expand("results/blend/{split}/catalog.csv", split=SPLITS),
-        expand("results/predict/{model}/predictions.csv", model=MODELS),
+        expand("results/predict/{model}", model=MODELS),
         "results/summary.md",
         expand("results/figures/{fig}.png", fig=FIGURE_INPUTS),
     default_target: True
+    localrule: True
+
+
+# One short command per stage of several jobs: `snakemake train_models` trains every model of
+# train.models (and what they need); one model alone is its file, results/train/<model>/model.pt.
+rule train_models:
+    input:
+        expand("results/train/{model}/model.pt", model=MODELS),
+    localrule: True
+
+
+rule predict_models:
+    input:
+        expand("results/predict/{model}", model=MODELS),
+    localrule: True
+
+
+rule plot_figures:
+    input:
+        expand("results/figures/{fig}.png", fig=FIGURE_INPUTS),
     localrule: True

@@ -110,9 +110,10 @@ def main():
             ways = {"mosaic": (weights, None), "stamps/sep": (est_weights, None),
                     "stamps/archive": (est_weights, sset.segmentation)}
             for way, (w, seg) in ways.items():
-                cleaned, originals, _, table, dropped = clean_stamps(
+                c = clean_stamps(
                     sset.images, w, sset.catalog, params, seed=cfg["seed"], zeropoint=cfg["survey"]["zeropoint"],
                     segmentations=seg, progress=False)
+                cleaned, originals, table, dropped = c.images, c.originals, c.catalog, c.dropped
                 kept = sset.catalog["gid"].isin(table["gid"]).to_numpy()
                 rows.append({"seed": seed, "way": way, **figures(table, truth, replaced_noise(originals, cleaned,
                                                                                                weights[kept])),

@@ -55,9 +55,9 @@ def test_clean_stamps_table_and_summary(two_galaxy_stamp):
     images = np.stack([image, empty])
     weights = np.stack([weight, weight])
     cat = pd.DataFrame({"gid": ["a", "b"], "cls": ["disk", "disk"]})
-    cleaned, originals, masks, table, dropped = clean_stamps(images, weights, cat, CleanParams(), seed=1,
-                                                             zeropoint=25.9463, progress=False)
+    c = clean_stamps(images, weights, cat, CleanParams(), seed=1, zeropoint=25.9463, progress=False)
+    cleaned, originals, masks, table, dropped = c.images, c.originals, c.masks, c.catalog, c.dropped
     assert list(table.gid) == ["a"] and list(dropped.reason) == ["central_not_detected"]
     assert cleaned.shape == originals.shape == masks.shape == (1, 128, 128)
     qa = qa_summary(table, dropped)
-    assert qa["single_source_fraction"] == 1.0 and qa["dropped_central_not_detected"] == 1
+    assert qa == c.qa and qa["single_source_fraction"] == 1.0 and qa["dropped_central_not_detected"] == 1

@@ -68,6 +68,7 @@ def sacct(env, since: str) -> pd.DataFrame:
     rows = [line.split("|") for line in out.splitlines() if line.strip()]
     jobs = pd.DataFrame(rows, columns=fields)
     jobs["rule"] = jobs["Comment"].str.extract(r"^rule_(.+?)(?:_wildcards_.*)?$", expand=False)
+    jobs["item"] = jobs["Comment"].str.extract(r"_wildcards_(.+)$", expand=False)
     jobs["tres"] = jobs["AllocTRES"].map(lambda s: dict(kv.split("=", 1) for kv in s.split(",") if "=" in kv))
     return jobs
 
@@ -95,13 +96,13 @@ def test_tiny_workflow_on_slurm(cluster, mlflow_server):
     assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
     # 27 jobs: every rule instance but `all`, a local rule
     assert len(jobs) == 27 and "all" not in set(jobs["rule"])
-    gpu_rules = jobs["rule"].str.startswith(("train_", "predict_"))
-    assert set(jobs.loc[gpu_rules, "rule"]) == {f"{v}_{m}" for v in ("train", "predict")
-                                                for m in ("blend2flux", "unet", "blend2mask2flux")}
+    gpu_rules = jobs["rule"].isin(["train_model", "predict_model"])
+    assert set(zip(jobs.loc[gpu_rules, "rule"], jobs.loc[gpu_rules, "item"])) == {
+        (f"{v}_model", m) for v in ("train", "predict") for m in ("blend2flux", "unet", "blend2mask2flux")}
     assert all(t.get("gres/gpu") == "1" for t in jobs.loc[gpu_rules, "tres"]), "a GPU job got no GPU"
     assert not any("gres/gpu" in t for t in jobs.loc[~gpu_rules, "tres"]), "a CPU job got a GPU"
     # CPUs and memory come from profiles/default: 8 CPUs per GPU, 32 GB for training
-    train = jobs[jobs["rule"] == "train_blend2flux"].iloc[0]["tres"]
+    train = jobs[(jobs["rule"] == "train_model") & (jobs["item"] == "blend2flux")].iloc[0]["tres"]
     assert train["cpu"] == "8" and train["mem"] == "32000M"
     baseline = jobs[jobs["rule"] == "run_baseline"].iloc[0]["tres"]
     assert baseline["cpu"] == "8" and "gres/gpu" not in baseline
@@ -125,12 +126,15 @@ def long_training_config(workdir: Path, epochs: int) -> Path:
     return path
 
 
+TRAIN_ONE = "results/train/blend2flux/model.pt"  # the target that trains one model
+
+
 def start_training(cluster, config: Path):
-    """Start `snakemake train_blend2flux` on the cluster; return it once a checkpoint exists."""
+    """Start training blend2flux on the cluster; return it once a checkpoint exists."""
     workdir = cluster["workdir"]
     last = workdir / "results/train/blend2flux/state/last.pt"
     last.unlink(missing_ok=True)
-    proc = subprocess.Popen(SNAKEMAKE + ["train_blend2flux", "--profile", cluster["profile"],
+    proc = subprocess.Popen(SNAKEMAKE + [TRAIN_ONE, "--profile", cluster["profile"],
                                          "--configfile", str(config)],
                             cwd=workdir, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -140,7 +144,7 @@ def start_training(cluster, config: Path):
         assert time.monotonic() < deadline, "no checkpoint after 300 s"
         time.sleep(0.2)
     out = subprocess.run(["squeue", "-h", "-o", "%i %k"], env=cluster["env"], capture_output=True, text=True)
-    job = next(line.split()[0] for line in out.stdout.splitlines() if "rule_train_blend2flux" in line)
+    job = next(line.split()[0] for line in out.stdout.splitlines() if "rule_train_model_wildcards_blend2flux" in line)
     return proc, job
 
 
@@ -192,6 +196,6 @@ def test_cancelled_training_resumes_on_the_next_run(cluster):
     time.sleep(2)
     subprocess.run(["scancel", job], env=env, check=True)
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode != 0 and "train_blend2flux" in out
-    run_on_slurm(cluster, "train_blend2flux", "--configfile", str(config), timeout=600)
+    assert proc.returncode != 0 and "train_model" in out
+    run_on_slurm(cluster, TRAIN_ONE, "--configfile", str(config), timeout=600)
     check_resumed(cluster, epochs)

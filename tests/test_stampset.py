@@ -171,9 +171,10 @@ def test_neighbours_are_removed_from_published_stamps(tmp_path, given):
     _, _, central = _write(tmp_path)
     sset = read_stampset(tmp_path, pixel_scale=0.06)
     weights, _ = stamp_weights(sset.images, sset.segmentation)
-    cleaned, originals, masks, table, dropped = clean_stamps(
+    c = clean_stamps(
         sset.images, weights, sset.catalog, CleanParams(), seed=1, zeropoint=25.9463,
         segmentations=sset.segmentation if given else None, progress=False)
+    cleaned, originals, masks, table, dropped = c.images, c.originals, c.masks, c.catalog, c.dropped
     assert len(table) == 4 and not len(dropped)
     assert (table["n_sources_after"] == 1).all()
     np.testing.assert_allclose(table["flux_auto"], [20, 21, 22, 23], rtol=0.05)

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from blendphot.architectures import architecture
+
 from .workflow_helpers import ROOT, copy_workflow, planned_rules, run_snakemake, stage_runs
 
 
@@ -31,7 +33,7 @@ def test_dry_run_of_shipped_configs(config, workdir):
 
     cfg = load_config(ROOT / config)
     for name in cfg["train"]["models"]:
-        assert f"train_{name}" in plan and f"predict_{name}" in plan
+        assert f"train_model:{name}" in plan and f"predict_model:{name}" in plan
     source_rules = {"mock": {"make_mock_field", "cut_stamps"},
                     "candels": {"download_field_file", "cut_stamps"},
                     "stamps": {"download_stampset", "import_stampset", "take_stamps"}}
@@ -53,30 +55,29 @@ def test_paper_config_without_its_catalogue_says_where_to_get_it(workdir):
 
 
 def test_one_training_stage_alone(workdir):
-    plan = run_snakemake(["-n", "--cores", "1", "train_blend2flux"], workdir).stdout
-    assert "train_blend2flux" in plan and "make_blends" in plan
-    assert "train_unet" not in plan and "predict_blend2flux" not in plan
+    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "results/train/blend2flux/model.pt"], workdir).stdout)
+    assert "train_model:blend2flux" in plan and "make_blends" in plan
+    assert "train_model:unet" not in plan and "predict_model:blend2flux" not in plan
+    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "train_models"], workdir).stdout)
+    assert {"train_model:blend2flux", "train_model:unet", "train_model:blend2mask2flux"} <= plan
 
 
-@pytest.mark.parametrize("config", SHIPPED)
-def test_every_model_rule_gets_a_gpu_and_threads_from_the_profile(config):
+def test_the_model_rules_get_a_gpu_and_threads_from_one_profile_entry_each():
     import yaml
 
-    from blendphot.config import load_config
-
     profile = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
-    for name in load_config(ROOT / config)["train"]["models"]:
-        for rule in (f"train_{name}", f"predict_{name}"):
-            assert profile["set-resources"][rule]["gpu"] == 1, rule
-            assert profile["set-threads"][rule] >= 1, rule
+    for rule in ("train_model", "predict_model"):
+        assert profile["set-resources"][rule]["gpu"] == 1, rule
+        assert profile["set-threads"][rule] >= 1, rule
 
 
-def test_a_model_missing_from_the_profile_is_warned_about(workdir, tmp_path):
+def test_a_model_added_to_config_needs_no_profile_edit(workdir, tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text("seed: 1\nsurvey: {source: mock}\ntrain:\n  models:\n    small: {arch: blend2flux, filters: 8}\n")
     proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(extra)], workdir)
-    assert "no gpu resource for rules train_small, predict_small" in proc.stdout + proc.stderr
-    assert "train_small" in proc.stdout
+    plan = planned_rules(proc.stdout)
+    assert {"train_model:small", "predict_model:small"} <= plan
+    assert "gpu=1" in proc.stdout  # the one train_model entry of the profile applies
 
 
 def test_bad_config_value_stops_with_the_key(workdir, tmp_path):
@@ -114,7 +115,8 @@ def test_tiny_end_to_end(workdir):
     clean = next(r for r in children if r.data.tags["blendphot.stage"] == "remove_neighbours")
     assert clean.data.metrics["single_source_fraction"] > 0.8
 
-    train = next(r for r in children if r.data.tags["blendphot.stage"] == "train_blend2flux")
+    train = next(r for r in children if r.data.tags["blendphot.stage"] == "train_model"
+                 and "blend2flux'" in r.data.tags["blendphot.wildcards"])
     assert len(client.get_metric_history(train.info.run_id, "val_loss")) == 2  # one point per epoch
     assert any(a.path == "model" for a in client.list_artifacts(train.info.run_id))
 
@@ -128,16 +130,16 @@ def test_tiny_end_to_end(workdir):
         assert cfg.arch == arch
         assert len(pd.read_csv(res / f"train/{name}/history.csv")) == 2
         assert not (res / f"train/{name}/state/last.pt").exists()
-        masks = res / f"predict/{name}/masks.npy"
-        pred = Prediction.load(res / f"predict/{name}/predictions.csv", masks if arch != "blend2flux" else None)
+        pred = Prediction.load(res / f"predict/{name}")
+        assert (pred.masks is not None) == architecture(arch).masks
         assert (pred.catalog["blend_id"] == test["blend_id"]).all()
         fluxes = pred.catalog[["cen_flux", "comp_flux"]].to_numpy()
-        assert np.isnan(fluxes).all() if arch == "unet" else (fluxes > 0).all()
-        if arch != "blend2flux":
+        assert (fluxes > 0).all() if architecture(arch).fluxes else np.isnan(fluxes).all()
+        if architecture(arch).masks:
             assert pred.masks.shape == (40, 2, 128, 128) and pred.masks.max() <= 1
 
     # Baseline, evaluation, tables, summary, figures and the report
-    sep = Prediction.load(res / "baseline/sep/predictions.csv", res / "baseline/sep/masks.npy")
+    sep = Prediction.load(res / "baseline/sep")
     assert (sep.catalog["blend_id"] == test["blend_id"]).all() and sep.catalog["outcome"].notna().all()
     metrics = pd.read_csv(res / "evaluate/metrics.csv")
     assert {"blend2flux", "blend2mask2flux", "sep"} <= set(metrics["method"]) and "unet" not in set(metrics["method"])
@@ -166,44 +168,52 @@ def test_tiny_end_to_end(workdir):
     changed = workdir / "tests/config/tiny_changed.yaml"
     changed.write_text(tiny + "figures: {examples: 3}\n")
     plan = run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout
-    assert {"plot_figure10", "plot_figure11", "plot_figure12"} <= planned_rules(plan)
-    assert planned_rules(plan) - {"plot_figure10", "plot_figure11", "plot_figure12", "all"} == set()
+    shaped = {"plot_figure:figure10", "plot_figure:figure11", "plot_figure:figure12"}
+    assert planned_rules(plan) == shaped | {"all"}
     changed.write_text(tiny + "baseline: {flux: iso}\n")
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
-    assert {"run_baseline", "evaluate", "plot_figure5", "plot_figure12"} <= plan
-    assert not {r for r in plan if r.startswith(("train_", "predict_", "make_"))} and "plot_figure1" not in plan
+    assert {"run_baseline", "evaluate", "plot_figure:figure5", "plot_figure:figure12"} <= plan
+    assert not {r for r in plan if r.startswith(("train_", "predict_", "make_"))} and "plot_figure:figure1" not in plan
+
+    # Runtime switches change the speed, not the science: they rerun nothing
+    changed.write_text(tiny.replace("train:\n  epochs: 2\n", "train:\n  epochs: 2\n  amp: false\n  channels_last: false\n"))
+    assert "amp: false" in changed.read_text()
+    plan = run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout
+    assert planned_rules(plan) == set() and "Nothing to be done" in plan
 
     # Changing one model's setting reruns that model and what depends on it, nothing else
     changed.write_text(tiny.replace("unet: {arch: unet, unet_depth: 3, unet_filters: 4}",
                                     "unet: {arch: unet, unet_depth: 3, unet_filters: 4, epochs: 3}"))
-    plan = run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout
-    for rule in ("train_unet", "predict_unet", "train_blend2mask2flux", "predict_blend2mask2flux"):
-        assert rule in plan
-    for rule in ("train_blend2flux", "predict_blend2flux", "make_blends"):
-        assert rule not in plan
+    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
+    for job in ("train_model:unet", "predict_model:unet", "train_model:blend2mask2flux",
+                "predict_model:blend2mask2flux"):
+        assert job in plan
+    for job in ("train_model:blend2flux", "predict_model:blend2flux", "make_blends"):
+        assert job not in plan
 
     # A blending key reruns blend -> train -> predict -> baseline -> evaluate -> figures, nothing upstream
     changed.write_text(tiny + "blend: {max_dmag: 1.5}\n")
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
-    downstream = {"make_blends", "run_baseline", "evaluate", "all"} | {f"{v}_{m}" for v in ("train", "predict")
-                                                                      for m in ("blend2flux", "unet", "blend2mask2flux")}
+    downstream = {"make_blends", "run_baseline", "evaluate", "all"} | {
+        f"{v}_model:{m}" for v in ("train", "predict") for m in ("blend2flux", "unet", "blend2mask2flux")}
     # every figure but figure 1, which shows the cleaned isolated galaxies, not blends
-    assert downstream | {f"plot_figure{n}" for n in (2, 5, 6, 7, 8, 9, 10, 11, 12)} == plan
+    assert downstream | {f"plot_figure:figure{n}" for n in (2, 5, 6, 7, 8, 9, 10, 11, 12)} == plan
 
     # The README's "rerun one stage" commands
     # (targets go first: --configfile and --forcerun take every value that follows them)
     args = ["-n", "--cores", "1", "--configfile", "tests/config/tiny.yaml"]
-    plan = run_snakemake(["train_blend2flux"] + args, workdir).stdout
+    one = "results/train/blend2flux/model.pt"
+    plan = run_snakemake([one] + args, workdir).stdout
     assert planned_rules(plan) == set() and "Nothing to be done" in plan  # up to date
-    plan = planned_rules(run_snakemake(args + ["--forcerun", "train_blend2flux", "--", "train_blend2flux"],
-                                       workdir).stdout)
-    assert plan == {"train_blend2flux"}  # a target rule alone: what follows it is not a target
-    plan = planned_rules(run_snakemake(args + ["--forcerun", "train_blend2flux"], workdir).stdout)
-    assert {"train_blend2flux", "predict_blend2flux", "evaluate", "plot_figure5"} <= plan
-    assert not plan & {"train_unet", "train_blend2mask2flux", "make_blends", "run_baseline", "plot_figure1"}
+    plan = planned_rules(run_snakemake(args + ["--forcerun", one, "--", one], workdir).stdout)
+    assert plan == {"train_model:blend2flux"}  # a target alone: what follows it is not a target
+    plan = planned_rules(run_snakemake(args + ["--forcerun", one], workdir).stdout)
+    assert {"train_model:blend2flux", "predict_model:blend2flux", "evaluate", "plot_figure:figure5"} <= plan
+    assert not plan & {"train_model:unet", "train_model:blend2mask2flux", "make_blends", "run_baseline",
+                       "plot_figure:figure1"}
     plan = planned_rules(run_snakemake(args + ["--forcerun", "make_blends"], workdir).stdout)
-    assert {"make_blends", "train_unet", "run_baseline", "plot_figure2"} <= plan
-    assert not plan & {"split_galaxies", "remove_neighbours", "make_mock_field", "plot_figure1"}
+    assert {"make_blends", "train_model:unet", "run_baseline", "plot_figure:figure2"} <= plan
+    assert not plan & {"split_galaxies", "remove_neighbours", "make_mock_field", "plot_figure:figure1"}
 
     # A person's decisions file reruns the split and what follows, nothing upstream
     manifest = pd.read_csv(res / "inspect/manifest.csv")
@@ -227,7 +237,7 @@ def test_every_rule_has_memory_and_runtime_in_the_workflow_profile(config, workd
     import yaml
 
     rules = run_snakemake(["--list-rules", "--configfile", config], workdir).stdout.split()
-    assert "make_blends" in rules and "train_blend2flux" in rules
+    assert "make_blends" in rules and "train_model" in rules and "plot_figure" in rules
     profile = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
     assert "default-resources" not in profile
     for rule in set(rules) - {"all"}:

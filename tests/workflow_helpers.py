@@ -37,12 +37,27 @@ def run_snakemake(args, cwd, check=True, env=None, timeout=None):
     return proc
 
 
+# Rules that run once per model or figure: a planned job of theirs is named "<rule>:<wildcard>",
+# e.g. "train_model:unet", "plot_figure:figure5".
+PER_ITEM_RULES = {"train_model": "model", "predict_model": "model", "plot_figure": "fig"}
+
+
 def planned_rules(dry_run_stdout: str) -> set[str]:
-    """Rule names of the jobs a dry run plans (its job-stats table)."""
+    """The jobs a dry run plans: rule names (its job-stats table), and "<rule>:<item>" for the
+    rules of :data:`PER_ITEM_RULES` (from each job's wildcards)."""
     if "Job stats:" not in dry_run_stdout:
         return set()
     table = dry_run_stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {line.split()[0] for line in table.splitlines()[3:] if line.strip() and line.split()[0] != "total"}
+    rules = {line.split()[0] for line in table.splitlines()[3:] if line.strip() and line.split()[0] != "total"}
+    jobs, current = set(), None
+    for line in dry_run_stdout.splitlines():
+        words = line.split()
+        if line.startswith(("rule ", "localrule ")) and len(words) == 2:
+            current = words[1].rstrip(":")
+        elif current in PER_ITEM_RULES and line.strip().startswith("wildcards:"):
+            values = dict(part.strip().split("=", 1) for part in line.split(":", 1)[1].split(","))
+            jobs.add(f"{current}:{values[PER_ITEM_RULES[current]]}")
+    return (rules - set(PER_ITEM_RULES)) | jobs
 
 
 def stage_runs(tracking_uri: str, experiment: str):

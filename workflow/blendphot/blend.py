@@ -28,7 +28,7 @@ import pandas as pd
 from blendphot import io
 from blendphot.errors import InputError
 
-__all__ = ["FLUX_COLUMNS", "Blends", "draw_companions", "draw_shifts_paper", "draw_pairs_candels_blender",
+__all__ = ["FLUX_COLUMNS", "Blends", "run_make_blends", "draw_companions", "draw_shifts_paper", "draw_pairs_candels_blender",
            "compose", "make_blends"]
 
 _MAX_TRIES = 25
@@ -285,3 +285,27 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
             cat[f"{role}_flux_true"] = pool["flux_true"].to_numpy(float)[idx]
     cat["mag_diff"] = cat["cen_mag"] - cat["comp_mag"]
     return Blends(images=blends, masks=blend_masks, catalog=cat, source=f"blends of split {split!r}")
+
+
+def run_make_blends(clean_dir: str | Path, galaxies_path: str | Path, out_dir: str | Path, *, split: str,
+                    settings: dict, seed: int, pixel_scale: float) -> Blends:
+    """The make_blends stage: draw one split's blends from its accepted galaxies and write
+    them, chunk by chunk, into memory-mapped files (``settings``: the config's ``blend``)."""
+    from blendphot.clean import CleanedStamps
+    from blendphot.config import child_seed
+
+    clean = CleanedStamps.load(clean_dir)
+    io.require_columns(clean.catalog, ["gid", "cls", "mag_auto", "flux_auto", "re_arcsec"],
+                       Path(clean_dir) / CleanedStamps.FILES["catalog"])
+    galaxies = io.read_csv(galaxies_path, required=["gid", "split"])
+    rows = np.flatnonzero(clean.catalog["gid"].isin(galaxies.loc[galaxies["split"] == split, "gid"]).to_numpy())
+    pool = clean.catalog.iloc[rows].reset_index(drop=True)
+    images, masks = clean.images[rows], clean.masks[rows]  # reads this split's stamps only
+    n = settings["n_blends"][split]
+    with Blends.allocate(out_dir, n, images.shape[-1]) as (out_images, out_masks):
+        blends = make_blends(images, masks, pool, n, rule=settings["rule"], max_dmag=settings["max_dmag"],
+                             min_shift_re=settings["min_shift_re"], max_shift=settings["max_shift"],
+                             pixel_scale=pixel_scale, rng=np.random.default_rng(child_seed(seed, f"blend_{split}")),
+                             split=split, out_images=out_images, out_masks=out_masks)
+    blends.save(out_dir, arrays=False)
+    return blends

@@ -20,15 +20,20 @@ The undilated central segment is the galaxy's target mask.
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from blendphot import io
+from blendphot.errors import InputError
 from blendphot.photometry import flux_to_mag, kron_photometry
 
-__all__ = ["CleanParams", "CleanResult", "clean_stamp", "clean_stamps", "detect_sources", "measure_isolated",
+__all__ = ["CleanParams", "CleanResult", "CleanedStamps", "clean_stamp", "clean_stamps", "run_remove_neighbours", "detect_sources", "measure_isolated",
            "qa_summary", "galaxy_rng", "touches_edge", "FLAGS"]
 
 FLAGS = ("central_touches_edge", "residual_neighbour_flux", "not_isolated_after_cleaning", "low_background")
@@ -250,15 +255,67 @@ def galaxy_rng(seed: int, gid: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(gid.encode())])
 
 
+@dataclass
+class CleanedStamps:
+    """The clean stage's product, one folder (``results/clean/``).
+
+    images : (N, S, S) float32, the stamps with their neighbours removed (``images.npy``)
+    originals : (N, S, S) float32, the same stamps before (``originals.npy``)
+    masks : (N, S, S) uint8, the isolated galaxy's segment (``masks.npy``)
+    catalog : one row per galaxy kept, the input catalogue's columns plus the measurement
+        (:func:`clean_stamp`), ``mag_auto`` and ``qa_flags`` (``catalog.csv``)
+    dropped : gid and reason of every galaxy left out (``dropped.csv``)
+    qa : the stage's quality figures (:func:`qa_summary`, ``qa.json``)
+    """
+
+    images: np.ndarray
+    originals: np.ndarray
+    masks: np.ndarray
+    catalog: pd.DataFrame
+    dropped: pd.DataFrame
+    qa: dict = field(default_factory=dict)
+
+    FILES: ClassVar[dict[str, str]] = {"images": "images.npy", "originals": "originals.npy", "masks": "masks.npy",
+                                       "catalog": "catalog.csv", "dropped": "dropped.csv", "qa": "qa.json"}
+
+    def __post_init__(self):
+        n = len(self.catalog)
+        for name in ("images", "originals", "masks"):
+            array = getattr(self, name)
+            if array.ndim != 3 or array.shape[0] != n or array.shape != self.images.shape:
+                raise InputError(f"cleaned stamps: {name} of shape {array.shape} do not match the {n} galaxies "
+                                 f"and images of shape {self.images.shape}")
+
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+    def save(self, directory: str | Path) -> None:
+        d = Path(directory)
+        io.save_array(d / self.FILES["images"], np.asarray(self.images, np.float32))
+        io.save_array(d / self.FILES["originals"], np.asarray(self.originals, np.float32))
+        io.save_array(d / self.FILES["masks"], np.asarray(self.masks, np.uint8))
+        io.write_csv(d / self.FILES["catalog"], self.catalog)
+        io.write_csv(d / self.FILES["dropped"], self.dropped)
+        io.write_json(d / self.FILES["qa"], self.qa)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CleanedStamps:
+        """Read the folder; the arrays stay memory-mapped."""
+        d = Path(directory)
+        return cls(images=io.load_array(d / cls.FILES["images"]), originals=io.load_array(d / cls.FILES["originals"]),
+                   masks=io.load_array(d / cls.FILES["masks"]), catalog=io.read_csv(d / cls.FILES["catalog"]),
+                   dropped=io.read_csv(d / cls.FILES["dropped"]),
+                   qa=json.loads((d / cls.FILES["qa"]).read_text()))
+
+
 def clean_stamps(images: np.ndarray, weights: np.ndarray, catalog: pd.DataFrame, params: CleanParams, *,
-                 seed: int, zeropoint: float, segmentations: np.ndarray | None = None, progress: bool = True):
-    """Clean every stamp. Returns (cleaned, originals, masks, catalog, dropped).
+                 seed: int, zeropoint: float, segmentations: np.ndarray | None = None,
+                 progress: bool = True) -> CleanedStamps:
+    """Clean every stamp (:func:`clean_stamp`).
 
     ``segmentations`` (N, S, S), when given, are used instead of sep's segmentation of each
-    stamp (see :func:`clean_stamp`).
-
-    ``catalog`` gains the columns of :class:`CleanResult.info`, ``qa_flags`` (";"-joined) and
-    ``mag_auto`` (the isolated galaxy's magnitude, the paper's ground truth).
+    stamp. The catalogue gains the columns of :class:`CleanResult.info`, ``qa_flags``
+    (";"-joined) and ``mag_auto`` (the isolated galaxy's magnitude, the paper's ground truth).
     """
     from tqdm import tqdm
 
@@ -283,5 +340,30 @@ def clean_stamps(images: np.ndarray, weights: np.ndarray, catalog: pd.DataFrame,
         out = out.drop(columns=list(FLAGS))
     size = images.shape[-1]
     stack = (lambda a, dt: np.stack(a) if a else np.zeros((0, size, size), dt))
-    return (stack(cleaned, np.float32), stack(originals, np.float32), stack(masks, np.uint8), out,
-            pd.DataFrame(dropped, columns=["gid", "reason"]))
+    dropped = pd.DataFrame(dropped, columns=["gid", "reason"])
+    return CleanedStamps(images=stack(cleaned, np.float32), originals=stack(originals, np.float32),
+                         masks=stack(masks, np.uint8), catalog=out, dropped=dropped, qa=qa_summary(out, dropped))
+
+
+def run_remove_neighbours(stamp_dirs: list[str | Path], out_dir: str | Path, params: CleanParams, *, seed: int,
+                          zeropoint: float, segmentations: list[str | Path] = ()) -> CleanedStamps:
+    """The remove_neighbours stage: gather every field's stamps, clean them, write the folder.
+
+    ``stamp_dirs`` are the stamps stage's folders (images.npy, weights.npy, catalog.csv);
+    ``segmentations`` the stamp set's own maps when they replace sep's. No galaxy at all is
+    an error: nothing downstream can work on an empty set.
+    """
+    dirs = [Path(d) for d in stamp_dirs]
+    images = np.concatenate([io.load_array(d / "images.npy", mmap=False) for d in dirs])
+    weights = np.concatenate([io.load_array(d / "weights.npy", mmap=False) for d in dirs])
+    catalog = pd.concat([io.read_csv(d / "catalog.csv", required=["gid"]) for d in dirs], ignore_index=True)
+    given = np.concatenate([io.load_array(f, mmap=False) for f in segmentations]) if segmentations else None
+    if len(catalog) == 0:
+        raise InputError(f"no stamps to clean in {', '.join(map(str, dirs))}: the selection kept no galaxy (see "
+                         "results/select/counts.csv and each field's dropped.csv)")
+    result = clean_stamps(images, weights, catalog, params, seed=seed, zeropoint=zeropoint, segmentations=given)
+    if len(result) == 0:
+        reasons = result.dropped["reason"].value_counts().to_dict()
+        raise InputError(f"neighbour removal kept none of the {len(catalog)} galaxies (reasons: {reasons})")
+    result.save(out_dir)
+    return result

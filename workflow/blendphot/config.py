@@ -9,10 +9,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from blendphot.architectures import ARCHITECTURES, architecture, has_fluxes
 from blendphot.errors import ConfigError
 
 __all__ = ["SCHEMA_PATH", "load_schema", "validate_config", "load_config", "child_seed", "model_settings",
-           "model_seed", "ARCH_KEYS", "TRAIN_KEYS", "forward_flops", "training_flops", "expensive_on_cpu",
+           "model_seed", "runtime_settings", "ARCH_KEYS", "TRAIN_KEYS", "RUNTIME_KEYS", "forward_flops", "training_flops", "expensive_on_cpu",
            "CPU_TRAINING_LIMIT_FLOP", "CPU_FLOPS"]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -23,8 +24,11 @@ _SEED_STREAMS = ("mock", "clean", "split", "blend_train", "blend_val", "blend_te
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The config schema, with the architectures of the registry as the choices of ``arch``."""
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    schema["$defs"]["model"]["properties"]["arch"]["enum"] = list(ARCHITECTURES)
+    return schema
 
 
 def _with_defaults(validator_class):
@@ -138,7 +142,7 @@ def _check_evaluation(config: dict) -> None:
                 raise ConfigError(f"config key '{section}.{key}' must be strictly increasing, got {edges}")
     methods = config["figures"]["methods"]
     if methods is not None:
-        flux_models = [n for n, m in config["train"]["models"].items() if m["arch"] != "unet"]
+        flux_models = has_fluxes(config["train"]["models"])
         for name in methods:
             if name != "sep" and name not in flux_models:
                 raise ConfigError(f"config key 'figures.methods': {name!r} is neither 'sep' nor a flux model of "
@@ -172,7 +176,10 @@ def child_seed(seed: int, stream: str) -> "numpy.random.SeedSequence":  # noqa: 
 ARCH_KEYS = ("arch", "filters", "conv_layers", "dense_units", "dense_layers", "dense_activation", "unet_depth",
              "unet_filters", "overlap_channel")
 TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_factor", "lr_patience", "lr_min",
-              "early_stopping_patience", "min_delta", "loss_weights", "amp", "channels_last")
+              "early_stopping_patience", "min_delta", "loss_weights")
+# Keys of the train section that change how fast a model trains, not what it learns: never
+# rule params, so that toggling them reruns nothing (a killed run resumes across them too).
+RUNTIME_KEYS = ("amp", "channels_last")
 
 
 def model_settings(config: dict, name: str) -> dict:
@@ -191,6 +198,11 @@ def model_settings(config: dict, name: str) -> dict:
             "train": shared, "init_from": entry.get("init_from")}
 
 
+def runtime_settings(config: dict) -> dict:
+    """The runtime switches of training and prediction (:data:`RUNTIME_KEYS`)."""
+    return {k: config["train"][k] for k in RUNTIME_KEYS}
+
+
 def model_seed(seed: int, name: str) -> int:
     """The training seed of one model: the ``train`` stream, mixed with the model's name."""
     import zlib
@@ -204,13 +216,14 @@ def _check_models(config: dict) -> None:
     size = config["stamps"]["size"]
     for name, entry in models.items():
         key = f"train.models.{name}"
-        arch = entry["arch"]
+        arch = architecture(entry["arch"])
         init = entry.get("init_from")
-        if arch == "blend2mask2flux" and init is not None:
+        if arch.init_from is not None and init is not None:
             if init not in models:
                 raise ConfigError(f"config key '{key}.init_from': no model named {init!r} under train.models")
-            if models[init]["arch"] != "unet":
-                raise ConfigError(f"config key '{key}.init_from': {init!r} is a {models[init]['arch']}, not a unet")
+            if models[init]["arch"] != arch.init_from:
+                raise ConfigError(f"config key '{key}.init_from': {init!r} is a {models[init]['arch']}, not a "
+                                  f"{arch.init_from}")
             for k in ("unet_depth", "unet_filters", "overlap_channel", "normalisation"):
                 mine = entry.get(k, config["train"].get(k))
                 theirs = models[init].get(k, config["train"].get(k))
@@ -218,12 +231,13 @@ def _check_models(config: dict) -> None:
                     raise ConfigError(f"config key '{key}.{k}' ({mine!r}) differs from the U-Net it starts "
                                       f"from, train.models.{init}.{k} ({theirs!r})")
         elif init is not None:
-            raise ConfigError(f"config key '{key}.init_from' applies only to blend2mask2flux models")
+            starters = [a.name for a in ARCHITECTURES.values() if a.init_from]
+            raise ConfigError(f"config key '{key}.init_from' applies only to {', '.join(starters)} models")
         conv, depth = entry["conv_layers"], entry["unet_depth"]
-        if arch != "unet" and size % 2 ** (conv - 1):
+        if arch.flux_head_channels and size % 2 ** (conv - 1):
             raise ConfigError(f"config key '{key}.conv_layers': stamps.size {size} is not divisible by "
                               f"2**(conv_layers - 1) = {2 ** (conv - 1)}")
-        if arch != "blend2flux" and size % 2 ** (depth - 1):
+        if arch.unet and size % 2 ** (depth - 1):
             raise ConfigError(f"config key '{key}.unet_depth': stamps.size {size} is not divisible by "
                               f"2**(unet_depth - 1) = {2 ** (depth - 1)}")
 
@@ -264,10 +278,10 @@ def forward_flops(entry: dict, size: int) -> float:
             macs += side * side * (2 * c * c + 9 * (2 * c * c + c * c))  # 2x2 up-conv from 2c, block
         return macs + size * size * f * (3 if entry.get("overlap_channel") else 2)
 
-    arch = entry["arch"]
-    macs = {"blend2flux": lambda: conv_pool(1, entry["filters"], entry["conv_layers"]),
-            "unet": unet,
-            "blend2mask2flux": lambda: unet() + conv_pool(3, entry["filters"], entry["conv_layers"])}[arch]()
+    arch = architecture(entry["arch"])
+    macs = unet() if arch.unet else 0.0
+    if arch.flux_head_channels:
+        macs += conv_pool(arch.flux_head_channels, entry["filters"], entry["conv_layers"])
     return 2.0 * macs
 
 

@@ -22,16 +22,21 @@ with the isolated photometry itself as one more method (``isolated``).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from blendphot import io
+from blendphot.architectures import architecture
+from blendphot.blend import Blends
 from blendphot.errors import InputError
 from blendphot.photometry import delta_mag, flux_to_mag
 from blendphot.prediction import Prediction
 
 __all__ = ["ROLES", "iou", "mask_iou", "galaxy_table", "photometry_stats", "summarise",
-           "iou_by_pair", "sep_outcomes", "headline", "table1", "table2", "table3", "latex_table", "summary_markdown"]
+           "iou_by_pair", "sep_outcomes", "headline", "table1", "table2", "table3", "latex_table", "summary_markdown", "run_evaluate"]
 
 ROLES = ("cen", "comp")
 ROLE_NAMES = {"cen": "central", "comp": "companion", "both": "both"}
@@ -247,7 +252,7 @@ def table2(metrics: pd.DataFrame, models: dict[str, dict]) -> pd.DataFrame:
     m = metrics[(metrics["group_by"] == "all") & (metrics["reference"] == "isolated")]
     rows = []
     for name, info in models.items():
-        if info["arch"] == "unet":
+        if not architecture(info["arch"]).fluxes:
             continue
         mape = {role: m.loc[(m["method"] == name) & (m["role"] == role), "mape_flux"] for role in ("cen", "comp", "both")}
         rows.append({"model": name, "arch": info["arch"], "initial_filters": info["filters"],
@@ -324,3 +329,45 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
                          f"outlier-fraction ratio {ro:.2f}\n")
         parts.append("".join(lines))
     return "\n".join(parts)
+
+
+def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path], sep_dir: str | Path,
+                 table1_path: str | Path, out: dict[str, str | Path], *, zeropoint: float, settings: dict,
+                 baseline: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The evaluate stage: score every method on the test blends, write the tables and summary.
+
+    ``prediction_dirs`` maps each network to its prediction folder; ``out`` maps the stage's
+    output names (galaxies, metrics, iou, sep_outcomes, table1..3, headline and their ``_tex``,
+    summary) to paths; ``settings`` is the config's ``evaluate`` section. Returns the headline
+    table and the IoU table.
+    """
+    blends = Blends.load(blends_dir, in_memory=False)
+    sep = Prediction.load(sep_dir, method="sep")
+    predictions = {name: Prediction.load(path, method=name) for name, path in prediction_dirs.items()}
+    infos = {name: json.loads((Path(path) / "model.json").read_text()) for name, path in prediction_dirs.items()}
+    galaxies = galaxy_table(blends.catalog, {**predictions, "sep": sep}, zeropoint=zeropoint,
+                            true_masks=blends.masks, sep=sep)
+    metrics = summarise(galaxies, zeropoint=zeropoint, outlier_dmag=settings["outlier_dmag"],
+                        mag_diff_bins=settings["mag_diff_bins"], distance_bins_px=settings["distance_bins_px"],
+                        distance_bins_re=settings["distance_bins_re"])
+    ious = iou_by_pair(galaxies)
+    outcomes = sep_outcomes(sep)
+    tables = {
+        "table1": (table1(io.read_csv(table1_path)), "Morphological mix before and after inspection "
+                   "(paper columns: Boucaud et al. 2019, Table 1)."),
+        "table2": (table2(metrics, infos), "Flux networks: size and flux MAPE (%) on the test blends."),
+        "table3": (table3(baseline), "sep parameters of the hot and cold modes."),
+        "headline": (headline(metrics), "Photometric errors per method and galaxy role, all test blends."),
+    }
+    io.write_csv(out["galaxies"], galaxies)
+    io.write_csv(out["metrics"], metrics)
+    io.write_csv(out["iou"], ious)
+    io.write_csv(out["sep_outcomes"], outcomes)
+    for name, (table, caption) in tables.items():
+        io.write_csv(out[name], table)
+        with io.atomic_path(out[f"{name}_tex"], ".tex") as tmp:
+            tmp.write_text(latex_table(table, caption=caption, label=f"tab:{name}"))
+    flux_networks = [m for m in prediction_dirs if architecture(infos[m]["arch"]).fluxes]
+    with io.atomic_path(out["summary"], ".md") as tmp:
+        tmp.write_text(summary_markdown(metrics, outcomes, ious, deep_methods=flux_networks))
+    return tables["headline"][0], ious

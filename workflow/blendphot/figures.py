@@ -9,6 +9,7 @@ fraction, MAPE on magnitude), computed by :func:`blendphot.evaluate.photometry_s
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -19,11 +20,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from blendphot import io  # noqa: E402
+from blendphot.architectures import architecture  # noqa: E402
 from blendphot.evaluate import photometry_stats  # noqa: E402
 from blendphot.photometry import flux_to_mag  # noqa: E402
+from blendphot.prediction import Prediction  # noqa: E402
 
 __all__ = ["FIGURES", "method_colours", "method_label", "figure1", "figure2", "figure5", "figure6", "figure7",
-           "figure8", "figure9", "figure10", "figure11", "figure12", "render", "save"]
+           "figure8", "figure9", "figure10", "figure11", "figure12", "render", "run_plot_figure", "save"]
 
 FIGURES = ("figure1", "figure2", "figure5", "figure6", "figure7", "figure8", "figure9", "figure10", "figure11",
            "figure12")
@@ -31,7 +34,6 @@ CLASSES = ("bulge", "bulge_disk", "disk", "irregular")
 CLASS_COLOURS = {"bulge": "#e6b800", "bulge_disk": "#3b75af", "disk": "#c0392b", "irregular": "#8fd175",
                  "all": "#0b1f4b"}
 ROLE_TITLES = {"cen": "central", "comp": "companion"}
-_FLUX_GREYS = ("#000000", "#555555", "#8c8c8c", "#b0b0b0")
 
 
 def method_label(method: str) -> str:
@@ -39,12 +41,13 @@ def method_label(method: str) -> str:
 
 
 def method_colours(archs: dict[str, str]) -> dict[str, str]:
-    """One colour per method, the paper's where it has one: sep blue, blend2flux black (greys
-    for more of them), blend2mask2flux red, the U-Net orange."""
-    colours, greys, reds = {"sep": "#1f77b4"}, iter(_FLUX_GREYS * 4), iter(("#d62728", "#9b1c1c", "#f08080") * 4)
-    oranges = iter(("#ff7f0e", "#b35900") * 4)
+    """One colour per method, the paper's where it has one: sep blue, and each network the
+    next colour of its architecture's palette (blendphot/architectures.py: blend2flux black
+    and greys, blend2mask2flux red, the U-Net orange)."""
+    colours, palettes = {"sep": "#1f77b4"}, {}
     for name, arch in archs.items():
-        colours[name] = next({"blend2flux": greys, "blend2mask2flux": reds}.get(arch, oranges))
+        palette = palettes.setdefault(arch, itertools.cycle(architecture(arch).palette))
+        colours[name] = next(palette)
     return colours
 
 
@@ -380,14 +383,19 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
     if name == "figure12":
         return figure12(galaxies, params["mask_methods"] + ["sep"], colours)
     catalog = io.read_csv(inputs.catalog, required=["blend_id", "distance_px"])
-    masks = {m: io.load_array(path) for m, path in zip(params["mask_methods"], inputs.model_masks)}
-    if name == "figure10":
-        shown = next((m for m in masks if params["archs"][m] == "blend2mask2flux"), next(iter(masks)))
+    masks = {m: Prediction.load(path, masks=True).masks for m, path in zip(params["mask_methods"], inputs.predictions)}
+    if name == "figure10":  # a network with masks and fluxes when there is one
+        shown = next((m for m in masks if architecture(params["archs"][m]).fluxes), next(iter(masks)))
         return figure10(io.load_array(inputs.images), io.load_array(inputs.masks), masks[shown], catalog, galaxies,
                         shown, examples=params["examples"])
     if name == "figure11":
         return figure11(io.load_array(inputs.masks), masks, catalog, galaxies, examples=params["examples"])
     raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+
+
+def run_plot_figure(name: str, inputs, outputs: list[str], params: dict) -> None:
+    """The plot_figure stage: draw figure ``name`` from the rule's inputs, save every format."""
+    save(render(name, inputs, params), outputs, dpi=params["dpi"])
 
 
 def save(fig: plt.Figure, paths, *, dpi: int = 150) -> None:

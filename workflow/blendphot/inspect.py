@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from blendphot import io
 from blendphot.errors import InputError
 
-__all__ = ["REASONS", "asinh_stretch", "gallery_strip", "auto_decisions", "apply_decisions", "render_page"]
+__all__ = ["REASONS", "apply_decisions", "asinh_stretch", "auto_decisions", "gallery_strip", "render_page",
+           "run_build_inspection", "write_gallery"]
 
 # Rejection reasons offered on the page (keys 1-4), after the paper's inspection criteria.
 REASONS = ("unrecognised_blend", "neighbour_too_close", "segmentation_incomplete", "removal_artefact")
@@ -116,3 +118,23 @@ def write_gallery(originals, cleaned, masks, gids, out_dir: str | Path, progress
         plt.imsave(out_dir / name, gallery_strip(originals[k], cleaned[k], masks[k]), cmap="gray", vmin=0, vmax=1)
         names.append(name)
     return names
+
+
+def run_build_inspection(clean_dir: str | Path, out: dict, *, reject_flags) -> pd.DataFrame:
+    """The build_inspection stage: the gallery, the manifest with the automatic decisions
+    (``reject_flags``) and the review page; ``out`` maps manifest, page and gallery to paths."""
+    from blendphot.clean import CleanedStamps
+
+    clean = CleanedStamps.load(clean_dir)
+    catalog = clean.catalog
+    io.require_columns(catalog, ["gid", "cls", "mag_auto", "re_arcsec", "qa_flags"],
+                       Path(clean_dir) / CleanedStamps.FILES["catalog"])
+    names = write_gallery(clean.originals, clean.images, clean.masks, catalog["gid"].tolist(), out["gallery"])
+    decisions = auto_decisions(catalog, reject_flags)
+    manifest = catalog[["gid", "cls", "mag_auto", "re_arcsec", "qa_flags"]].rename(columns={"gid": "id"})
+    manifest = manifest.assign(decision=decisions["decision"], reason=decisions["reason"], image=names)
+    io.write_csv(out["manifest"], manifest)
+    html = render_page(manifest.fillna({"qa_flags": ""}), Path(out["gallery"]).name)
+    with io.atomic_path(out["page"], ".html") as tmp:
+        tmp.write_text(html)
+    return manifest

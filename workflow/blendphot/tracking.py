@@ -17,7 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["PARENT_ENV", "start_parent", "end_parent", "StageRun", "Terminated", "flatten", "runtime_tags"]
+__all__ = ["PARENT_ENV", "NoTracking", "StageRun", "Terminated", "end_parent", "end_workflow", "flatten", "open_run",
+           "runtime_tags", "start_parent", "start_workflow"]
 
 PARENT_ENV = "BLENDPHOT_MLFLOW_PARENT"
 
@@ -79,6 +80,50 @@ def start_parent(tracking_uri: str, experiment: str, *, config: dict, tags: dict
                             tags={"blendphot.kind": "workflow", **(tags or {})})
     _log_params(client, run.info.run_id, flatten(config))
     return run.info.run_id
+
+
+def start_workflow(mlflow_cfg: dict, *, config: dict | None = None) -> None:
+    """The workflow's parent run, its id exported to the jobs; nothing when ``tracking_uri`` is null."""
+    if mlflow_cfg["tracking_uri"] is None:
+        return
+    os.environ[PARENT_ENV] = start_parent(mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], config=config or {})
+
+
+def end_workflow(mlflow_cfg: dict, status: str) -> None:
+    """End the parent run. A tracking failure here is reported, never raised: it must not turn
+    a finished workflow into a failed one, nor hide why a failed one failed."""
+    if mlflow_cfg["tracking_uri"] is None or PARENT_ENV not in os.environ:
+        return
+    try:
+        end_parent(mlflow_cfg["tracking_uri"], os.environ[PARENT_ENV], status)
+    except Exception as exc:  # noqa: BLE001 - reported, the workflow's own outcome stands
+        print(f"blendphot: warning: could not close the MLflow run ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+class NoTracking:
+    """What a job logs to when ``mlflow.tracking_uri`` is null: nothing."""
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        pass
+
+    def set_tags(self, tags: dict) -> None:
+        pass
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        pass
+
+    def __enter__(self) -> NoTracking:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        return None
+
+
+def open_run(mlflow_cfg: dict, name: str, params: dict | None = None, tags: dict | None = None):
+    """A job's run: a :class:`StageRun`, or :class:`NoTracking` when ``tracking_uri`` is null."""
+    if mlflow_cfg.get("tracking_uri") is None:
+        return NoTracking()
+    return StageRun(mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], name, params, tags=tags)
 
 
 def end_parent(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
@@ -164,8 +209,15 @@ class StageRun:
         if self._previous_handler is not None:
             signal.signal(signal.SIGTERM, self._previous_handler)
         status = "KILLED" if exc_type is Terminated else "FAILED" if exc_type else "FINISHED"
-        self.log_metrics({"wall_time_s": time.perf_counter() - self._start})
-        self.client.set_terminated(self.run_id, status=status)
+        try:
+            self.log_metrics({"wall_time_s": time.perf_counter() - self._start})
+            self.client.set_terminated(self.run_id, status=status)
+        except Exception as tracking_error:
+            if exc_type is None:
+                raise
+            # The job failed already: its own exception is the one that matters, not this one.
+            print(f"blendphot: warning: could not close the MLflow run ({type(tracking_error).__name__}: "
+                  f"{tracking_error})", file=sys.stderr)
 
 
 def _raise_terminated(signum, frame):

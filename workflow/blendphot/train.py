@@ -219,8 +219,9 @@ def _identity(model_cfg: ModelConfig, train_cfg: TrainConfig, data_id: str) -> d
 def _init_from_unet(model, path: str | Path, model_cfg: ModelConfig) -> None:
     state = load_checkpoint(path)
     ucfg = ModelConfig.from_dict(state["model_config"])
-    if ucfg.arch != "unet":
-        raise InputError(f"{path}: init_from must be a U-Net checkpoint, found {ucfg.arch!r}")
+    wanted = architecture(model_cfg.arch).init_from
+    if wanted is None or ucfg.arch != wanted:
+        raise InputError(f"{path}: a {model_cfg.arch} starts from a {wanted} checkpoint, found {ucfg.arch!r}")
     for key in ("unet_depth", "unet_filters", "overlap_channel", "image_size", "normalisation"):
         if getattr(ucfg, key) != getattr(model_cfg, key):
             raise InputError(f"{path}: the U-Net was trained with {key}={getattr(ucfg, key)!r} but this "

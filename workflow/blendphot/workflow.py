@@ -15,9 +15,11 @@ import sys
 import traceback
 
 from blendphot.errors import BlendphotError
-from blendphot.tracking import StageRun, Terminated
+from pathlib import Path
 
-__all__ = ["stage", "params_dict", "write_clean_outputs", "runtime_device", "DEVICE_ENV"]
+from blendphot.tracking import Terminated, open_run
+
+__all__ = ["DEVICE_ENV", "local_gpu_visible", "params_dict", "runtime_device", "stage"]
 
 # Runtime choice of the torch device for training and prediction: auto (CUDA when present),
 # cpu, cuda, cuda:1... Not a science setting, so it lives in the environment, not config/.
@@ -28,6 +30,11 @@ def runtime_device() -> str:
     import os
 
     return os.environ.get(DEVICE_ENV, "auto")
+
+
+def local_gpu_visible() -> bool:
+    """Whether this host has a CUDA GPU device node (checked without importing torch)."""
+    return any(Path("/dev", name).exists() for name in ("nvidiactl", "nvidia0"))
 
 
 def params_dict(smk) -> dict:
@@ -44,7 +51,7 @@ def stage(smk, *, name: str | None = None):
     mlflow_cfg = smk.config.get("mlflow", {})
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            with StageRun(mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], name, params_dict(smk),
+            with open_run(mlflow_cfg, name, params_dict(smk),
                           tags={"blendphot.wildcards": str(dict(smk.wildcards.items()))}) as run:
                 yield run
     except BlendphotError as exc:
@@ -61,15 +68,3 @@ def stage(smk, *, name: str | None = None):
     finally:
         if log is not sys.stderr:
             log.close()
-
-
-def write_clean_outputs(out, *, images, originals, masks, table, dropped, qa) -> None:
-    """Write the clean stage's six outputs (shared by remove_neighbours and import_stamps)."""
-    from blendphot import io
-
-    io.save_array(out.images, images)
-    io.save_array(out.originals, originals)
-    io.save_array(out.masks, masks)
-    io.write_csv(out.catalog, table)
-    io.write_csv(out.dropped, dropped)
-    io.write_json(out.qa, qa)

@@ -1,5 +1,6 @@
 # Stage 10 - baseline: sep cold/hot detection and photometry on the test blends (paper §3.3),
-# in the shared prediction format, with sep's segments of the matched objects as its masks.
+# as a prediction folder like the networks', with sep's segments of the matched objects as
+# its masks.
 
 
 rule run_baseline:
@@ -7,8 +8,7 @@ rule run_baseline:
         images="results/blend/test/images.npy",
         catalog="results/blend/test/catalog.csv",
     output:
-        predictions="results/baseline/sep/predictions.csv",
-        masks="results/baseline/sep/masks.npy",
+        directory("results/baseline/sep"),
     params:
         baseline=config["baseline"],
     log:

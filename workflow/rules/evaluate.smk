@@ -1,9 +1,5 @@
-# Stage 11 - evaluate: photometric errors of every method (the trained flux models and sep),
-# IoU of every mask method, Tables 1-3 and results/summary.md (the headline table).
-
-MASK_MODELS = [m for m in MODELS if config["train"]["models"][m]["arch"] != "blend2flux"]
-FLUX_MODELS = [m for m in MODELS if config["train"]["models"][m]["arch"] != "unet"]
-TABLES = ["table1", "table2", "table3", "headline"]
+# Stage 11 - evaluate: photometric errors of every method (the networks with fluxes and sep),
+# IoU of every method with masks, Tables 1-3 and results/summary.md (the headline table).
 
 
 rule evaluate:
@@ -11,23 +7,21 @@ rule evaluate:
         catalog="results/blend/test/catalog.csv",
         masks="results/blend/test/masks.npy",
         table1="results/split/table1.csv",
-        predictions=expand("results/predict/{model}/predictions.csv", model=MODELS),
-        model_masks=expand("results/predict/{model}/masks.npy", model=MASK_MODELS),
-        model_info=expand("results/predict/{model}/model.json", model=MODELS),
-        sep="results/baseline/sep/predictions.csv",
-        sep_masks="results/baseline/sep/masks.npy",
+        predictions=expand("results/predict/{model}", model=MODELS),
+        sep="results/baseline/sep",
     output:
         galaxies="results/evaluate/galaxies.csv",
         metrics="results/evaluate/metrics.csv",
         iou="results/evaluate/iou.csv",
         sep_outcomes="results/evaluate/sep_outcomes.csv",
-        **{t: report(f"results/evaluate/{t}.csv", caption=f"../report/{t}.rst", category="Tables")
-           for t in TABLES},
+        **{
+            t: report(f"results/evaluate/{t}.csv", caption=f"../report/{t}.rst", category="Tables")
+            for t in TABLES
+        },
         **{f"{t}_tex": f"results/evaluate/{t}.tex" for t in TABLES},
         summary="results/summary.md",
     params:
         models=MODELS,
-        mask_models=MASK_MODELS,
         evaluate=config["evaluate"],
         baseline=config["baseline"],
         zeropoint=config["survey"]["zeropoint"],

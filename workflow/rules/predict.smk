@@ -1,34 +1,24 @@
-# Stage 9 - predict: every trained model on the test blends, in the shared prediction format
-# (config/README.md); mask models also write their masks. model.json: the architecture and its size.
+# Stage 9 - predict: every trained model on the test blends, as a prediction folder
+# results/predict/<model>/ (config/README.md): predictions.csv, masks.npy for a network with
+# masks, model.json with its architecture and size. `snakemake results/predict/<model>` runs one.
 
 
-def predict_outputs(name):
-    outputs = {"predictions": f"results/predict/{name}/predictions.csv", "info": f"results/predict/{name}/model.json"}
-    if config["train"]["models"][name]["arch"] != "blend2flux":
-        outputs["masks"] = f"results/predict/{name}/masks.npy"
-    return outputs
-
-
-for _name in MODELS:
-
-    rule:
-        name:
-            f"predict_{_name}"
-        input:
-            model=f"results/train/{_name}/model.pt",
-            images="results/blend/test/images.npy",
-            catalog="results/blend/test/catalog.csv",
-        output:
-            **predict_outputs(_name),
-        params:
-            name=_name,
-        log:
-            f"results/logs/predict/{_name}.log",
-        benchmark:
-            f"results/benchmarks/predict/{_name}.tsv"
-        conda:
-            "../../envs/train.yaml"
-        container:
-            CONTAINERS["train"]
-        script:
-            "../scripts/predict_model.py"
+rule predict_model:
+    input:
+        model="results/train/{model}/model.pt",
+        images="results/blend/test/images.npy",
+        catalog="results/blend/test/catalog.csv",
+    output:
+        directory("results/predict/{model}"),
+    wildcard_constraints:
+        model="|".join(MODELS),
+    log:
+        "results/logs/predict/{model}.log",
+    benchmark:
+        "results/benchmarks/predict/{model}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    container:
+        CONTAINERS["train"]
+    script:
+        "../scripts/predict_model.py"

@@ -1,12 +1,6 @@
 # Stage 6 - split: galaxy-level train/val/test assignment, after the inspection decisions.
 
 
-def decisions_file(wildcards):
-    """The person's decisions, when the file exists: an input, so editing it reruns the split."""
-    path = config["inspect"]["decisions"]
-    return [path] if Path(path).exists() else []
-
-
 rule split_galaxies:
     input:
         manifest="results/inspect/manifest.csv",

@@ -6,8 +6,8 @@ if SOURCE != "stamps":
 
     rule cut_stamps:
         input:
-            image=field_image,
-            weight=field_weight,
+            image=lambda wildcards: field_file(wildcards.field, "image"),
+            weight=lambda wildcards: field_file(wildcards.field, "weight"),
             catalog="results/select/selected.csv",
         output:
             images="results/stamps/{field}/images.npy",

@@ -5,74 +5,6 @@
 # from mosaics. A file given by a local `path` is a declared input; one given by `url` is
 # downloaded by a local rule on the submit host.
 
-from blendphot.sources import CATALOG_HELP, check_local_file, stampset_files
-
-MOCK_FIELDS = {f["name"]: f for f in config["survey"]["mock"]["fields"]}
-CANDELS = config["survey"]["candels"]
-STAMPSET = config["survey"]["stamps"]
-
-
-def survey_fields():
-    """The fields whose stamps the clean stage gathers: one "stampset" for a ready stamp set."""
-    if SOURCE == "mock":
-        return list(MOCK_FIELDS)
-    if SOURCE == "candels":
-        return list(CANDELS["fields"])
-    return ["stampset"]
-
-
-def catalog_path(kind):
-    """A catalogue of the survey: its local path, or where its download lands (URL's extension)."""
-    entry = CANDELS["catalogs"][kind]
-    if entry.get("path"):
-        return entry["path"]
-    suffix = "".join(Path(entry["url"].split("?")[0]).suffixes) or ".fits"
-    return f"results/survey/catalogs/{kind}{suffix}"
-
-
-def field_file(field, kind):
-    """A field's mosaic or weight map: its local path, or where it is made or downloaded."""
-    entry = CANDELS["fields"][field][kind] if SOURCE == "candels" else {}
-    return entry["path"] if entry.get("path") else f"results/survey/{field}/{kind}.fits"
-
-
-def field_image(wildcards):
-    return field_file(wildcards.field, "image")
-
-
-def field_weight(wildcards):
-    return field_file(wildcards.field, "weight")
-
-
-def mock_field(wildcards):
-    return MOCK_FIELDS[wildcards.field]
-
-
-def mock_field_index(wildcards):
-    return list(MOCK_FIELDS).index(wildcards.field)
-
-
-def remote_field_file(wildcards):
-    return CANDELS["fields"][wildcards.field][wildcards.kind]
-
-
-def remote_catalog(wildcards):
-    return CANDELS["catalogs"][wildcards.kind]
-
-
-def field_key(wildcards):
-    return f"survey.candels.fields.{wildcards.field}.{wildcards.kind}"
-
-
-def catalog_key(wildcards):
-    return f"survey.candels.catalogs.{wildcards.kind}"
-
-
-def stampset_archive():
-    """Where the stamp-set archive of survey.stamps.url lands."""
-    return f"results/survey/stampset/download/{Path(STAMPSET['url'].split('?')[0]).name or 'stampset.tar.gz'}"
-
-
 if SOURCE == "mock":
 
     rule make_mock_field:
@@ -84,8 +16,8 @@ if SOURCE == "mock":
             morphology="results/survey/{field}/morphology.fits",
             truth="results/survey/{field}/truth.csv",
         params:
-            field=mock_field,
-            field_index=mock_field_index,
+            field=lambda wildcards: MOCK_FIELDS[wildcards.field],
+            field_index=lambda wildcards: list(MOCK_FIELDS).index(wildcards.field),
             mock=config["survey"]["mock"],
             seed=config["seed"],
             pixel_scale=config["survey"]["pixel_scale"],
@@ -103,12 +35,6 @@ if SOURCE == "mock":
 
 
 if SOURCE == "candels":
-    for _field, _files in CANDELS["fields"].items():
-        for _kind in ("image", "weight"):
-            check_local_file(_files[_kind], f"survey.candels.fields.{_field}.{_kind}")
-    for _kind in ("photometry", "morphology"):
-        check_local_file(CANDELS["catalogs"][_kind], f"survey.candels.catalogs.{_kind}", help=CATALOG_HELP)
-
     rule download_field_file:
         # on the submit host: compute nodes often have no internet
         localrule: True
@@ -117,8 +43,8 @@ if SOURCE == "candels":
         wildcard_constraints:
             kind="image|weight",
         params:
-            remote=remote_field_file,
-            key=field_key,
+            remote=lambda wildcards: CANDELS["fields"][wildcards.field][wildcards.kind],
+            key=lambda wildcards: f"survey.candels.fields.{wildcards.field}.{wildcards.kind}",
         log:
             "results/logs/download/{field}-{kind}.log",
         conda:
@@ -136,8 +62,8 @@ if SOURCE == "candels":
         wildcard_constraints:
             kind="photometry|morphology",
         params:
-            remote=remote_catalog,
-            key=catalog_key,
+            remote=lambda wildcards: CANDELS["catalogs"][wildcards.kind],
+            key=lambda wildcards: f"survey.candels.catalogs.{wildcards.kind}",
             help=CATALOG_HELP,
         log:
             "results/logs/download/catalog-{kind}.{ext}.log",
@@ -150,8 +76,6 @@ if SOURCE == "candels":
 
 
 if SOURCE == "stamps":
-    check_local_file(STAMPSET, "survey.stamps")
-
     if STAMPSET["url"]:
 
         rule download_stampset:

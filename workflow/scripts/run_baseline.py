@@ -1,5 +1,6 @@
 """Run the sep baseline over the test blends."""
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -8,11 +9,10 @@ from blendphot.evaluate import sep_outcomes
 from blendphot.workflow import stage
 
 with stage(snakemake) as run:
-    inp, out = snakemake.input, snakemake.output
     cfg = BaselineConfig.from_config(snakemake.params.baseline)
     start = time.perf_counter()
     with tqdm(desc="sep", unit="blend", mininterval=5) as bar:
-        pred = run_baseline(inp.images, inp.catalog, cfg, predictions_out=out.predictions, masks_out=out.masks,
+        pred = run_baseline(Path(snakemake.input.images).parent, snakemake.output[0], cfg,
                             workers=snakemake.threads, progress=bar.update)
     elapsed = time.perf_counter() - start
     outcomes = sep_outcomes(pred)

@@ -1,19 +1,20 @@
 """Train one model on the train/val blends (resuming a killed run), track every epoch."""
+from pathlib import Path
+
 import torch
 
-from blendphot.config import training_flops
-from blendphot.train import check_device, train_model
+from blendphot.config import runtime_settings, training_flops
+from blendphot.train import check_device, run_train_model
 from blendphot.workflow import runtime_device, stage
 
 with stage(snakemake) as run:
-    inp, out, p = snakemake.input, snakemake.output, snakemake.params
-    name = snakemake.rule.removeprefix("train_")
+    inp, out, p, name = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards.model
     check_device(runtime_device(), training_flops(snakemake.config, name), what=f"train.models.{name}")
     torch.set_num_threads(snakemake.threads)
-    summary = train_model(
+    summary = run_train_model(
         p.settings, seed=p.seed, init_from=inp.get("init_from"), device=runtime_device(),
-        train_files={"images": inp.train_images, "masks": inp.train_masks, "catalog": inp.train_catalog},
-        val_files={"images": inp.val_images, "masks": inp.val_masks, "catalog": inp.val_catalog},
+        **runtime_settings(snakemake.config),
+        train_dir=Path(inp.train_images).parent, val_dir=Path(inp.val_images).parent,
         state_dir=p.state_dir, model_out=out.model, history_out=out.history,
         on_epoch=lambda record, epoch: run.log_metrics(record, step=epoch),
     )

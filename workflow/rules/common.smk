@@ -1,0 +1,180 @@
+# Shared by every stage: the configuration's derived names and the input functions. Rules live
+# in the stage files; nothing here depends on their include order.
+
+from blendphot.architectures import architecture, has_fluxes, has_masks
+from blendphot.config import CPU_FLOPS, expensive_on_cpu, model_seed, model_settings, runtime_settings
+from blendphot.sources import CATALOG_HELP, check_local_file, stampset_files
+from blendphot.workflow import DEVICE_ENV, local_gpu_visible
+
+SOURCE = config["survey"]["source"]
+CONTAINERS = config["containers"]
+SPLITS = ["train", "val", "test"]
+MOCK_FIELDS = {f["name"]: f for f in config["survey"]["mock"]["fields"]}
+CANDELS = config["survey"]["candels"]
+STAMPSET = config["survey"]["stamps"]
+
+# The networks, and what each produces (blendphot/architectures.py).
+MODELS = list(config["train"]["models"])
+FLUX_MODELS = has_fluxes(config["train"]["models"])
+MASK_MODELS = has_masks(config["train"]["models"])
+ARCHS = {name: entry["arch"] for name, entry in config["train"]["models"].items()}
+
+TABLES = ["table1", "table2", "table3", "headline"]
+FIG = config["figures"]
+FIGURE_METHODS = FIG["methods"] if FIG["methods"] is not None else FLUX_MODELS + ["sep"]
+
+CLEAN_OUTPUTS = dict(
+    images="results/clean/images.npy",
+    originals="results/clean/originals.npy",
+    masks="results/clean/masks.npy",
+    catalog="results/clean/catalog.csv",
+    dropped="results/clean/dropped.csv",
+    qa="results/clean/qa.json",
+)
+
+
+# --- survey --------------------------------------------------------------------------------
+
+
+def survey_fields():
+    """The fields whose stamps the clean stage gathers: one "stampset" for a ready stamp set."""
+    if SOURCE == "mock":
+        return list(MOCK_FIELDS)
+    if SOURCE == "candels":
+        return list(CANDELS["fields"])
+    return ["stampset"]
+
+
+def catalog_path(kind):
+    """A catalogue of the survey: its local path, or where its download lands (URL's extension)."""
+    entry = CANDELS["catalogs"][kind]
+    if entry.get("path"):
+        return entry["path"]
+    suffix = "".join(Path(entry["url"].split("?")[0]).suffixes) or ".fits"
+    return f"results/survey/catalogs/{kind}{suffix}"
+
+
+def field_file(field, kind):
+    """A field's mosaic or weight map: its local path, or where it is made or downloaded."""
+    entry = CANDELS["fields"][field][kind] if SOURCE == "candels" else {}
+    return entry["path"] if entry.get("path") else f"results/survey/{field}/{kind}.fits"
+
+
+def stampset_archive():
+    """Where the stamp-set archive of survey.stamps.url lands."""
+    name = Path(STAMPSET["url"].split("?")[0]).name or "stampset.tar.gz"
+    return f"results/survey/stampset/download/{name}"
+
+
+# --- select, clean, split ------------------------------------------------------------------
+
+
+def select_inputs(wildcards):
+    if SOURCE == "mock":
+        return {
+            kind: expand(f"results/survey/{{field}}/{kind}.{ext}", field=survey_fields())
+            for kind, ext in (("photometry", "fits"), ("morphology", "fits"), ("truth", "csv"))
+        }
+    if SOURCE == "stamps":  # classified already (galtype): the magnitude cut only
+        return {"stampset": "results/survey/stampset/catalog.csv"}
+    return {"photometry": [catalog_path("photometry")], "morphology": [catalog_path("morphology")]}
+
+
+def given_segmentations(wildcards):
+    """A stamp set's own segmentation maps, when survey.stamps.segmentation says to use them."""
+    if SOURCE == "stamps" and STAMPSET["segmentation"] == "archive":
+        return ["results/stamps/stampset/segmentation.npy"]
+    return []
+
+
+def decisions_file(wildcards):
+    """The person's decisions, when the file exists: an input, so editing it reruns the split."""
+    path = config["inspect"]["decisions"]
+    return [path] if Path(path).exists() else []
+
+
+# --- train, predict ------------------------------------------------------------------------
+
+
+def blend_files(split):
+    return {
+        f"{split}_{kind}": f"results/blend/{split}/{kind}{ext}"
+        for kind, ext in (("images", ".npy"), ("masks", ".npy"), ("catalog", ".csv"))
+    }
+
+
+def train_inputs(wildcards):
+    """Train and val blends, and the checkpoint a model starts from (init_from)."""
+    inputs = {**blend_files("train"), **blend_files("val")}
+    init = config["train"]["models"][wildcards.model]["init_from"]
+    if init is not None:
+        inputs["init_from"] = f"results/train/{init}/model.pt"
+    return inputs
+
+
+# --- figures -------------------------------------------------------------------------------
+
+EVALUATED = {"galaxies": "results/evaluate/galaxies.csv"}
+TEST_BLENDS = {"images": "results/blend/test/images.npy", "catalog": "results/blend/test/catalog.csv"}
+FIGURE_INPUTS = {
+    "figure1": {
+        "originals": "results/clean/originals.npy",
+        "images": "results/clean/images.npy",
+        "masks": "results/clean/masks.npy",
+        "catalog": "results/clean/catalog.csv",
+        "galaxies": "results/split/galaxies.csv",
+    },
+    "figure2": TEST_BLENDS,
+    **{f"figure{n}": EVALUATED for n in (5, 6, 7, 8, 9)},
+}
+if MASK_MODELS:
+    _MASK_INPUTS = {
+        **EVALUATED,
+        **TEST_BLENDS,
+        "masks": "results/blend/test/masks.npy",
+        "predictions": expand("results/predict/{model}", model=MASK_MODELS),
+    }
+    FIGURE_INPUTS |= {"figure10": _MASK_INPUTS, "figure11": _MASK_INPUTS, "figure12": EVALUATED}
+
+
+def figure_inputs(wildcards):
+    return FIGURE_INPUTS[wildcards.fig]
+
+
+def figure_params(wildcards):
+    """Only the settings a figure uses, so that changing one reruns only the figures it shapes."""
+    name = wildcards.fig
+    params = {"dpi": FIG["dpi"], "archs": ARCHS}
+    if name == "figure2":
+        params |= {k: FIG[k] for k in ("figure2_distance_px", "figure2_mag_diff")}
+    if name in ("figure5", "figure6", "figure7", "figure8", "figure9"):
+        params |= {
+            "methods": FIGURE_METHODS,
+            "outlier_dmag": config["evaluate"]["outlier_dmag"],
+            "mag_diff_bins": config["evaluate"]["mag_diff_bins"],
+        }
+    if name in ("figure10", "figure11", "figure12"):
+        params |= {"mask_methods": MASK_MODELS, "examples": FIG["examples"]}
+    return params
+
+
+# --- checks at start-up --------------------------------------------------------------------
+
+if SOURCE == "candels":
+    for _field, _files in CANDELS["fields"].items():
+        for _kind in ("image", "weight"):
+            check_local_file(_files[_kind], f"survey.candels.fields.{_field}.{_kind}")
+    for _kind in ("photometry", "morphology"):
+        check_local_file(CANDELS["catalogs"][_kind], f"survey.candels.catalogs.{_kind}", help=CATALOG_HELP)
+if SOURCE == "stamps":
+    check_local_file(STAMPSET, "survey.stamps")
+
+_EXPENSIVE = expensive_on_cpu(config)
+if _EXPENSIVE and workflow.local_exec and not local_gpu_visible() and os.environ.get(DEVICE_ENV) != "cpu":
+    logger.warning(
+        "blendphot: no GPU on this machine, and training "
+        + ", ".join(f"{n} ({f:.1e} FLOP, ~{f / CPU_FLOPS / 3600:.0f} h on a CPU)" for n, f in _EXPENSIVE.items())
+        + " is far too long for a CPU: those training jobs will stop at once. Run them on a GPU"
+        + " (a cluster: README.md, 'Running on a SLURM cluster'), train smaller models (see"
+        + " config/config.yaml's train section), or set BLENDPHOT_DEVICE=cpu to train on the CPU anyway."
+    )
