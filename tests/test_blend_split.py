@@ -60,7 +60,11 @@ def test_blends_are_bit_reproducible_and_obey_the_rule(pool, rule):
         assert (c.dx.abs() >= np.floor(0.5 * r)).all() and (c.dy.abs() >= np.floor(0.5 * r)).all()
         assert (c.dx.abs() <= 32).all() and (c.dy.abs() <= 32).all()
     else:
-        assert (c.distance_px <= np.minimum(4 * np.minimum(c.cen_re_px, c.comp_re_px), 32) + 1e-9).all()
+        r_max = np.minimum(4 * np.minimum(c.cen_re_px, c.comp_re_px), 32)
+        r_min = np.where(r >= r_max, 0.8 * r_max, r)  # the public tool's fallback when r_min >= r_max
+        assert (c.distance_px <= r_max + 1e-9).all()
+        assert (c.distance_px >= r_min - 1e-9).all()  # never closer than the larger galaxy's radius
+        assert (r < r_max).any() and (r >= r_max).any()  # both branches of the rule are exercised
     # a blend is the sum of its two stamps: flux adds up (companion partly shifted out is allowed)
     assert a.images.sum(axis=(1, 2)).max() <= 20.0 + 1e-3
 
