@@ -1,13 +1,14 @@
 # blendphot: the two everyday commands.
 #   make run   - run the whole workflow on config/config.yaml (embedded mock survey)
 #   make test  - run the test suite
+#   make lint  - ruff, snakefmt and snakemake --lint (CI runs it before the tests)
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= all
 CONFIG ?= config/config.yaml
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench clean-results
+.PHONY: run test lint bench clean-results
 
 $(BIN)/.installed: pyproject.toml envs/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,12 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint --dry-run --cores 1
+	$(BIN)/python -m blendphot.cli config-reference --check config/README.md
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_blend.py

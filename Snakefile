@@ -1,12 +1,12 @@
 # blendphot: Boucaud et al. 2019, "Photometry of high-redshift blended galaxies using deep
 # learning", as a reproducible workflow. See README.md; stages are in workflow/rules/.
-import os
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 from blendphot import tracking
 from blendphot.config import validate_config
+from blendphot.workflow import use_package_from
 
 min_version("9.0")
 
@@ -18,16 +18,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 validate_config(config)  # fills defaults; a bad key stops here with its dotted name
 
 # Jobs import blendphot from this checkout, in every software environment: the local one, a
 # conda env (--sdm conda, dependencies only) or a stage image (--sdm apptainer), so that a code
 # change needs no rebuilt image and the "code" rerun trigger means what it says.
-_PACKAGE_ROOT = str(Path(workflow.basedir) / "workflow")
-if _PACKAGE_ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
-
+use_package_from(Path(workflow.basedir) / "workflow")
 
 
 include: "workflow/rules/common.smk"
@@ -58,6 +54,7 @@ onerror:
 
 
 rule all:
+    default_target: True
     input:
         "results/select/counts.csv",
         "results/inspect/index.html",
@@ -66,7 +63,6 @@ rule all:
         expand("results/predict/{model}", model=MODELS),
         "results/summary.md",
         expand("results/figures/{fig}.png", fig=FIGURE_INPUTS),
-    default_target: True
     localrule: True
 
 

@@ -39,7 +39,7 @@ def main():
             summary = fit(cfg, tcfg, train, val, state, device="auto")
         curves[norm] = [h["val_loss"] for h in summary["history"]]
     print("epoch  linear  arcsinh   (validation MAPE, %)")
-    for epoch, (a, b) in enumerate(zip(curves["linear"], curves["arcsinh"])):
+    for epoch, (a, b) in enumerate(zip(curves["linear"], curves["arcsinh"], strict=True)):
         print(f"{epoch:5d}  {a:6.2f}  {b:7.2f}")
     print(f"best   {min(curves['linear']):6.2f}  {min(curves['arcsinh']):7.2f}")
 

@@ -62,7 +62,7 @@ def true_weights(results: Path, catalog: pd.DataFrame, size: int) -> np.ndarray:
         hw, weight, _ = open_mosaic(results / "survey" / str(field) / "weight.fits")
         with hi, hw:
             stamps = cut_stamps(image, weight, wcs, rows.reset_index(drop=True), size=size)
-        out.update(zip(stamps.catalog["gid"], stamps.weights))
+        out.update(zip(stamps.catalog["gid"], stamps.weights, strict=True))
     return np.stack([out[g] for g in catalog["gid"]])
 
 
@@ -79,7 +79,7 @@ def figures(table: pd.DataFrame, truth: pd.DataFrame, replaced_noise: list[float
 def replaced_noise(originals, cleaned, weights) -> list[float]:
     """rms of the replaced pixels of each stamp over the true noise sigma there."""
     out = []
-    for o, c, w in zip(originals, cleaned, weights):
+    for o, c, w in zip(originals, cleaned, weights, strict=True):
         changed = o != c
         if changed.sum() > 10:
             out.append(float(np.std(c[changed]) * np.sqrt(np.median(w[changed]))))

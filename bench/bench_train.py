@@ -70,7 +70,7 @@ def loader_throughput(device, *, n=4096, size=128, batch=32, with_masks=True, ch
         pass
     _sync(device)
     start = time.perf_counter()
-    for x, y, m in batches:
+    for _ in batches:
         pass
     _sync(device)
     return n / (time.perf_counter() - start)
@@ -93,7 +93,8 @@ def main():
         config = load_config(configs[scale])
         for model_name in config["train"]["models"]:
             s = model_settings(config, model_name)
-            cfg = ModelConfig(**s["model"], image_size=config["stamps"]["size"], normalisation=s["train"]["normalisation"])
+            cfg = ModelConfig(**s["model"], image_size=config["stamps"]["size"],
+                              normalisation=s["train"]["normalisation"])
             sps, n_params = train_throughput(cfg, device, batch=s["train"]["batch_size"], steps=steps,
                                              amp=s["train"]["amp"], channels_last=s["train"]["channels_last"])
             rows.append({"scale": scale, "model": model_name, "parameters": n_params, "train_samples_per_s": sps})

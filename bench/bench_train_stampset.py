@@ -27,7 +27,7 @@ import torch
 
 from blendphot import io
 from blendphot.blend import make_blends
-from blendphot.config import child_seed, load_config, model_settings, model_seed, training_flops
+from blendphot.config import child_seed, load_config, model_seed, model_settings, training_flops
 from blendphot.train import check_device, train_model
 
 

@@ -83,7 +83,7 @@ def test_cli_check_config(tmp_path, capsys):
 
 
 def test_model_settings_merge_shared_keys_and_overrides(default_config):
-    from blendphot.config import model_settings, model_seed
+    from blendphot.config import model_seed, model_settings
 
     unet = model_settings(default_config, "unet")
     assert unet["model"]["arch"] == "unet" and unet["init_from"] is None
@@ -149,3 +149,22 @@ def test_survey_file_paths_and_the_url_or_path_choice():
     with pytest.raises(ConfigError, match=r"survey.candels.fields.GDS.image': give exactly one of 'url' and 'path' "
                                           r"\(both are set\)"):
         validate_config({"seed": 1, "survey": {"source": "candels", "candels": {"fields": {"GDS": field}}}})
+
+
+def test_every_setting_is_described_and_config_readme_cannot_drift():
+    from blendphot.config import schema_keys, write_reference
+
+    undescribed = [key for key, node in schema_keys() if not node.get("description")]
+    assert not undescribed
+    assert write_reference("config/README.md", check=True), \
+        "config/README.md: run `blendphot config-reference --write config/README.md`"
+
+
+def test_the_architectures_are_the_registrys(default_config):
+    from blendphot.architectures import ARCHITECTURES
+    from blendphot.config import load_schema
+
+    assert load_schema()["$defs"]["model"]["properties"]["arch"]["enum"] == list(ARCHITECTURES)
+    cfg = {**default_config, "train": {"models": {"x": {"arch": "resnet"}}}}
+    with pytest.raises(ConfigError, match="train.models.x.arch"):
+        validate_config(cfg)

@@ -2,6 +2,7 @@
 import hashlib
 import http.server
 import threading
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     mode = "ok"  # ok | drop_once | corrupt | norange | webpage
-    requests = []
+    requests: ClassVar[list] = []
 
     def log_message(self, *args):
         pass

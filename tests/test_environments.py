@@ -4,10 +4,10 @@ that name them."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from blendphot.containers import read_definition
@@ -45,7 +45,7 @@ def family_requirements(project, family) -> set[str]:
 
 def test_every_dependency_is_pinned(project, pins):
     names = {requirement_name(r) for r in project["dependencies"]}
-    for extra, reqs in project["optional-dependencies"].items():
+    for reqs in project["optional-dependencies"].values():
         names |= {requirement_name(r) for r in reqs if not r.startswith("blendphot")}
     assert names - set(pins) == set(), "add these to envs/constraints.txt"
 
@@ -111,7 +111,8 @@ def test_a_version_mismatch_or_a_stray_package_is_caught(project, pins):
 def test_every_rule_names_its_family_env_and_image():
     """Each rule's conda env and container are the same family."""
     text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow/rules").glob("*.smk")))
-    pairs = re.findall(r'conda:\s*\n\s*"\.\./\.\./envs/(\w+)\.yaml"\s*\n\s*container:\s*\n\s*CONTAINERS\["(\w+)"\]', text)
+    pairs = re.findall(
+        r'conda:\s*\n\s*"\.\./\.\./envs/(\w+)\.yaml"\s*\n\s*container:\s*\n\s*CONTAINERS\["(\w+)"\]', text)
     n_rules = len(re.findall(r"^\s*rule\b", text, flags=re.M))
     assert len(pairs) == n_rules and all(a == b for a, b in pairs)
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())

@@ -92,9 +92,11 @@ def test_galaxy_table_and_groupings(blends):
     assert (net.xs("cen", level="role")["dmag"] == 0).all()
     np.testing.assert_allclose(net.xs("comp", level="role")["dmag"], -0.7526, atol=1e-4)
     np.testing.assert_allclose(net.xs("cen", level="role")["mag_diff"], blends["cen_mag"] - blends["comp_mag"])
-    np.testing.assert_allclose(net.xs("comp", level="role")["distance_own_re"], blends["distance_px"] / blends["comp_re_px"])
+    np.testing.assert_allclose(net.xs("comp", level="role")["distance_own_re"],
+                               blends["distance_px"] / blends["comp_re_px"])
     unet = g[g["method"] == "unet"]
-    assert (unet.loc[unet["role"] == "cen", "iou"] == 1).all() and (unet.loc[unet["role"] == "comp", "iou"] == 0.5).all()
+    assert (unet.loc[unet["role"] == "cen", "iou"] == 1).all()
+    assert (unet.loc[unet["role"] == "comp", "iou"] == 0.5).all()
     # sep's outcome labels every method's rows; sep_found is per galaxy
     assert (g.loc[(g["method"] == "net") & (g["role"] == "comp"), "sep_found"].to_numpy()
             == (np.arange(len(blends)) % 4 != 0)).all()
@@ -110,7 +112,8 @@ def test_galaxy_table_and_groupings(blends):
     # against the truth (fluxes 10 % higher) the isolated photometry itself is a method
     iso = m[(m["method"] == "isolated") & (m["reference"] == "true") & (m["group_by"] == "all") & (m["role"] == "both")]
     assert iso["bias"].item() == pytest.approx(2.5 * np.log10(1.1))
-    by_cls = m[(m["method"] == "net") & (m["group_by"] == "cls") & (m["role"] == "cen") & (m["reference"] == "isolated")]
+    by_cls = m[(m["method"] == "net") & (m["group_by"] == "cls") & (m["role"] == "cen")
+               & (m["reference"] == "isolated")]
     assert by_cls["n"].sum() == len(blends)
     by_outcome = m[(m["method"] == "sep") & (m["group_by"] == "sep_outcome") & (m["role"] == "both")
                    & (m["reference"] == "isolated")].set_index("group")

@@ -24,7 +24,7 @@ def data():
     true = np.zeros((N, 2, S, S), np.uint8)
     true[:, 0, 10:20, 10:20] = 1
     true[:, 1, 12:18, 20:28] = 1
-    noisy = lambda f: f * rng.lognormal(0, 0.1, N)  # noqa: E731
+    noisy = lambda f: f * rng.lognormal(0, 0.1, N)
     preds = {
         "b2f": Prediction(pd.DataFrame({"blend_id": cat.blend_id, "cen_flux": noisy(cat.cen_flux),
                                         "comp_flux": noisy(cat.comp_flux)}), method="b2f"),
@@ -112,7 +112,7 @@ def test_figure12_histograms_hold_every_galaxy_with_an_iou(data, tmp_path):
     fig = fg.figure12(galaxies, ["unet", "sep"], fg.method_colours(ARCHS))
     left = fig.axes[0]
     labels = [t.get_text() for t in left.get_legend().get_texts()]
-    for method, label in zip(["unet", "sep"], labels):
+    for method, label in zip(["unet", "sep"], labels, strict=True):
         ious = galaxies.loc[(galaxies["method"] == method) & galaxies["iou"].notna(), "iou"]
         assert label.endswith(f"(mean {ious.mean():.2f})")
     assert "(mean 1.00)" in labels[1]  # sep's masks are the truth here

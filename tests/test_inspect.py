@@ -24,7 +24,8 @@ def test_auto_decisions_follow_the_flags():
 
 def test_person_overrides_auto_and_bad_files_are_named():
     auto = auto_decisions(_catalog(), ["residual_neighbour_flux"])
-    person = pd.DataFrame({"id": ["A-1", "A-2"], "decision": ["reject", "accept"], "reason": ["unrecognised_blend", ""]})
+    person = pd.DataFrame({"id": ["A-1", "A-2"], "decision": ["reject", "accept"],
+                           "reason": ["unrecognised_blend", ""]})
     final = apply_decisions(auto, person)
     assert list(final.decision) == ["reject", "accept", "accept"]
     assert list(final.decided_by) == ["person", "person", "auto"]

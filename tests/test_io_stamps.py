@@ -55,7 +55,8 @@ def test_stamps_centre_edge_and_missing_data():
     stamps = cut_stamps(image, weight, w, cat, size=128)
     assert list(stamps.catalog.gid) == ["g0"]
     assert stamps.images[0][64, 64] == 1.0
-    assert dict(zip(stamps.dropped.gid, stamps.dropped.reason)) == {"g1": "mosaic_edge", "g2": "missing_data"}
+    reasons = dict(zip(stamps.dropped.gid, stamps.dropped.reason, strict=True))
+    assert reasons == {"g1": "mosaic_edge", "g2": "missing_data"}
     # the stamp's WCS puts the galaxy on its central pixel
     sw = w.deepcopy()
     sw.wcs.crpix = [stamps.catalog.crpix1[0], stamps.catalog.crpix2[0]]

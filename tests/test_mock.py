@@ -88,7 +88,8 @@ def test_the_mosaic_holds_the_truth_flux(params):
     truth = pd.concat([truth, pd.DataFrame(rows)], ignore_index=True)
     image, weight, psf = mock.render_field(truth, field, quiet, pixel_scale=PIXEL_SCALE,
                                            rng=np.random.default_rng(5), progress=False)
-    assert psf.sum() == pytest.approx(1.0, abs=1e-5) and (weight[truth["y"].astype(int), truth["x"].astype(int)] > 0).all()
+    assert psf.sum() == pytest.approx(1.0, abs=1e-5)
+    assert (weight[truth["y"].astype(int), truth["x"].astype(int)] > 0).all()
     yy, xx = np.mgrid[:256, :256]
     for row in truth.itertuples():
         aperture = np.hypot(xx - row.x, yy - row.y) < 60

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from blendphot.errors import InputError
-from blendphot.models import ModelConfig, build_model
 from blendphot.inference import predict_model
+from blendphot.models import ModelConfig, build_model
 from blendphot.prediction import Prediction
 from tests.toy import toy_blends
 

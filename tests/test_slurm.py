@@ -21,8 +21,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from .workflow_helpers import (ROOT, SNAKEMAKE, copy_workflow, missing_system_needs, run_snakemake,
-                               skip_unless_possible, stage_runs)
+from .workflow_helpers import (
+    ROOT,
+    SNAKEMAKE,
+    copy_workflow,
+    missing_system_needs,
+    run_snakemake,
+    skip_unless_possible,
+    stage_runs,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -97,7 +104,7 @@ def test_tiny_workflow_on_slurm(cluster, mlflow_server):
     # 27 jobs: every rule instance but `all`, a local rule
     assert len(jobs) == 27 and "all" not in set(jobs["rule"])
     gpu_rules = jobs["rule"].isin(["train_model", "predict_model"])
-    assert set(zip(jobs.loc[gpu_rules, "rule"], jobs.loc[gpu_rules, "item"])) == {
+    assert set(zip(jobs.loc[gpu_rules, "rule"], jobs.loc[gpu_rules, "item"], strict=True)) == {
         (f"{v}_model", m) for v in ("train", "predict") for m in ("blend2flux", "unet", "blend2mask2flux")}
     assert all(t.get("gres/gpu") == "1" for t in jobs.loc[gpu_rules, "tres"]), "a GPU job got no GPU"
     assert not any("gres/gpu" in t for t in jobs.loc[~gpu_rules, "tres"]), "a CPU job got a GPU"
@@ -134,8 +141,7 @@ def start_training(cluster, config: Path):
     workdir = cluster["workdir"]
     last = workdir / "results/train/blend2flux/state/last.pt"
     last.unlink(missing_ok=True)
-    proc = subprocess.Popen(SNAKEMAKE + [TRAIN_ONE, "--profile", cluster["profile"],
-                                         "--configfile", str(config)],
+    proc = subprocess.Popen([*SNAKEMAKE, TRAIN_ONE, "--profile", cluster["profile"], "--configfile", str(config)],
                             cwd=workdir, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     deadline = time.monotonic() + 300

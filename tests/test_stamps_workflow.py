@@ -138,7 +138,8 @@ def test_the_candels_path_reads_local_files_and_downloads(mock_run, tmp_path):
     page = tmp_path / "form_CANDELS.html"
     page.write_text("<!DOCTYPE html><html><body><form>CANDELS catalogues</form></body></html>")
     config.write_text(_candels_config({
-        "fields": {"tiny": {"image": {"path": str(survey / "image.fits")}, "weight": {"path": str(survey / "weight.fits")}}},
+        "fields": {"tiny": {"image": {"path": str(survey / "image.fits")},
+                            "weight": {"path": str(survey / "weight.fits")}}},
         "catalogs": {"photometry": {"url": page.as_uri()}, "morphology": {"path": str(survey / "morphology.fits")}}}))
     proc = run_snakemake(["--cores", "1", "--configfile", str(config)], root, check=False)
     out = proc.stdout + proc.stderr
@@ -147,7 +148,8 @@ def test_the_candels_path_reads_local_files_and_downloads(mock_run, tmp_path):
     assert "lerma.obspm.fr/huertas/form_CANDELS" in out
     assert not list((root / "results/survey/catalogs").glob("photometry*"))
     config.write_text(_candels_config({
-        "fields": {"tiny": {"image": {"path": str(survey / "image.fits")}, "weight": {"path": str(survey / "weight.fits")}}},
+        "fields": {"tiny": {"image": {"path": str(survey / "image.fits")},
+                            "weight": {"path": str(survey / "weight.fits")}}},
         "catalogs": {"photometry": {"path": str(survey / "photometry.fits")},
                      "morphology": {"path": str(survey / "morphology.fits")}},
         "columns": {"photometry": {"mag": "H_mag"}}}))

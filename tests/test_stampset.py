@@ -7,8 +7,7 @@ import pytest
 
 from blendphot.clean import CleanParams, clean_stamps
 from blendphot.errors import InputError
-from blendphot.stampset import (estimate_noise, open_stampset, read_stampset, stamp_weights, take_stamps,
-                                write_stampset)
+from blendphot.stampset import estimate_noise, open_stampset, read_stampset, stamp_weights, take_stamps, write_stampset
 from tests.conftest import gaussian
 
 SIGMA = 0.01
@@ -106,7 +105,7 @@ def test_bad_stampset_is_named(tmp_path, damage, match):
 
 def test_published_quirks_are_read(tmp_path):
     """bytes-like text in every column, float IDs and labels, a repeated galaxy, a NaN radius."""
-    images, seg, _ = _write(tmp_path)
+    _, seg, _ = _write(tmp_path)
     cat = pd.read_csv(tmp_path / "candels_cat.csv")
     cat["galtype"] = [repr(g.encode()) for g in cat["galtype"]]  # b'sph'
     cat["ID"] = cat["ID"].astype(float)
@@ -168,7 +167,7 @@ def test_take_stamps_keeps_the_selection_and_drops_missing_data(tmp_path):
 def test_neighbours_are_removed_from_published_stamps(tmp_path, given):
     """The published stamps hold their neighbours: cleaning removes them, with sep's own
     segmentation or the set's, and the isolated flux is the central galaxy's."""
-    _, _, central = _write(tmp_path)
+    _write(tmp_path)
     sset = read_stampset(tmp_path, pixel_scale=0.06)
     weights, _ = stamp_weights(sset.images, sset.segmentation)
     c = clean_stamps(

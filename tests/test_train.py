@@ -70,7 +70,7 @@ def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path):
     summary = fit(toy_config(data=train), TrainConfig(epochs=40, learning_rate=1e-3, seed=3), train, val,
                   tmp_path / "state")
     assert summary["best_val_loss"] < 5.0, summary["history"][-1]
-    model, cfg = load_model(summary["best_path"])
+    model, _ = load_model(summary["best_path"])
     with torch.inference_mode():
         pred = model(torch.from_numpy(val.images)).fluxes
     assert float(mape(pred, torch.from_numpy(val.fluxes))) == pytest.approx(summary["best_val_loss"], rel=1e-3)

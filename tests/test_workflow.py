@@ -9,7 +9,6 @@ from blendphot.architectures import architecture
 
 from .workflow_helpers import ROOT, copy_workflow, planned_rules, run_snakemake, stage_runs
 
-
 SHIPPED = ["config/config.yaml", "config/paper.yaml", "config/paper-stamps.yaml"]  # mock, candels, stamps
 PAPER_CATALOGUE = "data/dimauro2018_candels.fits"  # config/paper.yaml's local catalogue
 
@@ -179,7 +178,8 @@ def test_tiny_end_to_end(workdir):
     assert not {r for r in plan if r.startswith(("train_", "predict_", "make_"))} and "plot_figure:figure1" not in plan
 
     # Runtime switches change the speed, not the science: they rerun nothing
-    changed.write_text(tiny.replace("train:\n  epochs: 2\n", "train:\n  epochs: 2\n  amp: false\n  channels_last: false\n"))
+    runtime = "train:\n  epochs: 2\n  amp: false\n  channels_last: false\n"
+    changed.write_text(tiny.replace("train:\n  epochs: 2\n", runtime))
     assert "amp: false" in changed.read_text()
     plan = run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout
     assert planned_rules(plan) == set() and "Nothing to be done" in plan
@@ -206,15 +206,15 @@ def test_tiny_end_to_end(workdir):
     # (targets go first: --configfile and --forcerun take every value that follows them)
     args = ["-n", "--cores", "1", "--configfile", "tests/config/tiny.yaml"]
     one = "results/train/blend2flux/model.pt"
-    plan = run_snakemake([one] + args, workdir).stdout
+    plan = run_snakemake([one, *args], workdir).stdout
     assert planned_rules(plan) == set() and "Nothing to be done" in plan  # up to date
-    plan = planned_rules(run_snakemake(args + ["--forcerun", one, "--", one], workdir).stdout)
+    plan = planned_rules(run_snakemake([*args, "--forcerun", one, "--", one], workdir).stdout)
     assert plan == {"train_model:blend2flux"}  # a target alone: what follows it is not a target
-    plan = planned_rules(run_snakemake(args + ["--forcerun", one], workdir).stdout)
+    plan = planned_rules(run_snakemake([*args, "--forcerun", one], workdir).stdout)
     assert {"train_model:blend2flux", "predict_model:blend2flux", "evaluate", "plot_figure:figure5"} <= plan
     assert not plan & {"train_model:unet", "train_model:blend2mask2flux", "make_blends", "run_baseline",
                        "plot_figure:figure1"}
-    plan = planned_rules(run_snakemake(args + ["--forcerun", "make_blends"], workdir).stdout)
+    plan = planned_rules(run_snakemake([*args, "--forcerun", "make_blends"], workdir).stdout)
     assert {"make_blends", "train_model:unet", "run_baseline", "plot_figure:figure2"} <= plan
     assert not plan & {"split_galaxies", "remove_neighbours", "make_mock_field", "plot_figure:figure1"}
 

@@ -39,8 +39,16 @@ from blendphot.errors import ConfigError, InputError
 from blendphot.photometry import background_level, kron_photometry
 from blendphot.prediction import Prediction
 
-__all__ = ["SepPass", "BaselineConfig", "OUTCOMES", "detect", "object_fluxes", "match_detections",
-           "measure_blends", "run_baseline"]
+__all__ = [
+    "OUTCOMES",
+    "BaselineConfig",
+    "SepPass",
+    "detect",
+    "match_detections",
+    "measure_blends",
+    "object_fluxes",
+    "run_baseline",
+]
 
 # Detection outcome per blend, in the paper's order (its public catalogue codes 0-3 are
 # one_central, one_companion, two, more).
@@ -72,7 +80,7 @@ class BaselineConfig:
             raise ConfigError(f"baseline.flux: {self.flux!r} is not one of kron, iso")
 
     @classmethod
-    def from_config(cls, section: dict) -> "BaselineConfig":
+    def from_config(cls, section: dict) -> BaselineConfig:
         return cls(cold=SepPass(**section["cold"]), hot=SepPass(**section["hot"]), flux=section["flux"],
                    subtract_background=section["subtract_background"], central_radius=section["central_radius"])
 

@@ -28,8 +28,16 @@ import pandas as pd
 from blendphot import io
 from blendphot.errors import InputError
 
-__all__ = ["FLUX_COLUMNS", "Blends", "run_make_blends", "draw_companions", "draw_shifts_paper", "draw_pairs_candels_blender",
-           "compose", "make_blends"]
+__all__ = [
+    "FLUX_COLUMNS",
+    "Blends",
+    "compose",
+    "draw_companions",
+    "draw_pairs_candels_blender",
+    "draw_shifts_paper",
+    "make_blends",
+    "run_make_blends",
+]
 
 _MAX_TRIES = 25
 FLUX_COLUMNS = ("cen_flux", "comp_flux")
@@ -227,7 +235,7 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
         np.take(images, cen[start:stop], axis=0, out=img)
         msk[:] = 0
         # Python ints make the per-blend slicing several times cheaper than NumPy scalars.
-        rows = zip(*(v[start:stop].tolist() for v in (cen, comp, dy, dx, ys0, ys1, xs0, xs1)))
+        rows = zip(*(v[start:stop].tolist() for v in (cen, comp, dy, dx, ys0, ys1, xs0, xs1)), strict=True)
         for i, (j, k, sy, sx, a, b, c, d) in enumerate(rows):
             msk[i, 0] = masks[j]
             img[i, a:b, c:d] += images[k, a - sy:b - sy, c - sx:d - sx]
@@ -246,8 +254,8 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
 
     The catalogue has: blend_id, split, cen_gid, comp_gid, dx, dy (pixels, companion
     relative to the centre), distance_px, distance_re (distance / max(Re)), cen_/comp_ mag,
-    flux, re_px, cls (and flux_true), and mag_diff = cen_mag - comp_mag (the central's magnitude minus the other's, as in the
-    evaluation's galaxy table). ``out_images`` and
+    flux, re_px, cls (and flux_true), and mag_diff = cen_mag - comp_mag (the central's
+    magnitude minus the other's, as in the evaluation's galaxy table). ``out_images`` and
     ``out_masks`` are passed to :func:`compose`.
     """
     images = np.asarray(images, dtype=np.float32)

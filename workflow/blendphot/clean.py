@@ -33,8 +33,20 @@ from blendphot import io
 from blendphot.errors import InputError
 from blendphot.photometry import flux_to_mag, kron_photometry
 
-__all__ = ["CleanParams", "CleanResult", "CleanedStamps", "clean_stamp", "clean_stamps", "run_remove_neighbours", "detect_sources", "measure_isolated",
-           "qa_summary", "galaxy_rng", "touches_edge", "FLAGS"]
+__all__ = [
+    "FLAGS",
+    "CleanParams",
+    "CleanResult",
+    "CleanedStamps",
+    "clean_stamp",
+    "clean_stamps",
+    "detect_sources",
+    "galaxy_rng",
+    "measure_isolated",
+    "qa_summary",
+    "run_remove_neighbours",
+    "touches_edge",
+]
 
 FLAGS = ("central_touches_edge", "residual_neighbour_flux", "not_isolated_after_cleaning", "low_background")
 
@@ -198,7 +210,7 @@ def clean_stamp(image: np.ndarray, weight: np.ndarray, params: CleanParams, rng:
     if segmentation is not None:
         seg = np.asarray(segmentation)
         label = _given_central_label(seg)
-        n_detected = int(len(np.unique(seg[seg > 0])))
+        n_detected = len(np.unique(seg[seg > 0]))
     else:
         label = _central_label(objects, seg)
         n_detected = len(objects)

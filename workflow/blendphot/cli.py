@@ -3,6 +3,7 @@
     blendphot check-config config/paper.yaml
     blendphot download URL DEST [--sha256 HEX]
     blendphot mock-stampset results/ my-stampset/ [--archive]
+    blendphot config-reference [--write config/README.md | --check config/README.md]
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     mock.add_argument("--size", type=int, default=128, help="stamp size in pixels (default 128)")
     mock.add_argument("--pixel-scale", type=float, default=0.06)
     mock.add_argument("--archive", action="store_true", help="also pack DEST into DEST.tar.gz, as on Zenodo")
+    ref = sub.add_parser("config-reference", help="the table of every config key, generated from the schema")
+    where = ref.add_mutually_exclusive_group()
+    where.add_argument("--write", metavar="FILE", help="replace the generated table in FILE (config/README.md)")
+    where.add_argument("--check", metavar="FILE", help="fail when FILE's table is not the schema's")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
@@ -49,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
             root, n = mock_stampset(args.results, args.dest, size=args.size, pixel_scale=args.pixel_scale,
                                     archive=args.archive)
             print(f"{root}: {n} stamps (truth.csv beside them)")
+        elif args.command == "config-reference":
+            from blendphot.config import reference_markdown, write_reference
+
+            if args.write:
+                write_reference(args.write)
+            elif args.check:
+                if not write_reference(args.check, check=True):
+                    print(f"blendphot: {args.check}: the config reference differs from the schema; regenerate it "
+                          f"with `blendphot config-reference --write {args.check}`", file=sys.stderr)
+                    return 1
+            else:
+                print(reference_markdown())
     except BlendphotError as exc:
         print(f"blendphot: error: {exc}", file=sys.stderr)
         return 1

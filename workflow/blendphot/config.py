@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import itertools
 import os
 from pathlib import Path
 
@@ -12,9 +14,24 @@ import yaml
 from blendphot.architectures import ARCHITECTURES, architecture, has_fluxes
 from blendphot.errors import ConfigError
 
-__all__ = ["SCHEMA_PATH", "load_schema", "validate_config", "load_config", "child_seed", "model_settings",
-           "model_seed", "runtime_settings", "ARCH_KEYS", "TRAIN_KEYS", "RUNTIME_KEYS", "forward_flops", "training_flops", "expensive_on_cpu",
-           "CPU_TRAINING_LIMIT_FLOP", "CPU_FLOPS"]
+__all__ = [
+    "ARCH_KEYS",
+    "CPU_FLOPS",
+    "CPU_TRAINING_LIMIT_FLOP",
+    "RUNTIME_KEYS",
+    "SCHEMA_PATH",
+    "TRAIN_KEYS",
+    "child_seed",
+    "expensive_on_cpu",
+    "forward_flops",
+    "load_config",
+    "load_schema",
+    "model_seed",
+    "model_settings",
+    "runtime_settings",
+    "training_flops",
+    "validate_config",
+]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -138,7 +155,7 @@ def _check_evaluation(config: dict) -> None:
                           ("figures", ("figure2_distance_px", "figure2_mag_diff"))):
         for key in keys:
             edges = config[section][key]
-            if any(b <= a for a, b in zip(edges, edges[1:])):
+            if any(b <= a for a, b in itertools.pairwise(edges)):
                 raise ConfigError(f"config key '{section}.{key}' must be strictly increasing, got {edges}")
     methods = config["figures"]["methods"]
     if methods is not None:
@@ -162,7 +179,7 @@ def load_config(path: str | Path) -> dict:
     return validate_config(config)
 
 
-def child_seed(seed: int, stream: str) -> "numpy.random.SeedSequence":  # noqa: F821
+def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:  # noqa: F821
     """The SeedSequence of one stage, derived from the workflow's single ``seed``."""
     import numpy as np
 
@@ -298,3 +315,78 @@ def expensive_on_cpu(config: dict) -> dict[str, float]:
     """Models whose training exceeds :data:`CPU_TRAINING_LIMIT_FLOP`: name -> FLOPs."""
     costs = {name: training_flops(config, name) for name in config["train"]["models"]}
     return {name: flops for name, flops in costs.items() if flops > CPU_TRAINING_LIMIT_FLOP}
+
+
+# --- the reference of every key, generated from the schema ----------------------------------
+
+REFERENCE_BEGIN = "<!-- BEGIN config reference: generated from workflow/schemas/config.schema.yaml by " \
+                  "`blendphot config-reference --write config/README.md`; do not edit by hand -->"
+REFERENCE_END = "<!-- END config reference -->"
+
+
+def _resolve(node: dict, schema: dict) -> dict:
+    """A schema node with its ``$ref`` followed (the referring node's own keys win)."""
+    while "$ref" in node:
+        target = schema
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def schema_keys(schema: dict | None = None) -> list[tuple[str, dict]]:
+    """Every setting of the schema as (dotted key, resolved node), depth first, in file order.
+    ``<name>`` stands for a key the user chooses (a model, a field)."""
+    schema = schema if schema is not None else load_schema()
+    out: list[tuple[str, dict]] = []
+
+    def walk(node: dict, prefix: str) -> None:
+        node = _resolve(node, schema)
+        for name, child in node.get("properties", {}).items():
+            key = f"{prefix}{name}"
+            child = _resolve(child, schema)
+            out.append((key, child))
+            walk(child, key + ".")
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, prefix + "<name>.")
+        items = node.get("items")
+        if isinstance(items, dict) and "properties" in _resolve(items, schema):
+            walk(items, prefix + "[].")
+
+    walk(schema, "")
+    return out
+
+
+def _cell(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text.replace("|", "\\|")
+
+
+def reference_markdown(schema: dict | None = None) -> str:
+    """The table of every config key: type, default and description, between the markers."""
+    rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for key, node in schema_keys(schema):
+        kind = node.get("type", "object" if "properties" in node else "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        if "enum" in node:
+            kind = " \\| ".join(map(str, node["enum"]))
+        default = f"`{_cell(node['default'])}`" if "default" in node else ("required" if False else "")
+        rows.append(f"| `{key}` | {kind} | {default} | {_cell(node.get('description', ''))} |")
+    return "\n".join([REFERENCE_BEGIN, "", *rows, "", REFERENCE_END])
+
+
+def write_reference(path: str | Path, *, check: bool = False) -> bool:
+    """Replace the generated reference in ``path`` (between the markers); with ``check``, only
+    say whether it is up to date. Returns whether the file holds the current reference."""
+    path = Path(path)
+    text = path.read_text()
+    if REFERENCE_BEGIN not in text or REFERENCE_END not in text:
+        raise ConfigError(f"{path}: no generated config reference (its markers are missing)")
+    head, rest = text.split(REFERENCE_BEGIN, 1)
+    tail = rest.split(REFERENCE_END, 1)[1]
+    new = head + reference_markdown() + tail
+    if check:
+        return new == text
+    path.write_text(new)
+    return True

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from blendphot.errors import DownloadError
 
-__all__ = ["download", "sha256sum", "WebPageError"]
+__all__ = ["WebPageError", "download", "sha256sum"]
 
 
 class WebPageError(DownloadError):

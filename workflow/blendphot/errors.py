@@ -1,6 +1,6 @@
 """Exceptions whose messages are meant to be read by users."""
 
-__all__ = ["BlendphotError", "ConfigError", "InputError", "DownloadError"]
+__all__ = ["BlendphotError", "ConfigError", "DownloadError", "InputError"]
 
 
 class BlendphotError(Exception):

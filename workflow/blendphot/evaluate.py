@@ -22,6 +22,7 @@ with the isolated photometry itself as one more method (``isolated``).
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -35,8 +36,23 @@ from blendphot.errors import InputError
 from blendphot.photometry import delta_mag, flux_to_mag
 from blendphot.prediction import Prediction
 
-__all__ = ["ROLES", "iou", "mask_iou", "galaxy_table", "photometry_stats", "summarise",
-           "iou_by_pair", "sep_outcomes", "headline", "table1", "table2", "table3", "latex_table", "summary_markdown", "run_evaluate"]
+__all__ = [
+    "ROLES",
+    "galaxy_table",
+    "headline",
+    "iou",
+    "iou_by_pair",
+    "latex_table",
+    "mask_iou",
+    "photometry_stats",
+    "run_evaluate",
+    "sep_outcomes",
+    "summarise",
+    "summary_markdown",
+    "table1",
+    "table2",
+    "table3",
+]
 
 ROLES = ("cen", "comp")
 ROLE_NAMES = {"cen": "central", "comp": "companion", "both": "both"}
@@ -76,7 +92,8 @@ def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, z
 
     Columns: method, blend_id, role (cen/comp), cls, other_cls, pair (the two classes, sorted),
     mag_iso, flux_iso, flux (the method's; NaN if none), measured, dmag, mag_diff
-    (mag_self - mag_other), distance_px, distance_own_re (distance / the galaxy's own Re; the blend catalogue's distance_re is over max(Re)), sep_outcome,
+    (mag_self - mag_other), distance_px, distance_own_re (distance / the galaxy's own Re; the
+    blend catalogue's distance_re is over max(Re)), sep_outcome,
     sep_found (sep measured this galaxy), iou (mask methods), and flux_true / dmag_true where
     the catalogue has true fluxes.
     """
@@ -156,7 +173,7 @@ def photometry_stats(flux: np.ndarray, reference: np.ndarray, *, zeropoint: floa
 
 
 def _bins(values: pd.Series, edges) -> pd.Series:
-    labels = [f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:])]
+    labels = [f"[{a:g}, {b:g})" for a, b in itertools.pairwise(edges)]
     return pd.cut(values, edges, right=False, labels=labels)  # ordered categorical
 
 
@@ -169,7 +186,8 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
               distance_bins_re=(0, 1, 2, 3, 4, 6, 10, 100)) -> pd.DataFrame:
     """Statistics per method, role (cen, comp, both), reference and group.
 
-    Methods that gave no flux at all (the U-Net alone) are left out. Groupings (column ``group_by``): all, cls (the galaxy's own morphology), mag_diff
+    Methods that gave no flux at all (the U-Net alone) are left out. Groupings (column
+    ``group_by``): all, cls (the galaxy's own morphology), mag_diff
     (mag_self - mag_other bins), distance_px, distance_own_re, sep_outcome, sep_found. References:
     ``isolated`` always, ``true`` when the table has true fluxes (plus the pseudo-method
     ``isolated`` measured against the truth).
@@ -254,7 +272,8 @@ def table2(metrics: pd.DataFrame, models: dict[str, dict]) -> pd.DataFrame:
     for name, info in models.items():
         if not architecture(info["arch"]).fluxes:
             continue
-        mape = {role: m.loc[(m["method"] == name) & (m["role"] == role), "mape_flux"] for role in ("cen", "comp", "both")}
+        mape = {role: m.loc[(m["method"] == name) & (m["role"] == role), "mape_flux"]
+                for role in ("cen", "comp", "both")}
         rows.append({"model": name, "arch": info["arch"], "initial_filters": info["filters"],
                      "parameters_M": info["n_parameters"] / 1e6,
                      **{f"flux_error_{ROLE_NAMES[r]}_pct": (float(v.iloc[0]) if len(v) else np.nan)

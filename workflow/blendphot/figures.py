@@ -15,18 +15,34 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from blendphot import io  # noqa: E402
-from blendphot.architectures import architecture  # noqa: E402
-from blendphot.evaluate import photometry_stats  # noqa: E402
-from blendphot.photometry import flux_to_mag  # noqa: E402
-from blendphot.prediction import Prediction  # noqa: E402
+from blendphot import io
+from blendphot.architectures import architecture
+from blendphot.evaluate import photometry_stats
+from blendphot.photometry import flux_to_mag
+from blendphot.prediction import Prediction
 
-__all__ = ["FIGURES", "method_colours", "method_label", "figure1", "figure2", "figure5", "figure6", "figure7",
-           "figure8", "figure9", "figure10", "figure11", "figure12", "render", "run_plot_figure", "save"]
+__all__ = [
+    "FIGURES",
+    "figure1",
+    "figure2",
+    "figure5",
+    "figure6",
+    "figure7",
+    "figure8",
+    "figure9",
+    "figure10",
+    "figure11",
+    "figure12",
+    "method_colours",
+    "method_label",
+    "render",
+    "run_plot_figure",
+    "save",
+]
 
 FIGURES = ("figure1", "figure2", "figure5", "figure6", "figure7", "figure8", "figure9", "figure10", "figure11",
            "figure12")
@@ -383,7 +399,8 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
     if name == "figure12":
         return figure12(galaxies, params["mask_methods"] + ["sep"], colours)
     catalog = io.read_csv(inputs.catalog, required=["blend_id", "distance_px"])
-    masks = {m: Prediction.load(path, masks=True).masks for m, path in zip(params["mask_methods"], inputs.predictions)}
+    masks = {m: Prediction.load(path, masks=True).masks
+             for m, path in zip(params["mask_methods"], inputs.predictions, strict=True)}
     if name == "figure10":  # a network with masks and fluxes when there is one
         shown = next((m for m in masks if architecture(params["archs"][m]).fluxes), next(iter(masks)))
         return figure10(io.load_array(inputs.images), io.load_array(inputs.masks), masks[shown], catalog, galaxies,

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from blendphot import io
+from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.data import Batches
-from blendphot.architectures import architecture
-from blendphot import io
 from blendphot.models import count_parameters
 from blendphot.prediction import Prediction
 from blendphot.train import autocast
@@ -52,7 +52,8 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
         if out.mask_logits is not None:
             masks_out[rows] = (out.mask_logits[:, :2] > 0).cpu().numpy()
         start += len(x)
-    catalog = pd.DataFrame({"blend_id": data.catalog["blend_id"].to_numpy(), "cen_flux": fluxes[:, 0], "comp_flux": fluxes[:, 1]})
+    catalog = pd.DataFrame({"blend_id": data.catalog["blend_id"].to_numpy(), "cen_flux": fluxes[:, 0],
+                            "comp_flux": fluxes[:, 1]})
     return Prediction(catalog=catalog, masks=masks_out if has_masks else None, method=method)
 
 

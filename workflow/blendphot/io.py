@@ -11,8 +11,8 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -21,17 +21,17 @@ from blendphot.errors import InputError
 
 __all__ = [
     "atomic_path",
-    "native",
-    "read_fits_image",
-    "write_fits_image",
-    "read_fits_table",
-    "write_fits_table",
-    "require_columns",
-    "read_csv",
-    "write_csv",
-    "save_array",
     "create_array",
     "load_array",
+    "native",
+    "read_csv",
+    "read_fits_image",
+    "read_fits_table",
+    "require_columns",
+    "save_array",
+    "write_csv",
+    "write_fits_image",
+    "write_fits_table",
     "write_json",
 ]
 

@@ -23,8 +23,17 @@ import pandas as pd
 
 from blendphot.photometry import mag_to_flux
 
-__all__ = ["MockField", "MockSurvey", "CLASSES", "draw_population", "render_field", "make_catalogs",
-           "generate_field", "make_psf", "footprint_mask"]
+__all__ = [
+    "CLASSES",
+    "MockField",
+    "MockSurvey",
+    "draw_population",
+    "footprint_mask",
+    "generate_field",
+    "make_catalogs",
+    "make_psf",
+    "render_field",
+]
 
 CLASSES = ("bulge", "disk", "bulge_disk", "irregular", "ambiguous")
 
@@ -62,7 +71,7 @@ class MockSurvey:
     image: np.ndarray  # (ny, nx) float32, e-/s
     weight: np.ndarray  # (ny, nx) float32, inverse variance (e-/s)^-2, 0 = no data
     psf: np.ndarray  # (n, n) float32, unit sum
-    header: "astropy.io.fits.Header"  # noqa: F821
+    header: astropy.io.fits.Header  # noqa: F821
     truth: pd.DataFrame
     photometry: pd.DataFrame
     morphology: pd.DataFrame

@@ -25,6 +25,7 @@ the model, so a checkpoint maps raw pixels to fluxes in catalogue units with not
 from __future__ import annotations
 
 import importlib
+import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
@@ -235,8 +236,8 @@ class UNet(nn.Module):
         widths = [cfg.unet_filters * 2 ** i for i in range(cfg.unet_depth)]
         self.norm = InputNorm(cfg.noise_sigma, cfg.normalisation)
         self.inc = DoubleConv(1, widths[0])
-        self.downs = nn.ModuleList(Down(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.ups = nn.ModuleList(Up(b, a) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:])))
+        self.downs = nn.ModuleList(Down(a, b) for a, b in itertools.pairwise(widths))
+        self.ups = nn.ModuleList(Up(b, a) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:]), strict=True))
         self.outc = nn.Conv2d(widths[0], cfg.mask_channels, 1)
         # Start from "mostly background" (p = 5 %), not p = 50 %: galaxies cover a few per
         # cent of a stamp, and an unbiased start spends its first epochs learning just that.

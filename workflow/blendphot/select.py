@@ -17,8 +17,15 @@ import pandas as pd
 
 from blendphot.errors import InputError
 
-__all__ = ["CLASS_ORDER", "classify", "select_galaxies", "select_classified", "count_table", "join_catalogs",
-           "attach_truth"]
+__all__ = [
+    "CLASS_ORDER",
+    "attach_truth",
+    "classify",
+    "count_table",
+    "join_catalogs",
+    "select_classified",
+    "select_galaxies",
+]
 
 CLASS_ORDER = ("bulge", "disk", "bulge_disk", "irregular")
 

@@ -29,8 +29,8 @@ def split_galaxies(catalog: pd.DataFrame, fractions: dict, *, rng: np.random.Gen
     groups = catalog.groupby("cls", sort=True).indices if stratify else {"all": np.arange(len(catalog))}
     for _, idx in sorted(groups.items()):
         idx = rng.permutation(np.asarray(idx))
-        n_test = int(round(fractions["test"] * len(idx)))
-        n_val = int(round(fractions["val"] * len(idx)))
+        n_test = round(fractions["test"] * len(idx))
+        n_val = round(fractions["val"] * len(idx))
         split[idx[:n_test]] = "test"
         split[idx[n_test:n_test + n_val]] = "val"
         split[idx[n_test + n_val:]] = "train"

@@ -18,7 +18,7 @@ import pandas as pd
 from blendphot.errors import InputError
 from blendphot.io import native
 
-__all__ = ["StampSet", "open_mosaic", "cut_stamps", "WindowReader"]
+__all__ = ["StampSet", "WindowReader", "cut_stamps", "open_mosaic"]
 
 
 @dataclass

@@ -27,9 +27,9 @@ import logging
 import os
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,22 @@ from blendphot import io
 from blendphot.clean import CleanParams
 from blendphot.errors import InputError
 
-__all__ = ["GALTYPES", "FILES", "StampSet", "find_stampset", "open_stampset", "read_stampset", "estimate_noise",
-           "stamp_weights", "take_stamps", "TakenStamps", "write_stampset", "mock_stampset", "stampset_from_mosaic",
-           "SEGMENTATION_PARAMS"]
+__all__ = [
+    "FILES",
+    "GALTYPES",
+    "SEGMENTATION_PARAMS",
+    "StampSet",
+    "TakenStamps",
+    "estimate_noise",
+    "find_stampset",
+    "mock_stampset",
+    "open_stampset",
+    "read_stampset",
+    "stamp_weights",
+    "stampset_from_mosaic",
+    "take_stamps",
+    "write_stampset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +346,7 @@ def stampset_from_mosaic(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd
 
     stamps = cut_stamps(image, weight, wcs, catalog, size=size)
     seg = np.zeros((len(stamps.images), size, size), np.int32)
-    for k, (stamp, wht) in enumerate(zip(stamps.images, stamps.weights)):
+    for k, (stamp, wht) in enumerate(zip(stamps.images, stamps.weights, strict=True)):
         seg[k] = detect_sources(stamp, wht > 0, SEGMENTATION_PARAMS)[1]
     c = size // 2
     keep = seg[:, c, c] > 0

@@ -96,7 +96,7 @@ def end_workflow(mlflow_cfg: dict, status: str) -> None:
         return
     try:
         end_parent(mlflow_cfg["tracking_uri"], os.environ[PARENT_ENV], status)
-    except Exception as exc:  # noqa: BLE001 - reported, the workflow's own outcome stands
+    except Exception as exc:
         print(f"blendphot: warning: could not close the MLflow run ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
@@ -199,7 +199,7 @@ class StageRun:
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def __enter__(self) -> "StageRun":
+    def __enter__(self) -> StageRun:
         self._previous_handler = None
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)

@@ -24,9 +24,9 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -34,15 +34,29 @@ import torch
 import torch.nn.functional as F
 
 from blendphot import io
+from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.data import Batches, fingerprint, noise_sigma
 from blendphot.errors import BlendphotError, ConfigError, InputError
-from blendphot.architectures import architecture
 from blendphot.models import ModelConfig, ModelOutput, build_model, count_parameters
 
-__all__ = ["TrainConfig", "mape", "mask_targets", "iou", "evaluate", "fit", "save_checkpoint",
-           "load_checkpoint", "load_model", "trivial_mape", "select_device", "autocast", "batch_loss",
-           "run_train_model", "check_device"]
+__all__ = [
+    "TrainConfig",
+    "autocast",
+    "batch_loss",
+    "check_device",
+    "evaluate",
+    "fit",
+    "iou",
+    "load_checkpoint",
+    "load_model",
+    "mape",
+    "mask_targets",
+    "run_train_model",
+    "save_checkpoint",
+    "select_device",
+    "trivial_mape",
+]
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import traceback
-
-from blendphot.errors import BlendphotError
 from pathlib import Path
 
+from blendphot.errors import BlendphotError
 from blendphot.tracking import Terminated, open_run
 
-__all__ = ["DEVICE_ENV", "local_gpu_visible", "params_dict", "runtime_device", "stage"]
+__all__ = ["DEVICE_ENV", "cpu_training_warning", "local_gpu_visible", "params_dict", "runtime_device", "stage",
+           "use_package_from"]
 
 # Runtime choice of the torch device for training and prediction: auto (CUDA when present),
 # cpu, cuda, cuda:1... Not a science setting, so it lives in the environment, not config/.
@@ -27,14 +28,36 @@ DEVICE_ENV = "BLENDPHOT_DEVICE"
 
 
 def runtime_device() -> str:
-    import os
-
     return os.environ.get(DEVICE_ENV, "auto")
+
+
+def use_package_from(package_root: str | os.PathLike) -> None:
+    """Put ``package_root`` first on the jobs' Python path (the ``PYTHONPATH`` they inherit),
+    so that every job imports blendphot from the workflow's own checkout."""
+    root = str(package_root)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, *paths]))
 
 
 def local_gpu_visible() -> bool:
     """Whether this host has a CUDA GPU device node (checked without importing torch)."""
     return any(Path("/dev", name).exists() for name in ("nvidiactl", "nvidia0"))
+
+
+def cpu_training_warning(config: dict) -> str | None:
+    """The start-up warning of a local run with no GPU whose training is far too long for a CPU
+    (:func:`blendphot.config.expensive_on_cpu`); None when there is nothing to warn about."""
+    from blendphot.config import CPU_FLOPS, expensive_on_cpu
+
+    expensive = expensive_on_cpu(config)
+    if not expensive or local_gpu_visible() or runtime_device() == "cpu":
+        return None
+    return ("blendphot: no GPU on this machine, and training "
+            + ", ".join(f"{n} ({f:.1e} FLOP, ~{f / CPU_FLOPS / 3600:.0f} h on a CPU)" for n, f in expensive.items())
+            + " is far too long for a CPU: those training jobs will stop at once. Run them on a GPU"
+            + " (a cluster: README.md, 'Running on a SLURM cluster'), train smaller models (see"
+            + " config/config.yaml's train section), or set BLENDPHOT_DEVICE=cpu to train on the CPU anyway.")
 
 
 def params_dict(smk) -> dict:

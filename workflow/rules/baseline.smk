@@ -9,8 +9,6 @@ rule run_baseline:
         catalog="results/blend/test/catalog.csv",
     output:
         directory("results/baseline/sep"),
-    params:
-        baseline=config["baseline"],
     log:
         "results/logs/baseline.log",
     benchmark:
@@ -19,5 +17,7 @@ rule run_baseline:
         "../../envs/evaluate.yaml"
     container:
         CONTAINERS["evaluate"]
+    params:
+        baseline=config["baseline"],
     script:
         "../scripts/run_baseline.py"

@@ -11,19 +11,19 @@ rule make_blends:
         images="results/blend/{split}/images.npy",
         masks="results/blend/{split}/masks.npy",
         catalog="results/blend/{split}/catalog.csv",
-    wildcard_constraints:
-        split="train|val|test",
-    params:
-        blend=config["blend"],
-        seed=config["seed"],
-        pixel_scale=config["survey"]["pixel_scale"],
     log:
         "results/logs/blend/{split}.log",
     benchmark:
         "results/benchmarks/blend/{split}.tsv"
+    wildcard_constraints:
+        split="train|val|test",
     conda:
         "../../envs/data.yaml"
     container:
         CONTAINERS["data"]
+    params:
+        blend=config["blend"],
+        seed=config["seed"],
+        pixel_scale=config["survey"]["pixel_scale"],
     script:
         "../scripts/make_blends.py"

@@ -1,6 +1,7 @@
 # Stage 4 - clean: neighbour removal and the isolated-galaxy photometry (ground truth).
 # The same rule for every source: a ready stamp set's stamps are cleaned like cut ones.
 
+
 rule remove_neighbours:
     input:
         images=expand("results/stamps/{field}/images.npy", field=survey_fields()),
@@ -9,10 +10,6 @@ rule remove_neighbours:
         segmentations=given_segmentations,
     output:
         **CLEAN_OUTPUTS,
-    params:
-        clean=config["clean"],
-        seed=config["seed"],
-        zeropoint=config["survey"]["zeropoint"],
     log:
         "results/logs/clean.log",
     benchmark:
@@ -21,6 +18,9 @@ rule remove_neighbours:
         "../../envs/data.yaml"
     container:
         CONTAINERS["data"]
+    params:
+        clean=config["clean"],
+        seed=config["seed"],
+        zeropoint=config["survey"]["zeropoint"],
     script:
         "../scripts/remove_neighbours.py"
-

@@ -2,9 +2,9 @@
 # in the stage files; nothing here depends on their include order.
 
 from blendphot.architectures import architecture, has_fluxes, has_masks
-from blendphot.config import CPU_FLOPS, expensive_on_cpu, model_seed, model_settings, runtime_settings
+from blendphot.config import model_seed, model_settings
 from blendphot.sources import CATALOG_HELP, check_local_file, stampset_files
-from blendphot.workflow import DEVICE_ENV, local_gpu_visible
+from blendphot.workflow import cpu_training_warning
 
 SOURCE = config["survey"]["source"]
 CONTAINERS = config["containers"]
@@ -169,12 +169,6 @@ if SOURCE == "candels":
 if SOURCE == "stamps":
     check_local_file(STAMPSET, "survey.stamps")
 
-_EXPENSIVE = expensive_on_cpu(config)
-if _EXPENSIVE and workflow.local_exec and not local_gpu_visible() and os.environ.get(DEVICE_ENV) != "cpu":
-    logger.warning(
-        "blendphot: no GPU on this machine, and training "
-        + ", ".join(f"{n} ({f:.1e} FLOP, ~{f / CPU_FLOPS / 3600:.0f} h on a CPU)" for n, f in _EXPENSIVE.items())
-        + " is far too long for a CPU: those training jobs will stop at once. Run them on a GPU"
-        + " (a cluster: README.md, 'Running on a SLURM cluster'), train smaller models (see"
-        + " config/config.yaml's train section), or set BLENDPHOT_DEVICE=cpu to train on the CPU anyway."
-    )
+_CPU_WARNING = cpu_training_warning(config) if workflow.local_exec else None
+if _CPU_WARNING:
+    logger.warning(_CPU_WARNING)

@@ -10,21 +10,13 @@ rule evaluate:
         predictions=expand("results/predict/{model}", model=MODELS),
         sep="results/baseline/sep",
     output:
+        **{t: report(f"results/evaluate/{t}.csv", caption=f"../report/{t}.rst", category="Tables") for t in TABLES},
+        **{f"{t}_tex": f"results/evaluate/{t}.tex" for t in TABLES},
         galaxies="results/evaluate/galaxies.csv",
         metrics="results/evaluate/metrics.csv",
         iou="results/evaluate/iou.csv",
         sep_outcomes="results/evaluate/sep_outcomes.csv",
-        **{
-            t: report(f"results/evaluate/{t}.csv", caption=f"../report/{t}.rst", category="Tables")
-            for t in TABLES
-        },
-        **{f"{t}_tex": f"results/evaluate/{t}.tex" for t in TABLES},
         summary="results/summary.md",
-    params:
-        models=MODELS,
-        evaluate=config["evaluate"],
-        baseline=config["baseline"],
-        zeropoint=config["survey"]["zeropoint"],
     log:
         "results/logs/evaluate.log",
     benchmark:
@@ -33,5 +25,10 @@ rule evaluate:
         "../../envs/evaluate.yaml"
     container:
         CONTAINERS["evaluate"]
+    params:
+        models=MODELS,
+        evaluate=config["evaluate"],
+        baseline=config["baseline"],
+        zeropoint=config["survey"]["zeropoint"],
     script:
         "../scripts/evaluate_methods.py"

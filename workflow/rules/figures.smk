@@ -9,15 +9,15 @@ rule plot_figure:
     output:
         report("results/figures/{fig}.png", caption="../report/figure.rst", category="Figures"),
         expand("results/figures/{{fig}}.{ext}", ext=FIG["formats"]),
-    params:
-        figure=figure_params,
-    wildcard_constraints:
-        fig="|".join(FIGURE_INPUTS),
     log:
         "results/logs/figures/{fig}.log",
+    wildcard_constraints:
+        fig="|".join(FIGURE_INPUTS),
     conda:
         "../../envs/evaluate.yaml"
     container:
         CONTAINERS["evaluate"]
+    params:
+        figure=figure_params,
     script:
         "../scripts/plot_figure.py"

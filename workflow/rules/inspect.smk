@@ -8,8 +8,6 @@ rule build_inspection:
         manifest="results/inspect/manifest.csv",
         page="results/inspect/index.html",
         gallery=directory("results/inspect/gallery"),
-    params:
-        inspect=config["inspect"],
     log:
         "results/logs/inspect.log",
     benchmark:
@@ -18,5 +16,7 @@ rule build_inspection:
         "../../envs/data.yaml"
     container:
         CONTAINERS["data"]
+    params:
+        inspect=config["inspect"],
     script:
         "../scripts/build_inspection.py"

@@ -10,12 +10,12 @@ rule predict_model:
         catalog="results/blend/test/catalog.csv",
     output:
         directory("results/predict/{model}"),
-    wildcard_constraints:
-        model="|".join(MODELS),
     log:
         "results/logs/predict/{model}.log",
     benchmark:
         "results/benchmarks/predict/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(MODELS),
     conda:
         "../../envs/train.yaml"
     container:

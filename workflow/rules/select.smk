@@ -8,14 +8,14 @@ rule select_galaxies:
     output:
         catalog="results/select/selected.csv",
         counts="results/select/counts.csv",
-    params:
-        select=config["select"],
-        columns=config["survey"]["candels"]["columns"],
     log:
         "results/logs/select.log",
     conda:
         "../../envs/data.yaml"
     container:
         CONTAINERS["data"]
+    params:
+        select=config["select"],
+        columns=config["survey"]["candels"]["columns"],
     script:
         "../scripts/select_galaxies.py"

@@ -9,14 +9,14 @@ rule split_galaxies:
     output:
         galaxies="results/split/galaxies.csv",
         table1="results/split/table1.csv",
-    params:
-        split=config["split"],
-        seed=config["seed"],
     log:
         "results/logs/split.log",
     conda:
         "../../envs/data.yaml"
     container:
         CONTAINERS["data"]
+    params:
+        split=config["split"],
+        seed=config["seed"],
     script:
         "../scripts/split_galaxies.py"

@@ -14,8 +14,6 @@ if SOURCE != "stamps":
             weights="results/stamps/{field}/weights.npy",
             catalog="results/stamps/{field}/catalog.csv",
             dropped="results/stamps/{field}/dropped.csv",
-        params:
-            stamps=config["stamps"],
         log:
             "results/logs/stamps/{field}.log",
         benchmark:
@@ -24,6 +22,8 @@ if SOURCE != "stamps":
             "../../envs/data.yaml"
         container:
             CONTAINERS["data"]
+        params:
+            stamps=config["stamps"],
         script:
             "../scripts/cut_stamps.py"
 
@@ -42,8 +42,6 @@ if SOURCE == "stamps":
             segmentation="results/stamps/stampset/segmentation.npy",
             catalog="results/stamps/stampset/catalog.csv",
             dropped="results/stamps/stampset/dropped.csv",
-        params:
-            stamps=config["stamps"],
         log:
             "results/logs/stamps/stampset.log",
         benchmark:
@@ -52,5 +50,7 @@ if SOURCE == "stamps":
             "../../envs/data.yaml"
         container:
             CONTAINERS["data"]
+        params:
+            stamps=config["stamps"],
         script:
             "../scripts/take_stamps.py"

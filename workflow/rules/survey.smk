@@ -15,13 +15,6 @@ if SOURCE == "mock":
             photometry="results/survey/{field}/photometry.fits",
             morphology="results/survey/{field}/morphology.fits",
             truth="results/survey/{field}/truth.csv",
-        params:
-            field=lambda wildcards: MOCK_FIELDS[wildcards.field],
-            field_index=lambda wildcards: list(MOCK_FIELDS).index(wildcards.field),
-            mock=config["survey"]["mock"],
-            seed=config["seed"],
-            pixel_scale=config["survey"]["pixel_scale"],
-            zeropoint=config["survey"]["zeropoint"],
         log:
             "results/logs/survey/{field}.log",
         benchmark:
@@ -30,47 +23,55 @@ if SOURCE == "mock":
             "../../envs/data.yaml"
         container:
             CONTAINERS["data"]
+        params:
+            field=lambda wildcards: MOCK_FIELDS[wildcards.field],
+            field_index=lambda wildcards: list(MOCK_FIELDS).index(wildcards.field),
+            mock=config["survey"]["mock"],
+            seed=config["seed"],
+            pixel_scale=config["survey"]["pixel_scale"],
+            zeropoint=config["survey"]["zeropoint"],
         script:
             "../scripts/make_mock_field.py"
 
 
 if SOURCE == "candels":
+
     rule download_field_file:
-        # on the submit host: compute nodes often have no internet
-        localrule: True
         output:
             "results/survey/{field}/{kind}.fits",
-        wildcard_constraints:
-            kind="image|weight",
-        params:
-            remote=lambda wildcards: CANDELS["fields"][wildcards.field][wildcards.kind],
-            key=lambda wildcards: f"survey.candels.fields.{wildcards.field}.{wildcards.kind}",
         log:
             "results/logs/download/{field}-{kind}.log",
+        wildcard_constraints:
+            kind="image|weight",
+        # on the submit host: compute nodes often have no internet
+        localrule: True
         conda:
             "../../envs/data.yaml"
         container:
             CONTAINERS["data"]
+        params:
+            remote=lambda wildcards: CANDELS["fields"][wildcards.field][wildcards.kind],
+            key=lambda wildcards: f"survey.candels.fields.{wildcards.field}.{wildcards.kind}",
         script:
             "../scripts/download_file.py"
 
     rule download_catalog:
-        # on the submit host: compute nodes often have no internet
-        localrule: True
         output:
             "results/survey/catalogs/{kind}.{ext}",
-        wildcard_constraints:
-            kind="photometry|morphology",
-        params:
-            remote=lambda wildcards: CANDELS["catalogs"][wildcards.kind],
-            key=lambda wildcards: f"survey.candels.catalogs.{wildcards.kind}",
-            help=CATALOG_HELP,
         log:
             "results/logs/download/catalog-{kind}.{ext}.log",
+        wildcard_constraints:
+            kind="photometry|morphology",
+        # on the submit host: compute nodes often have no internet
+        localrule: True
         conda:
             "../../envs/data.yaml"
         container:
             CONTAINERS["data"]
+        params:
+            remote=lambda wildcards: CANDELS["catalogs"][wildcards.kind],
+            key=lambda wildcards: f"survey.candels.catalogs.{wildcards.kind}",
+            help=CATALOG_HELP,
         script:
             "../scripts/download_file.py"
 
@@ -79,19 +80,19 @@ if SOURCE == "stamps":
     if STAMPSET["url"]:
 
         rule download_stampset:
-            # on the submit host: compute nodes often have no internet
-            localrule: True
             output:
                 stampset_archive(),
-            params:
-                remote=STAMPSET,
-                key="survey.stamps",
             log:
                 "results/logs/download/stampset.log",
+            # on the submit host: compute nodes often have no internet
+            localrule: True
             conda:
                 "../../envs/data.yaml"
             container:
                 CONTAINERS["data"]
+            params:
+                remote=STAMPSET,
+                key="survey.stamps",
             script:
                 "../scripts/download_file.py"
 
@@ -103,8 +104,6 @@ if SOURCE == "stamps":
             images="results/survey/stampset/images.npy",
             segmentation="results/survey/stampset/segmentation.npy",
             catalog="results/survey/stampset/catalog.csv",
-        params:
-            pixel_scale=config["survey"]["pixel_scale"],
         log:
             "results/logs/survey/stampset.log",
         benchmark:
@@ -113,5 +112,7 @@ if SOURCE == "stamps":
             "../../envs/data.yaml"
         container:
             CONTAINERS["data"]
+        params:
+            pixel_scale=config["survey"]["pixel_scale"],
         script:
             "../scripts/import_stampset.py"

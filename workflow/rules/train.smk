@@ -13,19 +13,19 @@ rule train_model:
     output:
         model="results/train/{model}/model.pt",
         history="results/train/{model}/history.csv",
-    params:
-        settings=lambda wildcards: model_settings(config, wildcards.model),
-        seed=lambda wildcards: model_seed(config["seed"], wildcards.model),
-        state_dir=lambda wildcards: f"results/train/{wildcards.model}/state",
-    wildcard_constraints:
-        model="|".join(MODELS),
     log:
         "results/logs/train/{model}.log",
     benchmark:
         "results/benchmarks/train/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(MODELS),
     conda:
         "../../envs/train.yaml"
     container:
         CONTAINERS["train"]
+    params:
+        settings=lambda wildcards: model_settings(config, wildcards.model),
+        seed=lambda wildcards: model_seed(config["seed"], wildcards.model),
+        state_dir=lambda wildcards: f"results/train/{wildcards.model}/state",
     script:
         "../scripts/train_model.py"

@@ -6,8 +6,9 @@ from blendphot.workflow import stage
 
 with stage(snakemake) as run:
     inp, out, p = snakemake.input, snakemake.output, snakemake.params
-    head, ious = run_evaluate(Path(inp.catalog).parent, dict(zip(p.models, inp.predictions)), inp.sep, inp.table1,
-                              dict(out.items()), zeropoint=p.zeropoint, settings=p.evaluate, baseline=p.baseline)
+    networks = dict(zip(p.models, inp.predictions, strict=True))
+    head, ious = run_evaluate(Path(inp.catalog).parent, networks, inp.sep, inp.table1, dict(out.items()),
+                              zeropoint=p.zeropoint, settings=p.evaluate, baseline=p.baseline)
     run.log_metrics({f"{r.method}.{r.role}.{k}": getattr(r, k) for r in head.itertuples()
                      for k in ("bias", "sigma", "outlier_fraction", "mape_flux", "mape_mag", "completeness")})
     run.log_metrics({f"{r.method}.iou": r.mean_iou for r in ious[ious["pair"] == "all"].itertuples()})

@@ -17,4 +17,4 @@ with stage(snakemake) as run:
     elapsed = time.perf_counter() - start
     outcomes = sep_outcomes(pred)
     run.log_metrics({"blends": len(pred.catalog), "blends_per_s": len(pred.catalog) / max(elapsed, 1e-9),
-                     **{f"outcome_{o}": f for o, f in zip(outcomes["outcome"], outcomes["fraction"])}})
+                     **{f"outcome_{o}": f for o, f in zip(outcomes["outcome"], outcomes["fraction"], strict=True)}})
