@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import itertools
+import json
 import os
 from pathlib import Path
 
