@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from blendphot.data import BlendData, noise_sigma
+from blendphot.blend import Blends
+from blendphot.data import noise_sigma
 from blendphot.models import ModelConfig
-from blendphot.train import TrainConfig, fit, trivial_mape
+from blendphot.train import TrainConfig, fit, median_flux, trivial_mape
 
 
 def main():
@@ -24,9 +25,8 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    load = lambda split: BlendData.load(f"{args.blends}/{split}/images.npy", f"{args.blends}/{split}/catalog.csv")
-    train, val = load("train"), load("val")
-    sigma, scale = noise_sigma(train.images), float(train.fluxes.median())
+    train, val = (Blends.load(f"{args.blends}/{split}", masks=False) for split in ("train", "val"))
+    sigma, scale = noise_sigma(train.images), median_flux(train.fluxes)
     print(f"{len(train)} train / {len(val)} val blends; sigma {sigma:.4g} e-/s; "
           f"trivial predictor val MAPE {trivial_mape(train.fluxes, val.fluxes):.1f} %")
     curves = {}

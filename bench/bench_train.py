@@ -19,10 +19,12 @@ import platform
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 
+from blendphot.blend import Blends
 from blendphot.config import load_config, model_settings
-from blendphot.data import Batches, BlendData
+from blendphot.data import Batches
 from blendphot.models import ModelConfig, build_model, count_parameters
 from blendphot.train import TrainConfig, autocast, batch_loss, select_device
 
@@ -60,10 +62,10 @@ def train_throughput(cfg: ModelConfig, device, *, batch=32, steps=10, warmup=1, 
 
 def loader_throughput(device, *, n=4096, size=128, batch=32, with_masks=True, channels_last=True):
     rng = np.random.default_rng(0)
-    data = BlendData(images=torch.from_numpy(rng.normal(size=(n, size, size)).astype(np.float32)),
-                     fluxes=torch.rand(n, 2) + 0.5,
-                     masks=torch.from_numpy((rng.random((n, 2, size, size)) > 0.9).astype(np.uint8)),
-                     blend_id=np.arange(n))
+    fluxes = rng.random((n, 2)) + 0.5
+    data = Blends(images=rng.normal(size=(n, size, size)).astype(np.float32),
+                  masks=(rng.random((n, 2, size, size)) > 0.9).astype(np.uint8),
+                  catalog=pd.DataFrame({"blend_id": np.arange(n), "cen_flux": fluxes[:, 0], "comp_flux": fluxes[:, 1]}))
     batches = Batches(data, batch, device, shuffle=True, generator=torch.Generator().manual_seed(0),
                       channels_last=channels_last, with_masks=with_masks)
     for _ in batches:  # warm-up epoch

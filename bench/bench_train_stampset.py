@@ -6,7 +6,7 @@
 Takes the cleaned stamps and the galaxy split of a finished run (``results/clean``,
 ``results/split``; e.g. a stamps-source run on a mock-built set), draws train and val blends
 with the blend stage's code and the config's rule and seed, and trains each model of the
-config at its own size with ``blendphot.train.train_model`` (the train stage itself: bf16
+config at its own size with ``blendphot.train.run_train_model`` (the train stage itself: bf16
 autocast and channels-last on CUDA, checkpoints every epoch) for a few epochs. Reports the
 device, whether the CPU guard lets the job start, the seconds per epoch (training pass, and
 the whole epoch with evaluation and checkpoints), the validation MAPE per epoch and the
@@ -27,8 +27,8 @@ import torch
 
 from blendphot import io
 from blendphot.blend import make_blends
-from blendphot.config import child_seed, load_config, model_seed, model_settings, training_flops
-from blendphot.train import check_device, train_model
+from blendphot.config import child_seed, load_config, model_seed, model_settings, runtime_settings, training_flops
+from blendphot.train import check_device, run_train_model
 
 
 def write_blends(results: Path, cfg: dict, counts: dict, out: Path) -> None:
@@ -42,9 +42,7 @@ def write_blends(results: Path, cfg: dict, counts: dict, out: Path) -> None:
                              max_dmag=b["max_dmag"], min_shift_re=b["min_shift_re"], max_shift=b["max_shift"],
                              pixel_scale=cfg["survey"]["pixel_scale"], split=split,
                              rng=np.random.default_rng(child_seed(cfg["seed"], f"blend_{split}")))
-        io.save_array(out / split / "images.npy", blends.images)
-        io.save_array(out / split / "masks.npy", blends.masks)
-        io.write_csv(out / split / "catalog.csv", blends.catalog)
+        blends.save(out / split)
 
 
 def main():
@@ -67,8 +65,6 @@ def main():
         t0 = time.perf_counter()
         write_blends(args.results, cfg, {"train": args.train, "val": args.val}, tmp / "blend")
         print(f"{args.train} train + {args.val} val blends drawn in {time.perf_counter() - t0:.1f} s")
-        files = {s: {k: str(tmp / "blend" / s / f"{k}{e}") for k, e in (("images", ".npy"), ("masks", ".npy"),
-                                                                       ("catalog", ".csv"))} for s in ("train", "val")}
         for name in args.models:
             settings = model_settings(cfg, name)
             settings["train"]["epochs"] = args.epochs
@@ -78,10 +74,10 @@ def main():
             flops = training_flops(cfg, name)
             check_device(args.device, flops, what=f"train.models.{name}")  # the train job's guard
             start = time.perf_counter()
-            summary = train_model(settings, seed=model_seed(cfg["seed"], name), train_files=files["train"],
-                                  val_files=files["val"], state_dir=tmp / name / "state",
-                                  model_out=tmp / name / "model.pt", history_out=tmp / name / "history.csv",
-                                  device=args.device)
+            summary = run_train_model(settings, seed=model_seed(cfg["seed"], name), train_dir=tmp / "blend" / "train",
+                                      val_dir=tmp / "blend" / "val", state_dir=tmp / name / "state",
+                                      model_out=tmp / name / "model.pt", history_out=tmp / name / "history.csv",
+                                      device=args.device, **runtime_settings(cfg))
             wall = time.perf_counter() - start
             hist = summary["history"]
             per_epoch = float(np.median([h["epoch_time_s"] for h in hist]))

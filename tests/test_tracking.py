@@ -115,3 +115,38 @@ def test_runs_of_jobs_killed_outright_are_closed(tmp_path):
         assert client.get_run(parent).info.status == "FAILED"
     finally:
         del os.environ[tracking.PARENT_ENV]
+
+
+def test_a_null_tracking_uri_tracks_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    cfg = {"tracking_uri": None, "experiment": "off"}
+    tracking.start_workflow(cfg, config={"seed": 1})
+    assert tracking.PARENT_ENV not in os.environ
+    with tracking.open_run(cfg, "stage", {"a": 1}) as run:
+        assert isinstance(run, tracking.NoTracking)
+        run.log_metrics({"x": 1.0})
+        run.set_tags({"t": 1})
+        run.log_artifact(tmp_path / "nothing")
+    tracking.end_workflow(cfg, "FINISHED")
+    assert not any(tmp_path.iterdir())  # no database, no artifact folder
+
+
+def test_a_tracking_failure_never_hides_the_jobs_own_error(tmp_path, capsys):
+    import pytest
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tracking.StageRun(uri, "broken", "stage")
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("tracking server gone")
+
+    run.client.set_terminated = unreachable
+    with pytest.raises(ValueError, match="the job's own error"), run:
+        raise ValueError("the job's own error")
+    assert "could not close the MLflow run (ConnectionError: tracking server gone)" in capsys.readouterr().err
+    # a job that succeeded but cannot close its run does fail: its tracking is incomplete
+    run = tracking.StageRun(uri, "broken", "stage")
+    run.client.set_terminated = unreachable
+    with pytest.raises(ConnectionError), run:
+        pass

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from blendphot.errors import DownloadError
 
-__all__ = ["WebPageError", "download", "sha256sum"]
+__all__ = ["WebPageError", "download", "run_download_file", "sha256sum"]
 
 
 class WebPageError(DownloadError):
@@ -122,3 +122,17 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, re
                                 "the corrupt file was deleted")
     os.replace(part, dest)
     return dest
+
+
+def run_download_file(remote: dict, dest: str | os.PathLike, *, key: str, help: str | None = None) -> Path:
+    """The download stages: one survey file of config key ``key`` (``remote``: its url and
+    sha256). A web page instead of the file is an error naming the key, with ``help``."""
+    from blendphot.errors import InputError
+
+    try:
+        path = download(remote["url"], dest, sha256=remote.get("sha256"))
+    except WebPageError as exc:
+        raise InputError(f"config key '{key}.url': {exc}. " + (help or "Check the URL in a browser.")) from None
+    if not remote.get("sha256"):
+        print(f"no checksum configured for {remote['url']} ({key}); sha256 of the file: {sha256sum(path)}")
+    return path

@@ -33,6 +33,7 @@ __all__ = [
     "make_catalogs",
     "make_psf",
     "render_field",
+    "run_make_mock_field",
 ]
 
 CLASSES = ("bulge", "disk", "bulge_disk", "irregular", "ambiguous")
@@ -345,3 +346,22 @@ def generate_field(field: MockField, params: dict, *, pixel_scale: float, zeropo
     header["ORIGIN"] = "blendphot mock survey (GalSim)"
     return MockSurvey(image=image, weight=weight, psf=psf, header=header, truth=truth, photometry=phot,
                       morphology=morph)
+
+
+def run_make_mock_field(out: dict, *, field: dict, index: int, params: dict, seed: int, pixel_scale: float,
+                        zeropoint: float) -> MockSurvey:
+    """The make_mock_field stage: one field from its own child of the workflow's seed, written as
+    a survey's files (``out``: image, weight, psf, photometry, morphology, truth)."""
+    from blendphot import io
+    from blendphot.config import child_seed
+
+    spec = MockField(**field)
+    field_seed = child_seed(seed, "mock").spawn(index + 1)[index]
+    survey = generate_field(spec, params, pixel_scale=pixel_scale, zeropoint=zeropoint, seed=field_seed)
+    io.write_fits_image(out["image"], survey.image, survey.header)
+    io.write_fits_image(out["weight"], survey.weight, survey.header)
+    io.write_fits_image(out["psf"], survey.psf)
+    io.write_fits_table(out["photometry"], survey.photometry, {"FIELD": spec.name})
+    io.write_fits_table(out["morphology"], survey.morphology, {"FIELD": spec.name})
+    io.write_csv(out["truth"], survey.truth)
+    return survey

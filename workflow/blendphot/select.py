@@ -23,6 +23,7 @@ __all__ = [
     "classify",
     "count_table",
     "join_catalogs",
+    "run_select_galaxies",
     "select_classified",
     "select_galaxies",
 ]
@@ -112,3 +113,42 @@ def count_table(selected: pd.DataFrame, column: str = "selected") -> pd.DataFram
     table = counts.rename(column).rename_axis("class").reset_index()
     total = pd.DataFrame({"class": ["TOTAL"], column: [int(counts.sum())]})
     return pd.concat([table, total], ignore_index=True)
+
+
+def _read_catalog(path) -> pd.DataFrame:
+    from pathlib import Path
+
+    from blendphot import io
+
+    return io.read_csv(path) if Path(path).suffix == ".csv" else io.read_fits_table(path)
+
+
+def run_select_galaxies(out: dict, *, settings: dict, columns: dict, photometry=(), morphology=(), truth=(),
+                        stampset=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The select_galaxies stage: join the survey's catalogues (or read a stamp set's, classified
+    already), cut in magnitude, classify; write ``out["catalog"]`` and ``out["counts"]``.
+
+    ``settings`` is the config's ``select`` section, ``columns`` ``survey.candels.columns``;
+    ``truth`` the mock survey's truth tables. No galaxy selected is an error. Returns
+    (the joined catalogue, the selection, the class counts).
+    """
+    from blendphot import io
+
+    if stampset is not None:
+        catalog = io.read_csv(stampset)
+        selected = select_classified(catalog, mag_max=settings["mag_max"])
+    else:
+        phot = pd.concat([_read_catalog(f) for f in photometry], ignore_index=True)
+        morph = pd.concat([_read_catalog(f) for f in morphology], ignore_index=True)
+        catalog = join_catalogs(phot, morph, columns, sources=(", ".join(map(str, photometry)),
+                                                               ", ".join(map(str, morphology))))
+        if truth:  # the mock survey: carry the generator's true flux along
+            catalog = attach_truth(catalog, phot, pd.concat([io.read_csv(f) for f in truth], ignore_index=True))
+        selected = select_galaxies(catalog, mag_max=settings["mag_max"], p_min=settings["p_min"])
+    if not len(selected):
+        raise InputError(f"no galaxy passes the selection (select.mag_max = {settings['mag_max']}, "
+                         f"select.p_min = {settings['p_min']}) among the {len(catalog)} catalogue galaxies")
+    counts = count_table(selected)
+    io.write_csv(out["catalog"], selected)
+    io.write_csv(out["counts"], counts)
+    return catalog, selected, counts

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["SPLITS", "split_galaxies"]
+__all__ = ["SPLITS", "run_split_galaxies", "split_galaxies"]
 
 SPLITS = ("train", "val", "test")
 
@@ -35,3 +35,27 @@ def split_galaxies(catalog: pd.DataFrame, fractions: dict, *, rng: np.random.Gen
         split[idx[n_test:n_test + n_val]] = "val"
         split[idx[n_test + n_val:]] = "train"
     return pd.DataFrame({"gid": catalog["gid"].to_numpy(), "cls": catalog["cls"].to_numpy(), "split": split})
+
+
+def run_split_galaxies(manifest_path, catalog_path, out: dict, *, settings: dict, seed: int,
+                       decisions_path=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The split_galaxies stage: apply the inspection decisions (the automatic ones of the
+    manifest, overridden by a person's ``decisions_path``), split the accepted galaxies, and
+    write ``out["galaxies"]`` and Table 1 (``out["table1"]``). ``settings``: the config's
+    ``split``. Returns (final decisions, the split, Table 1)."""
+    from blendphot import io
+    from blendphot.config import child_seed
+    from blendphot.inspect import apply_decisions
+    from blendphot.select import count_table
+
+    manifest = io.read_csv(manifest_path, required=["id", "cls", "decision", "reason"], dtype={"id": str})
+    person = io.read_csv(decisions_path, dtype={"id": str}) if decisions_path else None
+    final = apply_decisions(manifest[["id", "decision", "reason"]], person, source=decisions_path or "decisions")
+    catalog = io.read_csv(catalog_path, required=["gid", "cls"])
+    accepted = catalog[catalog["gid"].isin(final.loc[final["decision"] == "accept", "id"])]
+    rng = np.random.default_rng(child_seed(seed, "split"))
+    galaxies = split_galaxies(accepted, settings["fractions"], rng=rng, stratify=settings["stratify"])
+    table1 = count_table(catalog, "before_inspection").merge(count_table(accepted, "after_inspection"), on="class")
+    io.write_csv(out["galaxies"], galaxies)
+    io.write_csv(out["table1"], table1)
+    return final, galaxies, table1

@@ -18,17 +18,46 @@ import pandas as pd
 from blendphot.errors import InputError
 from blendphot.io import native
 
-__all__ = ["StampSet", "WindowReader", "cut_stamps", "open_mosaic"]
+__all__ = ["Stamps", "WindowReader", "cut_stamps", "open_mosaic", "run_cut_stamps"]
 
 
 @dataclass
-class StampSet:
-    """Stamps of one field: images and weights (N, size, size) float32, and their catalogue."""
+class Stamps:
+    """The stamps stage's product for one field, one folder (``results/stamps/<field>/``).
+
+    images, weights : (N, S, S) float32, e-/s and inverse variance (0 = no data)
+    catalog : the selected rows kept, plus where they were cut (mosaics: x, y, crpix1, crpix2;
+        a stamp set: noise_sigma)
+    dropped : gid and reason of every stamp left out
+    segmentation : (N, S, S) int32, a stamp set's own maps (None for stamps cut from mosaics)
+    """
 
     images: np.ndarray
     weights: np.ndarray
-    catalog: pd.DataFrame  # selected rows kept, plus x, y (mosaic pixels) and crpix1, crpix2
-    dropped: pd.DataFrame  # gid, reason
+    catalog: pd.DataFrame
+    dropped: pd.DataFrame
+    segmentation: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = len(self.catalog)
+        for name in ("images", "weights", "segmentation"):
+            array = getattr(self, name)
+            if array is not None and (array.ndim != 3 or array.shape[0] != n):
+                raise InputError(f"stamps: {name} of shape {array.shape} do not match the {n} catalogue rows")
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """images.npy, weights.npy, catalog.csv, dropped.csv (and segmentation.npy)."""
+        from pathlib import Path
+
+        from blendphot import io
+
+        d = Path(directory)
+        io.save_array(d / "images.npy", self.images)
+        io.save_array(d / "weights.npy", self.weights)
+        if self.segmentation is not None:
+            io.save_array(d / "segmentation.npy", self.segmentation)
+        io.write_csv(d / "catalog.csv", self.catalog)
+        io.write_csv(d / "dropped.csv", self.dropped)
 
 
 _BITPIX = {-32: ">f4", -64: ">f8", 8: "u1", 16: ">i2", 32: ">i4", 64: ">i8"}
@@ -125,7 +154,7 @@ def open_mosaic(path: str | os.PathLike):
 
 
 def cut_stamps(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd.DataFrame, *, size: int,
-               max_missing_fraction: float = 0.0, image_name: str = "image") -> StampSet:
+               max_missing_fraction: float = 0.0, image_name: str = "image") -> Stamps:
     """Cut ``size`` x ``size`` stamps centred on each catalogue position (``ra``, ``dec``).
 
     The galaxy lands on pixel ``(size // 2, size // 2)`` of its stamp (to within half a
@@ -168,9 +197,29 @@ def cut_stamps(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd.DataFrame
     out["crpix1"] = wcs.wcs.crpix[0] - (ix[kept] - half)
     out["crpix2"] = wcs.wcs.crpix[1] - (iy[kept] - half)
     shape = (0, size, size)
-    return StampSet(
+    return Stamps(
         images=np.stack(images) if images else np.zeros(shape, np.float32),
         weights=np.stack(weights) if weights else np.zeros(shape, np.float32),
         catalog=out.reset_index(drop=True),
         dropped=pd.DataFrame(dropped, columns=["gid", "reason"]),
     )
+
+
+def run_cut_stamps(image_path, weight_path, selected_path, out_dir, *, field: str, settings: dict) -> Stamps:
+    """The cut_stamps stage: the stamps of one field's selected galaxies, cut window by window
+    from its mosaic and weight map (``settings``: the config's ``stamps``). A field that
+    matches no selected galaxy is an error naming the catalogue's fields."""
+    from blendphot import io
+
+    selected = io.read_csv(selected_path, required=["gid", "field", "ra", "dec"])
+    catalog = selected[selected["field"].astype(str) == field].reset_index(drop=True)
+    if not len(catalog):
+        raise InputError(f"field {field!r} (config key survey.candels.fields.{field}) matches no selected galaxy of "
+                         f"{selected_path}: its FIELD values are {sorted(selected['field'].astype(str).unique())}")
+    image_handle, image, wcs = open_mosaic(image_path)
+    weight_handle, weight, _ = open_mosaic(weight_path)
+    with image_handle, weight_handle:
+        stamps = cut_stamps(image, weight, wcs, catalog, size=settings["size"],
+                            max_missing_fraction=settings["max_missing_fraction"], image_name=str(image_path))
+    stamps.save(out_dir)
+    return stamps

@@ -37,18 +37,20 @@ import pandas as pd
 from blendphot import io
 from blendphot.clean import CleanParams
 from blendphot.errors import InputError
+from blendphot.stamps import Stamps
 
 __all__ = [
     "FILES",
     "GALTYPES",
     "SEGMENTATION_PARAMS",
     "StampSet",
-    "TakenStamps",
     "estimate_noise",
     "find_stampset",
     "mock_stampset",
     "open_stampset",
     "read_stampset",
+    "run_import_stampset",
+    "run_take_stamps",
     "stamp_weights",
     "stampset_from_mosaic",
     "take_stamps",
@@ -255,19 +257,8 @@ def stamp_weights(images: np.ndarray, segmentation: np.ndarray | None = None) ->
     return weights, sigma
 
 
-@dataclass
-class TakenStamps:
-    """The selected stamps of a set, in the stamps stage's form (plus their segmentation)."""
-
-    images: np.ndarray        # (N, S, S) float32
-    weights: np.ndarray       # (N, S, S) float32, inverse variance from the stamp's own noise
-    segmentation: np.ndarray  # (N, S, S) int32, the set's own
-    catalog: pd.DataFrame     # the selected rows kept, plus noise_sigma
-    dropped: pd.DataFrame     # gid, reason
-
-
 def take_stamps(images: np.ndarray, segmentation: np.ndarray, stampset: pd.DataFrame, selected: pd.DataFrame, *,
-                size: int, max_missing_fraction: float = 0.0) -> TakenStamps:
+                size: int, max_missing_fraction: float = 0.0) -> Stamps:
     """The stamps of the ``selected`` galaxies (by ``gid``), with weights from their own noise.
 
     A stamp is dropped, with a reason, when more than ``max_missing_fraction`` of it has no
@@ -294,7 +285,7 @@ def take_stamps(images: np.ndarray, segmentation: np.ndarray, stampset: pd.DataF
     keep = reasons == ""
     catalog = selected[keep].reset_index(drop=True).assign(noise_sigma=sigma[keep])
     dropped = pd.DataFrame({"gid": selected["gid"][~keep].to_numpy(), "reason": reasons[~keep]})
-    return TakenStamps(imgs[keep], weights[keep], segs[keep], catalog, dropped)
+    return Stamps(imgs[keep], weights[keep], catalog, dropped, segmentation=segs[keep])
 
 
 # The segmentation written into a mock-built set: a SExtractor-like run on each stamp
@@ -384,3 +375,28 @@ def mock_stampset(results: str | os.PathLike, dest: str | os.PathLike, *, size: 
                 for name in FILES:
                     tar.add(dest / name, arcname=f"{dest.name}/{name}")
     return dest, len(catalog)
+
+
+def run_import_stampset(source, out: dict, *, pixel_scale: float) -> StampSet:
+    """The import_stampset stage: read a set (a folder or an archive) into the survey stage's
+    form: ``out["images"]``, ``out["segmentation"]``, ``out["catalog"]``."""
+    with open_stampset(source, scratch=Path(out["catalog"]).parent) as root:
+        stampset = read_stampset(root, pixel_scale=pixel_scale)
+    io.save_array(out["images"], stampset.images)
+    io.save_array(out["segmentation"], stampset.segmentation)
+    io.write_csv(out["catalog"], stampset.catalog)
+    return stampset
+
+
+def run_take_stamps(survey_dir, selected_path, out_dir, *, settings: dict) -> Stamps:
+    """The take_stamps stage: the selected galaxies' stamps of an imported set, with weights
+    from their own noise (``settings``: the config's ``stamps``). None usable is an error."""
+    d = Path(survey_dir)
+    stamps = take_stamps(io.load_array(d / "images.npy"), io.load_array(d / "segmentation.npy"),
+                         io.read_csv(d / "catalog.csv"), io.read_csv(selected_path, required=["gid"]),
+                         size=settings["size"], max_missing_fraction=settings["max_missing_fraction"])
+    if not len(stamps.catalog):
+        raise InputError(f"{d / 'images.npy'}: none of the {len(stamps.dropped)} selected stamps is usable "
+                         f"(reasons: {stamps.dropped['reason'].value_counts().to_dict()})")
+    stamps.save(out_dir)
+    return stamps
