@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from blendphot.blend import Blends
-from blendphot.config import load_config, model_settings
+from blendphot.config import load_config, model_settings, runtime_settings
 from blendphot.data import Batches
 from blendphot.models import ModelConfig, build_model, count_parameters
 from blendphot.train import TrainConfig, autocast, batch_loss, select_device
@@ -98,7 +98,7 @@ def main():
             cfg = ModelConfig(**s["model"], image_size=config["stamps"]["size"],
                               normalisation=s["train"]["normalisation"])
             sps, n_params = train_throughput(cfg, device, batch=s["train"]["batch_size"], steps=steps,
-                                             amp=s["train"]["amp"], channels_last=s["train"]["channels_last"])
+                                             **runtime_settings(config))
             rows.append({"scale": scale, "model": model_name, "parameters": n_params, "train_samples_per_s": sps})
             print(f"{scale:5s} {model_name:18s} {n_params / 1e6:8.2f} M params  train {sps:9.1f} samples/s", flush=True)
     loader = {masks: loader_throughput(device, with_masks=masks) for masks in (False, True)}
