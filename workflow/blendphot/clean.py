@@ -365,10 +365,13 @@ def run_remove_neighbours(stamp_dirs: list[str | Path], out_dir: str | Path, par
     ``segmentations`` the stamp set's own maps when they replace sep's. No galaxy at all is
     an error: nothing downstream can work on an empty set.
     """
+    from blendphot.stamps import Stamps
+
     dirs = [Path(d) for d in stamp_dirs]
-    images = np.concatenate([io.load_array(d / "images.npy", mmap=False) for d in dirs])
-    weights = np.concatenate([io.load_array(d / "weights.npy", mmap=False) for d in dirs])
-    catalog = pd.concat([io.read_csv(d / "catalog.csv", required=["gid"]) for d in dirs], ignore_index=True)
+    fields = [Stamps.load(d) for d in dirs]
+    images = np.concatenate([s.images for s in fields])
+    weights = np.concatenate([s.weights for s in fields])
+    catalog = pd.concat([s.catalog for s in fields], ignore_index=True)
     given = np.concatenate([io.load_array(f, mmap=False) for f in segmentations]) if segmentations else None
     if len(catalog) == 0:
         raise InputError(f"no stamps to clean in {', '.join(map(str, dirs))}: the selection kept no galaxy (see "

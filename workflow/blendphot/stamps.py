@@ -59,6 +59,19 @@ class Stamps:
         io.write_csv(d / "catalog.csv", self.catalog)
         io.write_csv(d / "dropped.csv", self.dropped)
 
+    @classmethod
+    def load(cls, directory: str | os.PathLike, *, segmentation: bool = False) -> Stamps:
+        """Read a stamps folder into memory (``segmentation``: a stamp set's maps too)."""
+        from pathlib import Path
+
+        from blendphot import io
+
+        d = Path(directory)
+        return cls(images=io.load_array(d / "images.npy", mmap=False),
+                   weights=io.load_array(d / "weights.npy", mmap=False),
+                   catalog=io.read_csv(d / "catalog.csv", required=["gid"]), dropped=io.read_csv(d / "dropped.csv"),
+                   segmentation=io.load_array(d / "segmentation.npy", mmap=False) if segmentation else None)
+
 
 _BITPIX = {-32: ">f4", -64: ">f8", 8: "u1", 16: ">i2", 32: ">i4", 64: ">i8"}
 
