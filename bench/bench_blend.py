@@ -18,7 +18,7 @@ def main(n_pool=1150, n_blends=20000, repeats=3):
     pool = pd.DataFrame({"gid": [f"g{i}" for i in range(n_pool)], "cls": "disk",
                          "mag_auto": rng.uniform(19, 23.5, n_pool), "flux_auto": 1.0,
                          "re_arcsec": rng.lognormal(np.log(0.35), 0.4, n_pool)})
-    kw = dict(max_dmag=2.0, min_shift_re=0.5, max_shift=64, pixel_scale=0.06)
+    kw = dict(max_mag_diff=2.0, min_shift_re=0.5, max_shift=64, pixel_scale=0.06)
     out_i = np.zeros((n_blends, 128, 128), np.float32)
     out_m = np.zeros((n_blends, 2, 128, 128), np.uint8)
     print(f"pool {n_pool} galaxies, {n_blends} blends of 128x128, best of {repeats}")

@@ -39,7 +39,7 @@ def write_blends(results: Path, cfg: dict, counts: dict, out: Path) -> None:
     for split, n in counts.items():
         rows = np.flatnonzero(catalog["gid"].isin(galaxies.loc[galaxies["split"] == split, "gid"]).to_numpy())
         blends = make_blends(images[rows], masks[rows], catalog.iloc[rows].reset_index(drop=True), n, rule=b["rule"],
-                             max_dmag=b["max_dmag"], min_shift_re=b["min_shift_re"], max_shift=b["max_shift"],
+                             max_mag_diff=b["max_mag_diff"], min_shift_re=b["min_shift_re"], max_shift=b["max_shift"],
                              pixel_scale=cfg["survey"]["pixel_scale"], split=split,
                              rng=np.random.default_rng(child_seed(cfg["seed"], f"blend_{split}")))
         blends.save(out / split)

@@ -5,7 +5,7 @@ import pytest
 from blendphot.blend import compose, draw_companions, make_blends
 from blendphot.split import split_galaxies
 
-KW = dict(max_dmag=2.0, min_shift_re=0.5, max_shift=32, pixel_scale=0.06)
+KW = dict(max_mag_diff=2.0, min_shift_re=0.5, max_shift=32, pixel_scale=0.06)
 
 
 def _slow_compose(images, masks, cen, comp, dx, dy):

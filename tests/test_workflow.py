@@ -195,7 +195,7 @@ def test_tiny_end_to_end(workdir):
         assert job not in plan
 
     # A blending key reruns blend -> train -> predict -> baseline -> evaluate -> figures, nothing upstream
-    changed.write_text(tiny + "blend: {max_dmag: 1.5}\n")
+    changed.write_text(tiny + "blend: {max_mag_diff: 1.5}\n")
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
     downstream = {"make_blends", "run_baseline", "evaluate", "all"} | {
         f"{v}_model:{m}" for v in ("train", "predict") for m in ("blend2flux", "unet", "blend2mask2flux")}

@@ -3,7 +3,7 @@
 Two rules (config ``blend.rule``):
 
 ``paper``
-    companion with |mag_comp - mag_cen| < ``max_dmag`` (never the central itself);
+    companion with |mag_comp - mag_cen| < ``max_mag_diff`` (never the central itself);
     R = max(Re_cen, Re_comp); shifts dx, dy drawn independently, each uniform in
     [``min_shift_re`` R, ``max_shift``] with a random sign, rounded to whole pixels.
 ``candels_blender`` (the default)
@@ -136,26 +136,26 @@ class Blends:
         return cls(images=images, masks=m, catalog=catalog, source=str(d))
 
 
-def _eligible(mag: np.ndarray, max_dmag: float):
+def _eligible(mag: np.ndarray, max_mag_diff: float):
     """Sorted order of the pool and, per galaxy, its companion window [lo, hi) in that order."""
     order = np.argsort(mag, kind="stable")
     sorted_mag = mag[order]
-    lo = np.searchsorted(sorted_mag, mag - max_dmag, side="right")
-    hi = np.searchsorted(sorted_mag, mag + max_dmag, side="left")
+    lo = np.searchsorted(sorted_mag, mag - max_mag_diff, side="right")
+    hi = np.searchsorted(sorted_mag, mag + max_mag_diff, side="left")
     rank = np.empty(len(mag), dtype=np.int64)
     rank[order] = np.arange(len(mag))
     return order, lo, hi, rank
 
 
-def draw_companions(rng: np.random.Generator, mag: np.ndarray, centrals: np.ndarray, max_dmag: float) -> np.ndarray:
-    """For each central, a uniformly drawn companion with |dmag| < ``max_dmag``, never itself.
+def draw_companions(rng: np.random.Generator, mag: np.ndarray, centrals: np.ndarray, max_mag_diff: float) -> np.ndarray:
+    """For each central, a uniformly drawn companion with |mag_diff| < ``max_mag_diff``, never itself.
 
     Centrals without any eligible companion must have been excluded by the caller.
     """
-    order, lo, hi, rank = _eligible(mag, max_dmag)
+    order, lo, hi, rank = _eligible(mag, max_mag_diff)
     n_choices = hi[centrals] - lo[centrals] - 1  # the central itself lies inside its window
     if (n_choices < 1).any():
-        raise ValueError("a central galaxy has no companion within max_dmag")
+        raise ValueError("a central galaxy has no companion within max_mag_diff")
     pos = lo[centrals] + rng.integers(0, n_choices)
     pos += pos >= rank[centrals]  # skip the central's own position
     return order[pos]
@@ -170,7 +170,7 @@ def draw_shifts_paper(rng: np.random.Generator, r_px: np.ndarray, *, min_shift_r
     return shifts[:, 0], shifts[:, 1]
 
 
-def draw_pairs_candels_blender(rng, mag, re_px, n, *, max_dmag, max_shift, candidates):
+def draw_pairs_candels_blender(rng, mag, re_px, n, *, max_mag_diff, max_shift, candidates):
     """candels-blender rule: pairs and integer offsets by rejection on the distance."""
     cen = np.empty(0, np.int64)
     comp = np.empty(0, np.int64)
@@ -179,7 +179,7 @@ def draw_pairs_candels_blender(rng, mag, re_px, n, *, max_dmag, max_shift, candi
     while len(cen) < n:
         m = n - len(cen)
         c = rng.choice(candidates, m)
-        k = draw_companions(rng, mag, c, max_dmag)
+        k = draw_companions(rng, mag, c, max_mag_diff)
         r_min = np.maximum(re_px[c], re_px[k])
         r_max = np.minimum(4 * np.minimum(re_px[c], re_px[k]), max_shift)
         r_min = np.where(r_min >= r_max, 0.8 * r_max, r_min)
@@ -244,7 +244,7 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
 
 
 def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: int, *, rule: str,
-                max_dmag: float, min_shift_re: float, max_shift: int, pixel_scale: float,
+                max_mag_diff: float, min_shift_re: float, max_shift: int, pixel_scale: float,
                 rng: np.random.Generator, split: str = "", out_images: np.ndarray | None = None,
                 out_masks: np.ndarray | None = None) -> Blends:
     """Draw ``n`` blends from one split's pool of isolated galaxies.
@@ -262,18 +262,18 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
     masks = np.asarray(masks, dtype=np.uint8)
     mag = pool["mag_auto"].to_numpy(float)
     re_px = pool["re_arcsec"].to_numpy(float) / pixel_scale
-    _, lo, hi, _ = _eligible(mag, max_dmag)
+    _, lo, hi, _ = _eligible(mag, max_mag_diff)
     candidates = np.flatnonzero(hi - lo - 1 >= 1)
     if n and not len(candidates):
-        raise InputError(f"split {split!r}: no galaxy has a companion within {max_dmag} mag "
+        raise InputError(f"split {split!r}: no galaxy has a companion within {max_mag_diff} mag "
                          f"(pool of {len(pool)} galaxies)")
     if rule == "paper":
         cen = rng.choice(candidates, n)
-        comp = draw_companions(rng, mag, cen, max_dmag)
+        comp = draw_companions(rng, mag, cen, max_mag_diff)
         dx, dy = draw_shifts_paper(rng, np.maximum(re_px[cen], re_px[comp]), min_shift_re=min_shift_re,
                                    max_shift=max_shift)
     elif rule == "candels_blender":
-        cen, comp, dx, dy = draw_pairs_candels_blender(rng, mag, re_px, n, max_dmag=max_dmag,
+        cen, comp, dx, dy = draw_pairs_candels_blender(rng, mag, re_px, n, max_mag_diff=max_mag_diff,
                                                        max_shift=max_shift, candidates=candidates)
     else:
         raise ValueError(f"unknown blending rule {rule!r}")
@@ -311,7 +311,7 @@ def run_make_blends(clean_dir: str | Path, galaxies_path: str | Path, out_dir: s
     images, masks = clean.images[rows], clean.masks[rows]  # reads this split's stamps only
     n = settings["n_blends"][split]
     with Blends.allocate(out_dir, n, images.shape[-1]) as (out_images, out_masks):
-        blends = make_blends(images, masks, pool, n, rule=settings["rule"], max_dmag=settings["max_dmag"],
+        blends = make_blends(images, masks, pool, n, rule=settings["rule"], max_mag_diff=settings["max_mag_diff"],
                              min_shift_re=settings["min_shift_re"], max_shift=settings["max_shift"],
                              pixel_scale=pixel_scale, rng=np.random.default_rng(child_seed(seed, f"blend_{split}")),
                              split=split, out_images=out_images, out_masks=out_masks)

@@ -151,7 +151,7 @@ def _expand_user_paths(node) -> None:
 
 
 def _check_evaluation(config: dict) -> None:
-    for section, keys in (("evaluate", ("mag_diff_bins", "distance_bins_px", "distance_bins_re")),
+    for section, keys in (("evaluate", ("mag_diff_bins", "distance_bins_px", "distance_bins_own_re")),
                           ("figures", ("figure2_distance_px", "figure2_mag_diff"))):
         for key in keys:
             edges = config[section][key]

@@ -183,7 +183,7 @@ GROUPINGS = ("all", "cls", "mag_diff", "distance_px", "distance_own_re", "sep_ou
 def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float = 0.75,
               mag_diff_bins=(-2, -1.333333, -0.666667, 0, 0.666667, 1.333333, 2),
               distance_bins_px=(0, 8, 13, 18, 30, 60, 100),
-              distance_bins_re=(0, 1, 2, 3, 4, 6, 10, 100)) -> pd.DataFrame:
+              distance_bins_own_re=(0, 1, 2, 3, 4, 6, 10, 100)) -> pd.DataFrame:
     """Statistics per method, role (cen, comp, both), reference and group.
 
     Methods that gave no flux at all (the U-Net alone) are left out. Groupings (column
@@ -197,7 +197,7 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
     g["all"] = "all"
     g["mag_diff"] = _bins(g["mag_diff"], mag_diff_bins)
     g["distance_px"] = _bins(g["distance_px"], distance_bins_px)
-    g["distance_own_re"] = _bins(g["distance_own_re"], distance_bins_re)
+    g["distance_own_re"] = _bins(g["distance_own_re"], distance_bins_own_re)
     g["sep_found"] = np.where(g["sep_found"], "found", "missed")
     references = [("isolated", g, "flux", "flux_iso")]
     if "flux_true" in g:
@@ -368,7 +368,7 @@ def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path],
                             true_masks=blends.masks, sep=sep)
     metrics = summarise(galaxies, zeropoint=zeropoint, outlier_dmag=settings["outlier_dmag"],
                         mag_diff_bins=settings["mag_diff_bins"], distance_bins_px=settings["distance_bins_px"],
-                        distance_bins_re=settings["distance_bins_re"])
+                        distance_bins_own_re=settings["distance_bins_own_re"])
     ious = iou_by_pair(galaxies)
     outcomes = sep_outcomes(sep)
     tables = {
