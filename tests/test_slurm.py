@@ -42,7 +42,9 @@ def slurm_env(tmp_path_factory):
     """Environment of a client of the local cluster; the daemons are stopped afterwards."""
     skip_unless_possible(missing_system_needs(NEEDED), "SLURM cluster test", "BLENDPHOT_REQUIRE_SLURM")
     state = os.environ.get("BLENDPHOT_SLURM_DIR", "/tmp/blendphot-slurm")
-    env = {**os.environ, "BLENDPHOT_SLURM_DIR": state}
+    # The cluster's GPUs are gres entries without a device: its GPU jobs train on the CPU, by
+    # choice (a real GPU job that gets no usable GPU stops; tests/test_train.py checks that).
+    env = {**os.environ, "BLENDPHOT_SLURM_DIR": state, "BLENDPHOT_DEVICE": "cpu"}
     subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], check=True, env=env, timeout=300)
     env["SLURM_CONF"] = f"{state}/etc/slurm.conf"
     yield env

@@ -73,7 +73,7 @@ def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path):
     model, _ = load_model(summary["best_path"])
     with torch.inference_mode():
         pred = model(torch.from_numpy(val.images)).fluxes
-    assert float(mape(pred, torch.from_numpy(val.fluxes))) == pytest.approx(summary["best_val_loss"], rel=1e-3)
+    assert float(mape(pred, torch.tensor(val.fluxes))) == pytest.approx(summary["best_val_loss"], rel=1e-3)
 
 
 _KILLED_RUN = textwrap.dedent("""
@@ -92,7 +92,8 @@ _KILLED_RUN = textwrap.dedent("""
 
 def resume_setup():
     train, val = toy_blends(300, seed=5), toy_blends(100, seed=6)
-    return toy_config("blend2mask2flux", data=train), TrainConfig(epochs=6, learning_rate=1e-3, seed=7), train, val
+    tcfg = TrainConfig(epochs=6, learning_rate=1e-3, seed=7, checkpoint_interval_s=0)  # a checkpoint every epoch
+    return toy_config("blend2mask2flux", data=train), tcfg, train, val
 
 
 def test_a_killed_training_resumes_where_it_stopped_and_ends_as_if_never_killed(tmp_path):
@@ -247,3 +248,52 @@ def test_blend2mask2flux_starts_from_the_trained_unet(tmp_path):
     wrong = toy_config("blend2mask2flux", data=train, overlap_channel=True)
     with pytest.raises(InputError, match="overlap_channel"):
         fit(wrong, TrainConfig(epochs=1), train, val, tmp_path / "c", init_from=unet["best_path"])
+
+
+def test_checkpoints_follow_their_interval_and_the_best_weights_stay_in_memory(tmp_path):
+    train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
+    saved = []
+
+    def on_epoch(record, epoch):
+        saved.append(load_checkpoint(tmp_path / "last.pt")["epoch"])
+
+    tcfg = TrainConfig(epochs=4, seed=1, learning_rate=1e-3, checkpoint_interval_s=1e9)
+    summary = fit(toy_config(data=train), tcfg, train, val, tmp_path, on_epoch=on_epoch)
+    assert saved == [0, 0, 0, 3]  # after the first epoch, then at the end only
+    best = load_checkpoint(summary["best_path"])
+    assert best["epoch"] == summary["best_epoch"]
+    last = load_checkpoint(summary["last_path"])
+    for key, value in best["model"].items():  # the resumable state carries the best weights too
+        assert torch.equal(value, last["best_model"][key])
+
+
+def test_the_flux_output_layer_runs_in_float32_under_bf16_autocast():
+    from blendphot.models import build_model
+
+    model = build_model(ModelConfig("blend2flux", image_size=32, filters=4, flux_scale=20.0))
+    seen = {}
+    last = model.head.dense.net[-1]
+    last.register_forward_hook(lambda module, inputs, output: seen.update(inp=inputs[0].dtype, out=output.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fluxes = model(torch.rand(2, 32, 32)).fluxes
+    assert seen == {"inp": torch.float32, "out": torch.float32} and fluxes.dtype == torch.float32
+
+
+def test_a_gpu_asked_for_and_not_usable_is_an_error(monkeypatch):
+    from blendphot.device import resolve_device
+    from blendphot.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert resolve_device("auto").type == "cpu" and resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match=r"asked for BLENDPHOT_DEVICE=cuda, but this torch build .* CPU-only"):
+        resolve_device("cuda", what="training of unet")
+    with pytest.raises(ConfigError, match=r"asked for a GPU \(the job's gpu resource\)"):
+        resolve_device("auto", gpu_requested=True)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(ConfigError, match="no GPU is visible"):
+        resolve_device("cuda:0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(ConfigError, match="driver is too old"):
+        resolve_device("auto", gpu_requested=True)

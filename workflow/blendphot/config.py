@@ -196,7 +196,7 @@ TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_fact
               "early_stopping_patience", "min_delta", "loss_weights")
 # Keys of the train section that change how fast a model trains, not what it learns: never
 # rule params, so that toggling them reruns nothing (a killed run resumes across them too).
-RUNTIME_KEYS = ("amp", "channels_last")
+RUNTIME_KEYS = ("amp", "channels_last", "deterministic", "checkpoint_interval_s")
 
 
 def model_settings(config: dict, name: str) -> dict:

@@ -53,9 +53,11 @@ class Batches:
     """Shuffled (or ordered) mini-batches of one split of :class:`~blendphot.blend.Blends`, on ``device``.
 
     The split is moved to the device once when it fits in ``max_device_fraction`` of the
-    free GPU memory; otherwise it stays in pinned host memory and each batch is copied
-    asynchronously. Images come out as (B, 1, S, S) float32, in channels-last layout if
-    asked; masks as float32 {0, 1}.
+    free GPU memory, and each epoch's order once per epoch: a step then never waits for the
+    host. Otherwise the split stays in host memory and each batch is gathered into one of two
+    pinned staging buffers and copied asynchronously (a buffer is reused once its previous
+    copy is done). Images come out as (B, 1, S, S) float32, in channels-last layout if asked;
+    masks as float32 {0, 1}.
     """
 
     def __init__(self, data: Blends, batch_size: int, device: torch.device, *, shuffle: bool,
@@ -67,6 +69,7 @@ class Batches:
         images = torch.from_numpy(np.asarray(data.images, dtype=np.float32))
         fluxes = torch.from_numpy(np.array(data.fluxes, np.float32))
         masks = torch.from_numpy(np.asarray(data.masks, dtype=np.uint8)) if self.with_masks else None
+        self.staged = False
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             needed = sum(t.nbytes for t in (images, fluxes, masks) if t is not None)
@@ -74,9 +77,17 @@ class Batches:
                 images, fluxes = images.to(self.device), fluxes.to(self.device)
                 masks = masks.to(self.device) if masks is not None else None
             else:
-                images, fluxes = images.pin_memory(), fluxes.pin_memory()
-                masks = masks.pin_memory() if masks is not None else None
+                self.staged = True
+                self._staging = [self._pinned_like(images, fluxes, masks) for _ in range(2)]
+                self._copied = [None, None]  # the CUDA event of each buffer's last copy
         self.images, self.fluxes, self.masks = images, fluxes, masks
+
+    def _pinned_like(self, images, fluxes, masks):
+        b = self.batch_size
+        return {"images": torch.empty((b, *images.shape[1:]), dtype=images.dtype).pin_memory(),
+                "fluxes": torch.empty((b, *fluxes.shape[1:]), dtype=fluxes.dtype).pin_memory(),
+                "masks": (torch.empty((b, *masks.shape[1:]), dtype=masks.dtype).pin_memory()
+                          if masks is not None else None)}
 
     def __len__(self) -> int:
         return -(-len(self.data) // self.batch_size)
@@ -84,17 +95,36 @@ class Batches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         n = len(self.data)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
+        if not self.staged:
+            order = order.to(self.images.device)  # once per epoch
+        for k, start in enumerate(range(0, n, self.batch_size)):
             idx = order[start:start + self.batch_size]
-            yield self._gather(idx.to(self.images.device))
+            yield self._stage(idx, k % 2) if self.staged else self._gather(idx)
 
-    def _gather(self, idx):
-        nb = self.device.type == "cuda"
-        x = self.images.index_select(0, idx).unsqueeze(1).to(self.device, non_blocking=nb)
+    def _layout(self, x, y, m):
+        x = x.unsqueeze(1)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = self.fluxes.index_select(0, idx).to(self.device, non_blocking=nb)
-        m = None
-        if self.masks is not None:
-            m = self.masks.index_select(0, idx).to(self.device, non_blocking=nb).float()
-        return x, y, m
+        return x, y, (m.float() if m is not None else None)
+
+    def _gather(self, idx):
+        m = self.masks.index_select(0, idx).to(self.device) if self.masks is not None else None
+        return self._layout(self.images.index_select(0, idx).to(self.device),
+                            self.fluxes.index_select(0, idx).to(self.device), m)
+
+    def _stage(self, idx, slot: int):
+        buffers, b = self._staging[slot], len(idx)
+        if self._copied[slot] is not None:
+            self._copied[slot].synchronize()  # the copy out of this buffer two batches ago is done
+        out = []
+        for name in ("images", "fluxes", "masks"):
+            source = getattr(self, name)
+            if source is None:
+                out.append(None)
+                continue
+            staged = torch.index_select(source, 0, idx, out=buffers[name][:b])
+            out.append(staged.to(self.device, non_blocking=True))
+        event = torch.cuda.Event()
+        event.record()
+        self._copied[slot] = event
+        return self._layout(*out)

@@ -154,7 +154,11 @@ class ConvPool(nn.Module):
 
 
 class DenseStack(nn.Module):
-    """Flatten, ``layers`` hidden dense layers, and a linear layer to ``outputs`` values."""
+    """Flatten, ``layers`` hidden dense layers, and a linear layer to ``outputs`` values.
+
+    The output layer always runs in float32, also under bf16 autocast: its outputs are
+    log-fluxes, and bf16's 8-bit mantissa would round them to 0.2-0.8 % in flux.
+    """
 
     def __init__(self, in_features: int, units: int, layers: int, outputs: int, activation: str):
         super().__init__()
@@ -169,7 +173,9 @@ class DenseStack(nn.Module):
         self.net = nn.Sequential(*parts)
 
     def forward(self, x):
-        return self.net(x)
+        hidden = self.net[:-1](x)
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.net[-1](hidden.float())
 
 
 class _FluxHead(nn.Module):

@@ -2,11 +2,13 @@
 
 :func:`fit` builds a model from its :class:`~blendphot.models.ModelConfig` (seeded), resumes
 from ``state_dir/last.pt`` when that checkpoint belongs to the same configuration and data,
-and then, epoch by epoch: trains (Adam, bf16 autocast and channels-last on CUDA), evaluates
-on the validation blends under ``torch.inference_mode()``, reduces the learning rate on a
-plateau, saves ``last.pt`` (model, optimizer, scheduler, epoch, best metric, shuffling
-generator, history, configs) and ``best.pt`` when the validation loss improves, and stops
-early when it has not improved for ``early_stopping_patience`` epochs. Checkpoints hold
+and then, epoch by epoch: trains (Adam, bf16 autocast and channels-last on CUDA, the loss
+summed on the device), evaluates on the validation blends in float32 under
+``torch.inference_mode()``, reduces the learning rate on a plateau, keeps the best weights in
+memory, saves ``last.pt`` (model, optimizer, scheduler, epoch, best weights and metric,
+shuffling generator, history, configs) every ``checkpoint_interval_s`` seconds, and stops
+early when it has not improved for ``early_stopping_patience`` epochs; ``best.pt`` is written
+at the end. Checkpoints hold
 only tensors and plain Python values, so they load with ``torch.load(weights_only=True)``;
 the shuffling generator's state is in ``last.pt``, so a resumed run repeats exactly the
 batches the killed one would have seen.
@@ -37,6 +39,7 @@ from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.data import Batches, fingerprint, noise_sigma
+from blendphot.device import resolve_device, set_determinism
 from blendphot.errors import BlendphotError, ConfigError, InputError
 from blendphot.models import ModelConfig, ModelOutput, build_model, count_parameters
 
@@ -60,6 +63,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# TrainConfig fields that change the speed or the resume granularity, never what is learnt
+_RUNTIME_FIELDS = ("amp", "channels_last", "deterministic", "checkpoint_interval_s")
+
 
 @dataclass
 class TrainConfig:
@@ -77,6 +83,8 @@ class TrainConfig:
     mask_weight: float = 0.1
     amp: bool = True
     channels_last: bool = True
+    deterministic: bool = False
+    checkpoint_interval_s: float = 300.0
     seed: int = 0
 
     @classmethod
@@ -106,11 +114,10 @@ def check_device(name: str, flops: float, *, what: str) -> None:
                       "the CPU anyway.")
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` → the first CUDA device if there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def select_device(name: str = "auto", *, gpu_requested: bool = False, what: str = "this job") -> torch.device:
+    """``auto`` → the first CUDA device if there is one, else the CPU; a GPU asked for and not
+    usable is an error naming the cause (:func:`blendphot.device.resolve_device`)."""
+    return resolve_device(name, gpu_requested=gpu_requested, what=what)
 
 
 def mape(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -168,37 +175,39 @@ def autocast(device: torch.device, enabled: bool):
 
 @torch.inference_mode()
 def evaluate(model, batches: Batches, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
-    """Validation metrics: loss, its parts, per-galaxy flux MAPE and mask IoU (threshold 0.5)."""
+    """Validation metrics: loss, its parts, per-galaxy flux MAPE and mask IoU (threshold 0.5).
+
+    In float32 (no autocast): the numbers that select the best epoch are not rounded to bf16.
+    Sums stay on the device; the host reads them once, at the end.
+    """
     model.eval()
-    sums: dict[str, float] = {}
+    sums: dict[str, torch.Tensor] = {}
     n = 0
-    abs_pct = []
-    ious = []
+    abs_pct, ious = [], []
     for x, y, m in batches:
-        with autocast(batches.device, train_cfg.amp):
-            out = model(x)
+        out = model(x)
         loss, parts = batch_loss(model_cfg, train_cfg, out, y, m)
         b = x.shape[0]
         n += b
         for key, value in {"loss": loss, **parts}.items():
-            sums[key] = sums.get(key, 0.0) + float(value) * b
+            sums[key] = sums.get(key, 0.0) + value.detach().float() * b
         if out.fluxes is not None:
-            abs_pct.append((100 * (out.fluxes.float() - y).abs() / y).cpu())
+            abs_pct.append(100 * (out.fluxes.float() - y).abs() / y)
         if out.mask_logits is not None:
-            ious.append(iou(out.mask_logits[:, :2] > 0, m).cpu())
-    metrics = {k: v / max(n, 1) for k, v in sums.items()}
+            ious.append(iou(out.mask_logits[:, :2] > 0, m))
+    metrics = {k: float(v) / max(n, 1) for k, v in sums.items()}
     if abs_pct:
-        pct = torch.cat(abs_pct)
-        metrics["mape_central"], metrics["mape_companion"] = (float(v) for v in pct.mean(dim=0))
+        metrics["mape_central"], metrics["mape_companion"] = torch.cat(abs_pct).mean(dim=0).tolist()
     if ious:
         metrics["iou"] = float(torch.cat(ious).nanmean())
     return metrics
 
 
 def save_checkpoint(path: str | Path, *, model, model_cfg: ModelConfig, train_cfg: TrainConfig | None = None,
-                    **extra) -> None:
-    """Save ``model`` (unwrapped), its config and any extra state, atomically."""
-    state = {"model": model.state_dict(), "model_config": model_cfg.to_dict(),
+                    weights: dict | None = None, **extra) -> None:
+    """Save ``model``'s weights (or ``weights``, a state dict), its config and any extra state,
+    atomically."""
+    state = {"model": weights if weights is not None else model.state_dict(), "model_config": model_cfg.to_dict(),
              "train_config": asdict(train_cfg) if train_cfg else None, **extra}
     with io.atomic_path(path, ".pt") as tmp:
         torch.save(state, tmp)
@@ -223,9 +232,9 @@ def load_model(path: str | Path, device="cpu"):
 
 
 def _identity(model_cfg: ModelConfig, train_cfg: TrainConfig, data_id: str) -> dict:
-    """What a checkpoint must match to be resumed (not the runtime knobs amp/channels_last)."""
+    """What a checkpoint must match to be resumed (not the runtime switches)."""
     tc = asdict(train_cfg)
-    for k in ("amp", "channels_last"):
+    for k in _RUNTIME_FIELDS:
         tc.pop(k)
     return {"model_config": model_cfg.to_dict(), "train_config": tc, "data": data_id}
 
@@ -255,9 +264,13 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
         on_epoch: Callable[[dict, int], None] | None = None) -> dict:
     """Train (or resume) one model; return a summary with the best checkpoint's path.
 
-    ``state_dir`` holds ``last.pt`` (every epoch) and ``best.pt`` (best validation loss).
+    ``state_dir`` holds ``last.pt``, the resumable state, written after the first epoch of a
+    (re)start, then whenever ``checkpoint_interval_s`` has passed since the last one, and at
+    the end; the best weights are kept in memory (and in ``last.pt``) and written to
+    ``best.pt`` at the end. The loop reads nothing back from the device within an epoch.
     """
     device = select_device(device) if isinstance(device, str) else device
+    set_determinism(device, train_cfg.deterministic)
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = state_dir / "last.pt", state_dir / "best.pt"
@@ -280,6 +293,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
         threshold=train_cfg.min_delta, threshold_mode="rel", min_lr=train_cfg.lr_min)
     generator = torch.Generator().manual_seed(train_cfg.seed + 1)
     start_epoch, best, best_epoch, bad_epochs, history = 0, math.inf, -1, 0, []
+    best_weights, best_metrics = None, None
 
     # --- resume ---------------------------------------------------------------------------
     resumed = False
@@ -292,6 +306,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
             generator.set_state(state["generator"])
             start_epoch, best, best_epoch = state["epoch"] + 1, state["best_metric"], state["best_epoch"]
             bad_epochs, history, resumed = state["bad_epochs"], state["history"], True
+            best_weights, best_metrics = state["best_model"], state["best_val_metrics"]
             log.info("resumed from %s at epoch %d (best val loss %.4g at epoch %d)", last_path, start_epoch,
                      best, best_epoch)
         else:
@@ -306,6 +321,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
              count_parameters(model), len(train), len(val), device)
 
     stopped_early = best_epoch >= 0 and bad_epochs >= train_cfg.early_stopping_patience
+    saved_at = time.monotonic()
     for epoch in range(start_epoch, train_cfg.epochs):
         if stopped_early:
             break
@@ -313,7 +329,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
         model.train()
         t0 = time.perf_counter()
         wait = 0.0
-        total, seen = 0.0, 0
+        total, seen = torch.zeros((), device=device), 0
         batch_iter = iter(train_batches)
         while True:
             tw = time.perf_counter()
@@ -328,12 +344,12 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * x.shape[0]
+            total += loss.detach().float() * x.shape[0]  # summed on the device: no sync per step
             seen += x.shape[0]
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_time = time.perf_counter() - t0
-        train_loss = total / max(seen, 1)
+        train_loss = float(total) / max(seen, 1)
         if not math.isfinite(train_loss):
             raise BlendphotError(f"training of {model_cfg.arch} diverged at epoch {epoch}: loss {train_loss}; "
                                  "lower train.learning_rate")
@@ -354,19 +370,26 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
                   "loader_wait_fraction": wait / train_time, "epoch_time_s": train_time,
                   **{f"val_{k}": v for k, v in val_metrics.items()}}
         history.append(record)
-        if improved:
-            save_checkpoint(best_path, model=model, model_cfg=model_cfg, train_cfg=train_cfg, epoch=epoch,
-                            val_metrics=val_metrics)
-        save_checkpoint(last_path, model=model, model_cfg=model_cfg, train_cfg=train_cfg, identity=identity,
-                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        generator=generator.get_state(), epoch=epoch, best_metric=best, best_epoch=best_epoch,
-                        bad_epochs=bad_epochs, history=history)
+        if improved:  # kept in memory; written at the end and with the resumable state
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_metrics = val_metrics
+        stopped_early = bad_epochs >= train_cfg.early_stopping_patience
+        last_epoch = stopped_early or epoch == train_cfg.epochs - 1
+        if epoch == start_epoch or last_epoch or time.monotonic() - saved_at >= train_cfg.checkpoint_interval_s:
+            save_checkpoint(last_path, model=model, model_cfg=model_cfg, train_cfg=train_cfg, identity=identity,
+                            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                            generator=generator.get_state(), epoch=epoch, best_metric=best, best_epoch=best_epoch,
+                            bad_epochs=bad_epochs, history=history, best_model=best_weights,
+                            best_val_metrics=best_metrics)
+            saved_at = time.monotonic()
         log.info("epoch %d: train %.4g, val %.4g%s, lr %.2g, %.0f samples/s", epoch, train_loss, val_loss,
                  " (best)" if improved else "", lr, seen / train_time)
         if on_epoch is not None:
             on_epoch(record, epoch)
-        stopped_early = bad_epochs >= train_cfg.early_stopping_patience
 
+    if best_weights is not None:
+        save_checkpoint(best_path, model=model, weights=best_weights, model_cfg=model_cfg, train_cfg=train_cfg,
+                        epoch=best_epoch, val_metrics=best_metrics)
     return {"best_path": best_path, "last_path": last_path, "best_epoch": best_epoch, "best_val_loss": best,
             "epochs_run": len(history), "resumed": resumed, "stopped_early": stopped_early,
             "history": history, "parameters": count_parameters(model), "device": str(device)}
@@ -374,18 +397,22 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
 
 def run_train_model(settings: dict, *, seed: int, train_dir: str | Path, val_dir: str | Path, state_dir: str | Path,
                     model_out: str | Path, history_out: str | Path, init_from: str | Path | None = None,
-                    device: str = "auto", amp: bool = True, channels_last: bool = True,
+                    device: str = "auto", gpu_requested: bool = False, amp: bool = True,
+                    channels_last: bool = True, deterministic: bool = False, checkpoint_interval_s: float = 300.0,
                     on_epoch: Callable[[dict, int], None] | None = None) -> dict:
     """The train_model stage: read the blends, measure the input scales, fit, write outputs.
 
     ``settings`` is :func:`blendphot.config.model_settings` (the science: what reruns the
-    stage when it changes); ``device``, ``amp`` and ``channels_last`` are runtime choices that
-    change the speed, not what is learnt, and a run resumes across them. ``train_dir`` and
+    stage when it changes); ``device`` (with ``gpu_requested``: a GPU job, which must get one),
+    ``amp``, ``channels_last``, ``deterministic`` and ``checkpoint_interval_s`` are runtime
+    choices that change the speed, not what is learnt, and a run resumes across them. ``train_dir`` and
     ``val_dir`` are the blend stage's folders. Writes the best-validation checkpoint to
     ``model_out`` and the per-epoch history (CSV) to ``history_out``, then removes the
     resumable state. Returns the summary of :func:`fit` plus the trivial predictor's
     validation MAPE and the input scales.
     """
+    what = f"training of {settings['model']['arch']}"
+    device = select_device(device, gpu_requested=gpu_requested, what=what)
     with_masks = architecture(settings["model"]["arch"]).masks
     train, val = (Blends.load(d, masks=with_masks) for d in (train_dir, val_dir))
     for blends in (train, val):
@@ -398,7 +425,8 @@ def run_train_model(settings: dict, *, seed: int, train_dir: str | Path, val_dir
     model_cfg = ModelConfig(**settings["model"], image_size=train.size, normalisation=t.pop("normalisation"),
                             noise_sigma=noise_sigma(train.images), flux_scale=median_flux(train.fluxes))
     train_cfg = TrainConfig.from_dict({**t, "flux_weight": weights["flux"], "mask_weight": weights["mask"],
-                                       "seed": seed, "amp": amp, "channels_last": channels_last})
+                                       "seed": seed, "amp": amp, "channels_last": channels_last,
+                                       "deterministic": deterministic, "checkpoint_interval_s": checkpoint_interval_s})
     summary = fit(model_cfg, train_cfg, train, val, state_dir, device=device, data_id=fingerprint(train, val),
                   init_from=init_from, on_epoch=on_epoch)
     if summary["best_epoch"] < 0:

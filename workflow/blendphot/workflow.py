@@ -19,8 +19,8 @@ from pathlib import Path
 from blendphot.errors import BlendphotError
 from blendphot.tracking import Terminated, open_run
 
-__all__ = ["DEVICE_ENV", "cpu_training_warning", "local_gpu_visible", "params_dict", "runtime_device", "stage",
-           "use_package_from"]
+__all__ = ["DEVICE_ENV", "cpu_training_warning", "gpu_job", "local_gpu_visible", "params_dict", "runtime_device",
+           "stage", "use_package_from"]
 
 # Runtime choice of the torch device for training and prediction: auto (CUDA when present),
 # cpu, cuda, cuda:1... Not a science setting, so it lives in the environment, not config/.
@@ -58,6 +58,12 @@ def cpu_training_warning(config: dict) -> str | None:
             + " is far too long for a CPU: those training jobs will stop at once. Run them on a GPU"
             + " (a cluster: README.md, 'Running on a SLURM cluster'), train smaller models (see"
             + " config/config.yaml's train section), or set BLENDPHOT_DEVICE=cpu to train on the CPU anyway.")
+
+
+def gpu_job(resources) -> bool:
+    """Whether this job runs under SLURM with the ``gpu`` resource: it must get a GPU (on a
+    workstation the profile's gpu=1 only limits how many such jobs run at once)."""
+    return bool(os.environ.get("SLURM_JOB_ID")) and int(resources.get("gpu", 0) or 0) > 0
 
 
 def params_dict(smk) -> dict:

@@ -1,0 +1,70 @@
+"""The torch device of training and prediction: chosen once, checked, described, configured.
+
+A job that asked for a GPU and did not get one stops with the cause (a CPU-only torch build,
+no device visible, a driver too old for this build) instead of training on the CPU for hours.
+A job asks for one with ``BLENDPHOT_DEVICE=cuda`` (or ``cuda:N``), or by running under SLURM
+with the ``gpu`` resource of the workflow profile. ``auto`` elsewhere uses the first GPU when
+there is one and the CPU otherwise (a workstation without a GPU runs the demo config).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from blendphot.errors import ConfigError
+
+__all__ = ["cuda_unavailable_reason", "device_facts", "resolve_device", "set_determinism"]
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why CUDA cannot be used here, or None when it can."""
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support (a CPU-only build)"
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return "no GPU is visible (CUDA_VISIBLE_DEVICES is empty: none was allocated to this job)"
+    if not torch.cuda.is_available():
+        return (f"CUDA {torch.version.cuda} is not usable: no GPU device is visible, or the NVIDIA driver is too "
+                "old for this torch build (see nvidia-smi)")
+    return None
+
+
+def resolve_device(name: str = "auto", *, gpu_requested: bool = False, what: str = "this job") -> torch.device:
+    """The device for ``name`` (auto, cpu, cuda, cuda:N); an error naming the cause when a GPU
+    was asked for (``cuda*``, or ``gpu_requested`` with ``auto``) and none is usable."""
+    wants_gpu = name.startswith("cuda") or (name == "auto" and gpu_requested)
+    if name == "cpu" or (name == "auto" and not gpu_requested and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    why = cuda_unavailable_reason()
+    if why is not None:
+        if wants_gpu:
+            asked = f"BLENDPHOT_DEVICE={name}" if name != "auto" else "a GPU (the job's gpu resource)"
+            raise ConfigError(f"{what} asked for {asked}, but {why}. Run it where a GPU is allocated (for a "
+                              "cluster, profiles/default's gpu resource and partition), or set BLENDPHOT_DEVICE=cpu.")
+        return torch.device("cpu")
+    device = torch.device("cuda" if name == "auto" else name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"{what}: BLENDPHOT_DEVICE={name}, but only {torch.cuda.device_count()} GPU(s) are visible")
+    return device
+
+
+def device_facts(device: torch.device) -> dict:
+    """What the run ran on: logged and tagged in MLflow."""
+    facts = {"device": str(device), "torch": torch.__version__, "cuda": torch.version.cuda or "none"}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        facts |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 1e9, 1),
+                  "compute_capability": f"{props.major}.{props.minor}",
+                  "cudnn": str(torch.backends.cudnn.version())}
+    return facts
+
+
+def set_determinism(device: torch.device, deterministic: bool) -> None:
+    """``deterministic``: bit-exact results and resume on a GPU (slower kernels); otherwise cuDNN
+    picks the fastest convolution algorithms (``cudnn.benchmark``)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
