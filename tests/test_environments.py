@@ -57,7 +57,9 @@ def test_all_extra_is_every_family(project):
 
 def conda_env_problems(env: dict, family: str, project, pins) -> list[str]:
     """What differs between a conda env and blendphot[family] at the pinned versions."""
-    specs = dict(dep.split("=", 1) for dep in env["dependencies"] if isinstance(dep, str))
+    # name=version or name=version=build: the build string is checked on its own
+    specs = {name: version for name, version, *_ in
+             (dep.split("=") for dep in env["dependencies"] if isinstance(dep, str))}
     problems = [] if specs.pop("python", None) == "3.11" else ["python is not 3.11"]
     wanted = {CONDA_NAMES.get(name, name): pins[name] for name in family_requirements(project, family)}
     problems += [f"{name}: env has {specs.get(name)}, expected {version}"
@@ -71,6 +73,12 @@ def test_conda_env_matches_the_family_extra_and_the_pins(family, project, pins):
     env = yaml.safe_load((ROOT / f"envs/{family}.yaml").read_text())
     assert set(env) == {"channels", "dependencies"} and "conda-forge" in env["channels"]
     assert conda_env_problems(env, family, project, pins) == []
+
+
+def test_the_training_env_and_image_are_cuda_builds():
+    env = yaml.safe_load((ROOT / "envs/train.yaml").read_text())
+    assert any(str(dep).startswith("pytorch=") and str(dep).endswith("=cuda*") for dep in env["dependencies"])
+    assert "assert torch.version.cuda" in (ROOT / "containers/train.def").read_text()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -246,3 +246,27 @@ def test_every_rule_has_memory_and_runtime_in_the_workflow_profile(config, workd
     aggregates = {"all", "train_models", "predict_models", "plot_figures"}  # local rules that run nothing
     for rule in set(rules) - aggregates:
         assert {"mem_mb", "runtime"} <= set(profile["set-resources"].get(rule, {})), rule
+
+
+def test_the_profiles_gpu_partition_and_model_reach_the_slurm_executor(workdir, tmp_path):
+    """The commented defaults an astronomer uncomments once: a dry run with the SLURM executor
+    gives the GPU rules their partition, card type and runtime."""
+    import yaml
+
+    copy = copy_workflow(tmp_path / "wf")
+    profile = copy / "profiles/default/config.yaml"
+    text = profile.read_text()
+    assert text.count("# slurm_partition: gpu") == 2 and text.count("# gpu_model: a100") == 2
+    profile.write_text(text.replace("# slurm_partition: gpu", "slurm_partition: gpu")
+                       .replace("# gpu_model: a100", "gpu_model: a100"))
+    assert yaml.safe_load(profile.read_text())["set-resources"]["train_model"]["slurm_partition"] == "gpu"
+    out = run_snakemake(["-n", "--executor", "slurm", "--jobs", "10", "results/train/blend2flux/model.pt"],
+                        copy).stdout
+    def resources(rule):
+        return next(line for line in out.split(f"rule {rule}:", 1)[1].splitlines() if "resources:" in line)
+
+    train = resources("train_model")
+    assert "gpu=1" in train and "slurm_partition=gpu" in train and "gpu_model=a100" in train
+    assert "runtime=240" in train
+    blend = resources("make_blends")
+    assert "slurm_partition" not in blend and "gpu=" not in blend  # CPU stages keep the default partition
