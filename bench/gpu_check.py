@@ -113,8 +113,9 @@ def throughput(cfg: ModelConfig, data: Blends, device, *, batch: int, amp: bool,
     return batch * steps / seconds
 
 
-def count_syncs(cfg: ModelConfig, data: Blends, device, *, steps: int = 20) -> int | None:
-    """Synchronising CUDA calls in ``steps`` steps of the training loop's own code (None on a CPU)."""
+def count_syncs(cfg: ModelConfig, data: Blends, device, *, steps: int = 20) -> dict | None:
+    """Synchronising CUDA calls in the first step, and in the ``steps`` steps after it, of the
+    training loop's own code (None on a CPU). The first step holds cuDNN's autotuning."""
     if device.type != "cuda":
         return None
     model = build_model(cfg).to(device).to(memory_format=torch.channels_last)
@@ -124,22 +125,28 @@ def count_syncs(cfg: ModelConfig, data: Blends, device, *, steps: int = 20) -> i
                            channels_last=True))
     total = torch.zeros((), device=device)
     next(batches)  # the epoch's start (its order moves to the device once) is not a step
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            for _ in range(steps):
-                x, y, m = next(batches)
-                with autocast(device, True):
-                    out = model(x)
-                loss, _ = batch_loss(cfg, tcfg, out, y, m)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach().float() * x.shape[0]
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    return sum("synchroniz" in str(w.message) for w in caught)
+    def step():
+        x, y, m = next(batches)
+        with autocast(device, True):
+            out = model(x)
+        loss, _ = batch_loss(cfg, tcfg, out, y, m)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total.add_(loss.detach().float() * x.shape[0])
+
+    counts = {}
+    for name, n in (("first_step", 1), (f"next_{steps}_steps", steps)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                for _ in range(n):
+                    step()
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+        counts[name] = sum("synchroniz" in str(w.message) for w in caught)
+    return counts
 
 
 class _Killed(Exception):
