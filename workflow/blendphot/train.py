@@ -39,7 +39,7 @@ from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.data import Batches, fingerprint, noise_sigma
-from blendphot.device import resolve_device, set_determinism
+from blendphot.device import device_facts, resolve_device, set_determinism
 from blendphot.errors import BlendphotError, ConfigError, InputError
 from blendphot.models import ModelConfig, ModelOutput, build_model, count_parameters
 
@@ -413,6 +413,7 @@ def run_train_model(settings: dict, *, seed: int, train_dir: str | Path, val_dir
     """
     what = f"training of {settings['model']['arch']}"
     device = select_device(device, gpu_requested=gpu_requested, what=what)
+    log.info("device: %s", device_facts(device))
     with_masks = architecture(settings["model"]["arch"]).masks
     train, val = (Blends.load(d, masks=with_masks) for d in (train_dir, val_dir))
     for blends in (train, val):
