@@ -84,7 +84,7 @@ def sacct(env, since: str) -> pd.DataFrame:
 
 def run_on_slurm(cluster, *args, **kw):
     return run_snakemake([*args, "--profile", cluster["profile"]], cluster["workdir"],
-                         env={"SLURM_CONF": cluster["env"]["SLURM_CONF"]}, **kw)
+                         env={k: cluster["env"][k] for k in ("SLURM_CONF", "BLENDPHOT_DEVICE")}, **kw)
 
 
 def test_tiny_workflow_on_slurm(cluster, mlflow_server):

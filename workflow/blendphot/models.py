@@ -174,8 +174,11 @@ class DenseStack(nn.Module):
 
     def forward(self, x):
         hidden = self.net[:-1](x)
-        with torch.autocast(device_type=hidden.device.type, enabled=False):
-            return self.net[-1](hidden.float())
+        kind = hidden.device.type
+        if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
+            with torch.autocast(device_type=kind, enabled=False):
+                return self.net[-1](hidden.float())
+        return self.net[-1](hidden.float())
 
 
 class _FluxHead(nn.Module):
