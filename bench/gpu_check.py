@@ -11,7 +11,9 @@ phase so that a slot that ends early still leaves what was measured:
 1. facts: torch, CUDA, cuDNN, the card;
 2. throughput of the paper's blend2flux (f = 256) at batch 32 and 128, bf16 autocast and
    channels-last on and off: CUDA-event timing of >= 200 steps after >= 10 warm-up steps;
-3. host-device syncs in 20 steps of the real training loop (``torch.cuda.set_sync_debug_mode``);
+3. host-device syncs in 20 steps of the real training loop (``torch.cuda.set_sync_debug_mode``),
+   and the loader's pinned staging path (a split too large for the device) against the
+   resident one;
 4. ``fit()`` for 2 epochs, killed, and resumed to 3 (the resume is checked);
 5. one epoch of the U-Net and of blend2mask2flux at the paper's sizes;
 6. the paper's schedule extrapolated: 70 epochs over ``--paper-train`` blends (config/paper.yaml:
@@ -149,6 +151,23 @@ def count_syncs(cfg: ModelConfig, data: Blends, device, *, steps: int = 20) -> d
     return counts
 
 
+def staged_loader(data: Blends, device, *, batch: int = 128) -> dict | None:
+    """The loader's path for a split that does not fit on the device (pinned, double-buffered
+    staging), forced here: its batches must equal the resident path's, and its speed."""
+    if device.type != "cuda":
+        return None
+    kw = {"shuffle": True, "channels_last": True, "with_masks": True}
+    resident = Batches(data, batch, device, generator=torch.Generator().manual_seed(3), **kw)
+    staged = Batches(data, batch, device, generator=torch.Generator().manual_seed(3), max_device_fraction=0.0, **kw)
+    assert staged.staged and not resident.staged
+    same = all(torch.equal(a, b) for pair in zip(resident, staged, strict=True) for a, b in zip(*pair, strict=True))
+    torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    n = sum(x.shape[0] for x, _, _ in staged)
+    torch.cuda.synchronize(device)
+    return {"identical_to_resident": same, "samples_per_s": round(n / (time.perf_counter() - t0), 1)}
+
+
 class _Killed(Exception):
     pass
 
@@ -233,6 +252,7 @@ def main():
 
     phase("throughput_blend2flux_f256", 120, throughputs)
     phase("syncs_in_20_training_steps", 30, lambda: count_syncs(b2f, train, device))
+    phase("staged_loader", 30, lambda: staged_loader(train, device))
     with tempfile.TemporaryDirectory() as tmp:
         phase("fit_2_epochs_then_resume_to_3", 120, lambda: fit_and_resume(b2f, train, val, device, Path(tmp) / "b2f"))
         for arch in ("unet", "blend2mask2flux"):

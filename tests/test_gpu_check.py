@@ -18,4 +18,5 @@ def test_gpu_check_runs_every_phase_at_toy_size(tmp_path):
     assert len(phases["throughput_blend2flux_f256"]["result"]) == 8  # 2 batches x amp x channels-last
     assert phases["fit_2_epochs_then_resume_to_3"]["result"]["resume_ok"]
     assert phases["syncs_in_20_training_steps"]["result"] is None  # counted on a GPU only
+    assert phases["staged_loader"]["result"] is None
     assert result["paper_blend2flux_70_epochs_h"] > 0 and result["facts"]["device"] == "cpu"
