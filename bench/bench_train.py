@@ -26,7 +26,7 @@ from blendphot.blend import Blends
 from blendphot.config import load_config, model_settings, runtime_settings
 from blendphot.data import Batches
 from blendphot.models import ModelConfig, build_model, count_parameters
-from blendphot.train import TrainConfig, autocast, batch_loss, select_device
+from blendphot.train import TrainConfig, select_device, train_step
 
 
 def _sync(device):
@@ -48,7 +48,7 @@ def train_throughput(cfg: ModelConfig, device, *, batch=32, steps=10, warmup=10,
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.rand(batch, 2, device=device) + 0.5
     m = (torch.rand(batch, 2, cfg.image_size, cfg.image_size, device=device) > 0.9).float()
-    tcfg = TrainConfig()
+    tcfg = TrainConfig(amp=amp)
     events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if device.type == "cuda" else None
     for i in range(warmup + steps):
         if i == warmup:
@@ -56,12 +56,7 @@ def train_throughput(cfg: ModelConfig, device, *, batch=32, steps=10, warmup=10,
             start = time.perf_counter()
             if events:
                 events[0].record()
-        with autocast(device, amp):
-            out = model(x)
-        loss, _ = batch_loss(cfg, tcfg, out, y, m)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, cfg, tcfg, x, y, m)
     if events:
         events[1].record()
         events[1].synchronize()

@@ -41,7 +41,7 @@ from blendphot.blend import Blends  # noqa: E402
 from blendphot.data import Batches  # noqa: E402
 from blendphot.device import device_facts, set_determinism  # noqa: E402
 from blendphot.models import ModelConfig, build_model, count_parameters  # noqa: E402
-from blendphot.train import TrainConfig, autocast, batch_loss, fit, median_flux  # noqa: E402
+from blendphot.train import TrainConfig, fit, median_flux, train_step  # noqa: E402
 
 
 def synthetic_blends(n: int, size: int, device: torch.device, seed: int) -> Blends:
@@ -89,12 +89,7 @@ def throughput(cfg: ModelConfig, data: Blends, device, *, batch: int, amp: bool,
         done = 0
         while done < n:
             for x, y, m in batches:
-                with autocast(device, amp):
-                    out = model(x)
-                loss, _ = batch_loss(cfg, tcfg, out, y, m)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                train_step(model, opt, cfg, tcfg, x, y, m)
                 done += 1
                 if done == n:
                     return
@@ -129,13 +124,7 @@ def count_syncs(cfg: ModelConfig, data: Blends, device, *, steps: int = 20) -> d
     next(batches)  # the epoch's start (its order moves to the device once) is not a step
     def step():
         x, y, m = next(batches)
-        with autocast(device, True):
-            out = model(x)
-        loss, _ = batch_loss(cfg, tcfg, out, y, m)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total.add_(loss.detach().float() * x.shape[0])
+        total.add_(train_step(model, opt, cfg, tcfg, x, y, m).float() * x.shape[0])
 
     counts = {}
     for name, n in (("first_step", 1), (f"next_{steps}_steps", steps)):

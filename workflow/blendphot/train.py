@@ -58,6 +58,7 @@ __all__ = [
     "run_train_model",
     "save_checkpoint",
     "select_device",
+    "train_step",
     "trivial_mape",
 ]
 
@@ -171,6 +172,18 @@ def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput,
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA when ``enabled``; a no-op elsewhere."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+def train_step(model, optimizer, model_cfg: ModelConfig, train_cfg: TrainConfig, x, y, m) -> torch.Tensor:
+    """One optimisation step on a batch (autocast as configured); returns the detached loss,
+    still on the device."""
+    with autocast(x.device, train_cfg.amp):
+        out = model(x)
+    loss, _ = batch_loss(model_cfg, train_cfg, out, y, m)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 @torch.inference_mode()
@@ -338,13 +351,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
             except StopIteration:
                 break
             wait += time.perf_counter() - tw
-            with autocast(device, train_cfg.amp):
-                out = model(x)
-            loss, _ = batch_loss(model_cfg, train_cfg, out, y, m)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach().float() * x.shape[0]  # summed on the device: no sync per step
+            loss = train_step(model, optimizer, model_cfg, train_cfg, x, y, m)
+            total += loss.float() * x.shape[0]  # summed on the device: no sync per step
             seen += x.shape[0]
         if device.type == "cuda":
             torch.cuda.synchronize(device)
