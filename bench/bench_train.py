@@ -25,8 +25,9 @@ import torch
 from blendphot.blend import Blends
 from blendphot.config import load_config, model_settings, runtime_settings
 from blendphot.data import Batches
+from blendphot.device import resolve_device
 from blendphot.models import ModelConfig, build_model, count_parameters
-from blendphot.train import TrainConfig, select_device, train_step
+from blendphot.train import TrainConfig, train_step
 
 
 def _sync(device):
@@ -91,7 +92,7 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 200 GPU, 3 CPU)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
-    device = select_device(args.device)
+    device = resolve_device(args.device)
     steps = args.steps or (200 if device.type == "cuda" else 3)
     warmup = 10 if device.type == "cuda" else 1
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"

@@ -28,7 +28,8 @@ import torch
 from blendphot import io
 from blendphot.blend import make_blends
 from blendphot.config import child_seed, load_config, model_seed, model_settings, runtime_settings, training_flops
-from blendphot.train import check_device, run_train_model
+from blendphot.device import check_device
+from blendphot.train import run_train_model
 
 
 def write_blends(results: Path, cfg: dict, counts: dict, out: Path) -> None:

@@ -100,7 +100,7 @@ def test_stage_writes_the_shared_format_and_rejects_nan_blends(tmp_path):
 
     images[1, 5, 5] = np.nan
     np.save(tmp_path / "images.npy", images)
-    with pytest.raises(InputError, match=r"images.npy: blend 1 has NaN"):
+    with pytest.raises(InputError, match=r"images.npy: non-finite pixels in 1 blends \(first: row 1, blend_id 1\)"):
         run_baseline(tmp_path, tmp_path / "bad", BaselineConfig())
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
     catalog([(30, 10), (-25, -20)]).drop(columns="cen_re_px").to_csv(tmp_path / "catalog.csv", index=False)

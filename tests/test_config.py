@@ -127,7 +127,7 @@ def test_paper_networks_are_too_long_for_a_cpu_and_the_demo_is_not(default_confi
 def test_training_that_is_too_long_refuses_the_cpu_unless_asked():
     import torch
 
-    from blendphot.train import check_device
+    from blendphot.device import check_device
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")

@@ -174,7 +174,7 @@ def check_resumed(cluster, epochs: int):
 
 def test_requeued_training_resumes_from_its_checkpoint(cluster):
     """Preemption: SLURM requeues the running job; the same Snakemake run waits and finishes."""
-    env, epochs = cluster["env"], 30
+    env, epochs = cluster["env"], 150  # ~15 s of training: still running when it is requeued
     config = long_training_config(cluster["workdir"], epochs)
     proc, job = start_training(cluster, config)
     time.sleep(2)
@@ -202,7 +202,7 @@ def test_requeued_training_resumes_from_its_checkpoint(cluster):
 
 def test_cancelled_training_resumes_on_the_next_run(cluster):
     """A killed job (scancel, time limit, node loss): Snakemake fails it; the rerun resumes."""
-    env, epochs = cluster["env"], 31
+    env, epochs = cluster["env"], 151  # ~15 s of training: still running when it is cancelled
     config = long_training_config(cluster["workdir"], epochs)
     proc, job = start_training(cluster, config)
     time.sleep(2)

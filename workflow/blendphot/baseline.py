@@ -35,7 +35,7 @@ import pandas as pd
 
 from blendphot import io
 from blendphot.blend import Blends
-from blendphot.errors import ConfigError, InputError
+from blendphot.errors import ConfigError
 from blendphot.photometry import background_level, kron_photometry
 from blendphot.prediction import Prediction
 
@@ -230,13 +230,8 @@ def run_baseline(blends_dir: str | Path, out_dir: str | Path, cfg: BaselineConfi
     measure them, write the :class:`~blendphot.prediction.Prediction` folder."""
     blends = Blends.load(blends_dir, masks=False, in_memory=False)
     io.require_columns(blends.catalog, ["blend_id", "dx", "dy", "cen_re_px"], Path(blends_dir) / "catalog.csv")
-    images = blends.images
-    for start in range(0, len(images), 1024):
-        finite = np.isfinite(images[start:start + 1024]).all(axis=(1, 2))
-        if not finite.all():
-            raise InputError(f"{Path(blends_dir) / Blends.FILES['images']}: blend {start + int(np.argmin(finite))} "
-                             "has NaN or infinite pixels")
+    blends.check_finite()
     with Prediction.allocate_masks(out_dir, len(blends), blends.size) as masks:
-        pred = measure_blends(images, blends.catalog, cfg, workers=workers, masks_out=masks, progress=progress)
+        pred = measure_blends(blends.images, blends.catalog, cfg, workers=workers, masks_out=masks, progress=progress)
     pred.save(out_dir, masks=False)
     return pred

@@ -86,6 +86,19 @@ class Blends:
             return np.full((len(self), 2), np.nan, np.float32)
         return self.catalog[list(FLUX_COLUMNS)].to_numpy(np.float32)
 
+    def check_finite(self, *, chunk: int = 1024) -> None:
+        """Every pixel finite, read ``chunk`` blends at a time (a memory map stays one): an
+        error naming the images file and the first bad blend otherwise."""
+        bad, first = 0, None
+        for start in range(0, len(self), chunk):
+            finite = np.isfinite(self.images[start:start + chunk]).all(axis=(1, 2))
+            bad += int((~finite).sum())
+            if first is None and not finite.all():
+                first = start + int(np.argmin(finite))
+        if bad:
+            raise InputError(f"{self.source}/{self.FILES['images']}: non-finite pixels in {bad} blends "
+                             f"(first: row {first}, blend_id {self.catalog['blend_id'].iloc[first]})")
+
     def require_fluxes(self) -> None:
         """Training targets must be finite and positive: an error naming the first bad blend."""
         io.require_columns(self.catalog, FLUX_COLUMNS, f"{self.source}/catalog.csv")
@@ -123,17 +136,14 @@ class Blends:
         d = Path(directory)
         catalog = io.read_csv(d / cls.FILES["catalog"], required=("blend_id",))
         images = io.load_array(d / cls.FILES["images"])
+        m = io.load_array(d / cls.FILES["masks"]) if masks else None
         if in_memory:
             images = np.array(images, dtype=np.float32)
-            finite = np.isfinite(images).all(axis=(1, 2)) if images.ndim == 3 else np.array([True])
-            if not finite.all():
-                bad = int(np.flatnonzero(~finite)[0])
-                raise InputError(f"{d / cls.FILES['images']}: non-finite pixels in {int((~finite).sum())} blends "
-                                 f"(first: row {bad}, blend_id {catalog['blend_id'].iloc[bad]})")
-        m = io.load_array(d / cls.FILES["masks"]) if masks else None
-        if m is not None and in_memory:
-            m = np.array(m, dtype=np.uint8)
-        return cls(images=images, masks=m, catalog=catalog, source=str(d))
+            m = np.array(m, dtype=np.uint8) if m is not None else None
+        blends = cls(images=images, masks=m, catalog=catalog, source=str(d))
+        if in_memory:
+            blends.check_finite()
+        return blends
 
 
 def _eligible(mag: np.ndarray, max_mag_diff: float):

@@ -8,7 +8,6 @@ import json
 import os
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from blendphot.architectures import ARCHITECTURES, architecture, has_fluxes
@@ -50,6 +49,8 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
 
 def _with_defaults(validator_class):
     """Extend a jsonschema validator so that it fills in ``default`` values."""
+    import jsonschema
+
     validate_props = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -62,7 +63,7 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
+def _key_path(error: jsonschema.ValidationError) -> str:  # noqa: F821 (imported where validation runs)
     parts = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
@@ -83,6 +84,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     ConfigError
         Naming the offending key as a dotted path, e.g. ``blend.max_shift``.
     """
+    import jsonschema  # here, not at import: training imports this module where jsonschema may be absent
+
     schema = schema if schema is not None else load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: len(list(e.absolute_path)))
@@ -371,7 +374,7 @@ def reference_markdown(schema: dict | None = None) -> str:
         kind = " or ".join(kind) if isinstance(kind, list) else kind
         if "enum" in node:
             kind = " \\| ".join(map(str, node["enum"]))
-        default = f"`{_cell(node['default'])}`" if "default" in node else ("required" if False else "")
+        default = f"`{_cell(node['default'])}`" if "default" in node else ""
         rows.append(f"| `{key}` | {kind} | {default} | {_cell(node.get('description', ''))} |")
     return "\n".join([REFERENCE_BEGIN, "", *rows, "", REFERENCE_END])
 

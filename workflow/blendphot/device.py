@@ -15,7 +15,7 @@ import torch
 
 from blendphot.errors import ConfigError
 
-__all__ = ["cuda_unavailable_reason", "device_facts", "resolve_device", "set_determinism"]
+__all__ = ["check_device", "cuda_unavailable_reason", "device_facts", "resolve_device", "set_determinism"]
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -30,9 +30,13 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
-def resolve_device(name: str = "auto", *, gpu_requested: bool = False, what: str = "this job") -> torch.device:
-    """The device for ``name`` (auto, cpu, cuda, cuda:N); an error naming the cause when a GPU
-    was asked for (``cuda*``, or ``gpu_requested`` with ``auto``) and none is usable."""
+def resolve_device(name: str | torch.device = "auto", *, gpu_requested: bool = False,
+                   what: str = "this job") -> torch.device:
+    """The device for ``name`` (auto, cpu, cuda, cuda:N; a device already resolved is returned
+    as it is); an error naming the cause when a GPU was asked for (``cuda*``, or
+    ``gpu_requested`` with ``auto``) and none is usable."""
+    if isinstance(name, torch.device):
+        return name
     wants_gpu = name.startswith("cuda") or (name == "auto" and gpu_requested)
     if name == "cpu" or (name == "auto" and not gpu_requested and not torch.cuda.is_available()):
         return torch.device("cpu")
@@ -47,6 +51,23 @@ def resolve_device(name: str = "auto", *, gpu_requested: bool = False, what: str
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"{what}: BLENDPHOT_DEVICE={name}, but only {torch.cuda.device_count()} GPU(s) are visible")
     return device
+
+
+def check_device(name: str, flops: float, *, what: str) -> None:
+    """Refuse to start a training of ``flops`` that is too long for a CPU when ``auto`` finds
+    no GPU (a GPU job that lands on a CPU node, a CPU-only torch build, an old driver).
+
+    Raises ConfigError naming ``what``; ``name == "cpu"`` (BLENDPHOT_DEVICE=cpu) is an explicit
+    choice and passes.
+    """
+    from blendphot.config import CPU_FLOPS, CPU_TRAINING_LIMIT_FLOP
+
+    why = None if name != "auto" or flops <= CPU_TRAINING_LIMIT_FLOP else cuda_unavailable_reason()
+    if why is None:
+        return
+    raise ConfigError(f"{what}: training needs ~{flops:.1e} FLOP (~{flops / CPU_FLOPS / 3600:.0f} h on a CPU), but "
+                      f"{why}. Run it on a GPU, train a smaller model, or set BLENDPHOT_DEVICE=cpu to train on "
+                      "the CPU anyway.")
 
 
 def device_facts(device: torch.device) -> dict:

@@ -15,6 +15,7 @@ from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.data import Batches
+from blendphot.device import resolve_device
 from blendphot.models import count_parameters
 from blendphot.prediction import Prediction
 from blendphot.train import autocast
@@ -58,14 +59,14 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
 
 
 def run_predict_model(model_path: str | Path, blends_dir: str | Path, out_dir: str | Path, *, name: str,
-                      device: str = "auto", amp: bool = True, channels_last: bool = True) -> dict:
+                      device: str | torch.device = "auto", amp: bool = True, channels_last: bool = True) -> dict:
     """The predict_model stage: one trained network over a split of blends, written as a
     :class:`~blendphot.prediction.Prediction` folder with the network's ``model.json``
     (architecture, size). ``device``, ``amp`` and ``channels_last`` are runtime choices.
     Returns the throughput figures."""
-    from blendphot.train import load_model, select_device
+    from blendphot.train import load_model
 
-    device = select_device(device)
+    device = resolve_device(device, what=f"prediction of {name}")
     model, cfg = load_model(model_path, device)
     blends = Blends.load(blends_dir, masks=False)
     has_masks = architecture(cfg.arch).masks

@@ -97,7 +97,11 @@ def end_workflow(mlflow_cfg: dict, status: str) -> None:
     try:
         end_parent(mlflow_cfg["tracking_uri"], os.environ[PARENT_ENV], status)
     except Exception as exc:
-        print(f"blendphot: warning: could not close the MLflow run ({type(exc).__name__}: {exc})", file=sys.stderr)
+        _warn_not_closed(exc)
+
+
+def _warn_not_closed(exc: Exception) -> None:
+    print(f"blendphot: warning: could not close the MLflow run ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
 class NoTracking:
@@ -215,9 +219,7 @@ class StageRun:
         except Exception as tracking_error:
             if exc_type is None:
                 raise
-            # The job failed already: its own exception is the one that matters, not this one.
-            print(f"blendphot: warning: could not close the MLflow run ({type(tracking_error).__name__}: "
-                  f"{tracking_error})", file=sys.stderr)
+            _warn_not_closed(tracking_error)  # the job failed already: its own exception is the one that matters
 
 
 def _raise_terminated(signum, frame):

@@ -38,16 +38,16 @@ import torch.nn.functional as F
 from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.blend import Blends
+from blendphot.config import RUNTIME_KEYS
 from blendphot.data import Batches, fingerprint, noise_sigma
 from blendphot.device import device_facts, resolve_device, set_determinism
-from blendphot.errors import BlendphotError, ConfigError, InputError
+from blendphot.errors import BlendphotError, InputError
 from blendphot.models import ModelConfig, ModelOutput, build_model, count_parameters
 
 __all__ = [
     "TrainConfig",
     "autocast",
     "batch_loss",
-    "check_device",
     "evaluate",
     "fit",
     "iou",
@@ -57,15 +57,12 @@ __all__ = [
     "mask_targets",
     "run_train_model",
     "save_checkpoint",
-    "select_device",
     "train_step",
     "trivial_mape",
 ]
 
 log = logging.getLogger(__name__)
 
-# TrainConfig fields that change the speed or the resume granularity, never what is learnt
-_RUNTIME_FIELDS = ("amp", "channels_last", "deterministic", "checkpoint_interval_s")
 
 
 @dataclass
@@ -95,30 +92,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"training settings {unknown} are not known to this version of blendphot")
         return cls(**data)
-
-
-def check_device(name: str, flops: float, *, what: str) -> None:
-    """Refuse to start a training of ``flops`` that is too long for a CPU when ``auto`` finds
-    no GPU (a GPU job that lands on a CPU node, a CPU-only torch build, an old driver).
-
-    Raises ConfigError naming ``what``; ``name == "cpu"`` (BLENDPHOT_DEVICE=cpu) is an explicit
-    choice and passes.
-    """
-    from blendphot.config import CPU_FLOPS, CPU_TRAINING_LIMIT_FLOP
-
-    if name != "auto" or flops <= CPU_TRAINING_LIMIT_FLOP or torch.cuda.is_available():
-        return
-    why = ("this torch build has no CUDA support" if torch.version.cuda is None
-           else "CUDA is not usable here (no GPU allocated, or a driver too old for this torch build)")
-    raise ConfigError(f"{what}: training needs ~{flops:.1e} FLOP (~{flops / CPU_FLOPS / 3600:.0f} h on a CPU), but "
-                      f"{why}. Run it on a GPU, train a smaller model, or set BLENDPHOT_DEVICE=cpu to train on "
-                      "the CPU anyway.")
-
-
-def select_device(name: str = "auto", *, gpu_requested: bool = False, what: str = "this job") -> torch.device:
-    """``auto`` → the first CUDA device if there is one, else the CPU; a GPU asked for and not
-    usable is an error naming the cause (:func:`blendphot.device.resolve_device`)."""
-    return resolve_device(name, gpu_requested=gpu_requested, what=what)
 
 
 def mape(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -247,7 +220,7 @@ def load_model(path: str | Path, device="cpu"):
 def _identity(model_cfg: ModelConfig, train_cfg: TrainConfig, data_id: str) -> dict:
     """What a checkpoint must match to be resumed (not the runtime switches)."""
     tc = asdict(train_cfg)
-    for k in _RUNTIME_FIELDS:
+    for k in RUNTIME_KEYS:
         tc.pop(k)
     return {"model_config": model_cfg.to_dict(), "train_config": tc, "data": data_id}
 
@@ -282,7 +255,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
     the end; the best weights are kept in memory (and in ``last.pt``) and written to
     ``best.pt`` at the end. The loop reads nothing back from the device within an epoch.
     """
-    device = select_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     set_determinism(device, train_cfg.deterministic)
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -405,7 +378,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
 
 def run_train_model(settings: dict, *, seed: int, train_dir: str | Path, val_dir: str | Path, state_dir: str | Path,
                     model_out: str | Path, history_out: str | Path, init_from: str | Path | None = None,
-                    device: str = "auto", gpu_requested: bool = False, amp: bool = True,
+                    device: str | torch.device = "auto", gpu_requested: bool = False, amp: bool = True,
                     channels_last: bool = True, deterministic: bool = False, checkpoint_interval_s: float = 300.0,
                     on_epoch: Callable[[dict, int], None] | None = None) -> dict:
     """The train_model stage: read the blends, measure the input scales, fit, write outputs.
@@ -420,7 +393,7 @@ def run_train_model(settings: dict, *, seed: int, train_dir: str | Path, val_dir
     validation MAPE and the input scales.
     """
     what = f"training of {settings['model']['arch']}"
-    device = select_device(device, gpu_requested=gpu_requested, what=what)
+    device = resolve_device(device, gpu_requested=gpu_requested, what=what)
     log.info("device: %s", device_facts(device))
     with_masks = architecture(settings["model"]["arch"]).masks
     train, val = (Blends.load(d, masks=with_masks) for d in (train_dir, val_dir))

@@ -4,17 +4,16 @@ from pathlib import Path
 import torch
 
 from blendphot.config import runtime_settings
-from blendphot.device import device_facts
+from blendphot.device import device_facts, resolve_device
 from blendphot.inference import run_predict_model
-from blendphot.train import select_device
 from blendphot.workflow import gpu_job, runtime_device, stage
 
 with stage(snakemake) as run:
     name = snakemake.wildcards.model
-    device = select_device(runtime_device(), gpu_requested=gpu_job(snakemake.resources), what=f"prediction of {name}")
+    device = resolve_device(runtime_device(), gpu_requested=gpu_job(snakemake.resources), what=f"prediction of {name}")
     run.set_tags(device_facts(device))
     torch.set_num_threads(snakemake.threads)
     runtime = {k: v for k, v in runtime_settings(snakemake.config).items() if k in ("amp", "channels_last")}
     figures = run_predict_model(snakemake.input.model, Path(snakemake.input.images).parent, snakemake.output[0],
-                                name=name, device=str(device), **runtime)
+                                name=name, device=device, **runtime)
     run.log_metrics(figures)

@@ -4,19 +4,19 @@ from pathlib import Path
 import torch
 
 from blendphot.config import runtime_settings, training_flops
-from blendphot.device import device_facts
-from blendphot.train import check_device, run_train_model, select_device
+from blendphot.device import check_device, device_facts, resolve_device
+from blendphot.train import run_train_model
 from blendphot.workflow import gpu_job, runtime_device, stage
 
 with stage(snakemake) as run:
     inp, out, p, name = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards.model
     what = f"train.models.{name}"
-    device = select_device(runtime_device(), gpu_requested=gpu_job(snakemake.resources), what=what)
+    device = resolve_device(runtime_device(), gpu_requested=gpu_job(snakemake.resources), what=what)
     run.set_tags(device_facts(device))
     check_device(runtime_device(), training_flops(snakemake.config, name), what=what)
     torch.set_num_threads(snakemake.threads)
     summary = run_train_model(
-        p.settings, seed=p.seed, init_from=inp.get("init_from"), device=str(device),
+        p.settings, seed=p.seed, init_from=inp.get("init_from"), device=device,
         **runtime_settings(snakemake.config),
         train_dir=Path(inp.train_images).parent, val_dir=Path(inp.val_images).parent,
         state_dir=p.state_dir, model_out=out.model, history_out=out.history,
