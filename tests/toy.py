@@ -26,3 +26,26 @@ def toy_blends(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, si
         masks[:, k] = profile > 0.01
     catalog = pd.DataFrame({"blend_id": np.arange(n), "cen_flux": flux[:, 0], "comp_flux": flux[:, 1]})
     return Blends(images=images.astype(np.float32), masks=masks, catalog=catalog, source="toy blends")
+
+
+def toy_pool(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, pixel_scale: float = 0.06):
+    """``n`` isolated galaxies for the blender: (images, masks, pool catalogue).
+
+    Elliptical Gaussian blobs on the centre pixel (size // 2), fluxes log-uniform in
+    [10, 100], sigma 1.5-3 px; masks where a blob exceeds 1 % of its peak. The catalogue has
+    the columns the blend stage needs (gid, cls, mag_auto, flux_auto, re_arcsec, flux_true).
+    """
+    rng = np.random.default_rng(seed)
+    flux = 10 ** rng.uniform(1, 2, n)
+    sigma = rng.uniform(1.5, 3.0, n)
+    q = rng.uniform(0.4, 1.0, n)
+    c = size // 2
+    yy, xx = np.mgrid[:size, :size] - c
+    profile = np.exp(-(xx ** 2 + (yy[None] / q[:, None, None]) ** 2) / (2 * sigma[:, None, None] ** 2))
+    profile /= profile.sum(axis=(1, 2), keepdims=True)
+    images = (flux[:, None, None] * profile + rng.normal(0, noise, (n, size, size))).astype(np.float32)
+    masks = (profile > 0.01 * profile.max(axis=(1, 2), keepdims=True)).astype(np.uint8)
+    pool = pd.DataFrame({"gid": [f"g{seed}_{i}" for i in range(n)], "cls": "disk",
+                         "mag_auto": 25.0 - 2.5 * np.log10(flux), "flux_auto": flux * 0.95,
+                         "re_arcsec": 1.1774 * sigma * pixel_scale, "flux_true": flux})
+    return images, masks, pool

@@ -13,6 +13,12 @@ Two rules (config ``blend.rule``):
 
 Shifts are whole pixels so that the noise of the stamps is not resampled. The companion
 stamp is translated with zero fill (never wrapped around as ``np.roll`` would).
+
+With ``augment`` each galaxy's stamp is first turned by one of the eight symmetries of the
+square (:func:`dihedral`), about its centre pixel: a permutation of the pixels, so the noise
+is not resampled either and the galaxy stays on the centre pixel. Training draws fresh,
+augmented blends every epoch this way (:class:`FreshBlends`); the fixed files of the blend
+stage are never augmented.
 """
 
 from __future__ import annotations
@@ -30,17 +36,24 @@ from blendphot.errors import InputError
 
 __all__ = [
     "FLUX_COLUMNS",
+    "TARGET_COLUMNS",
     "Blends",
+    "FreshBlends",
     "compose",
+    "dihedral",
     "draw_companions",
     "draw_pairs_candels_blender",
     "draw_shifts_paper",
+    "load_pool",
     "make_blends",
     "run_make_blends",
 ]
 
 _MAX_TRIES = 25
 FLUX_COLUMNS = ("cen_flux", "comp_flux")
+# What a network may learn (config train.target): the isolated galaxy's Kron flux (the paper's
+# ground truth) or, on the mock survey, the flux the galaxy was drawn with.
+TARGET_COLUMNS = {"isolated": FLUX_COLUMNS, "truth": ("cen_flux_true", "comp_flux_true")}
 
 
 @dataclass
@@ -99,14 +112,23 @@ class Blends:
             raise InputError(f"{self.source}/{self.FILES['images']}: non-finite pixels in {bad} blends "
                              f"(first: row {first}, blend_id {self.catalog['blend_id'].iloc[first]})")
 
-    def require_fluxes(self) -> None:
+    def targets(self, target: str = "isolated") -> np.ndarray:
+        """(N, 2) float32 training targets of the central galaxy and the companion:
+        ``target`` is a key of :data:`TARGET_COLUMNS`."""
+        return self.catalog[list(TARGET_COLUMNS[target])].to_numpy(np.float32)
+
+    def require_fluxes(self, target: str = "isolated") -> None:
         """Training targets must be finite and positive: an error naming the first bad blend."""
-        io.require_columns(self.catalog, FLUX_COLUMNS, f"{self.source}/catalog.csv")
-        flux = self.catalog[list(FLUX_COLUMNS)].to_numpy(np.float64)
+        columns = TARGET_COLUMNS[target]
+        if target == "truth" and not all(c in self.catalog for c in columns):
+            raise InputError(f"{self.source}/catalog.csv: train.target 'truth' needs the survey's true fluxes "
+                             f"(columns {', '.join(columns)}), which only the mock survey has")
+        io.require_columns(self.catalog, columns, f"{self.source}/catalog.csv")
+        flux = self.catalog[list(columns)].to_numpy(np.float64)
         bad = ~(np.isfinite(flux) & (flux > 0))
         if bad.any():
             row, col = map(int, np.argwhere(bad)[0])
-            raise InputError(f"{self.source}/catalog.csv: column '{FLUX_COLUMNS[col]}' must be finite and positive; "
+            raise InputError(f"{self.source}/catalog.csv: column '{columns[col]}' must be finite and positive; "
                              f"row {row} (blend_id {self.catalog['blend_id'].iloc[row]}) has {flux[row, col]}")
 
     @staticmethod
@@ -212,9 +234,28 @@ def draw_pairs_candels_blender(rng, mag, re_px, n, *, max_mag_diff, max_shift, c
     return cen, comp, dx, dy
 
 
+def dihedral(a: np.ndarray, t: int) -> np.ndarray:
+    """``a[..., S, S]`` under symmetry ``t`` (0-7) of the square, about pixel (S//2, S//2).
+
+    Bit 4 transposes, bit 1 reflects the rows and bit 2 the columns; a reflection maps pixel
+    i to (2 (S//2) - i) mod S, so the centre pixel stays where it is (for an even S the one
+    row or column that the reflection cannot pair, index 0, maps to itself). Every pixel is
+    kept: a permutation, returned as a view where NumPy allows.
+    """
+    s = a.shape[-1]
+    r = (2 * (s // 2) - np.arange(s)) % s
+    if t & 4:
+        a = np.swapaxes(a, -1, -2)
+    if t & 1:
+        a = a[..., r, :]
+    if t & 2:
+        a = a[..., :, r]
+    return a
+
+
 def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.ndarray, dx: np.ndarray,
             dy: np.ndarray, *, out_images: np.ndarray | None = None, out_masks: np.ndarray | None = None,
-            chunk: int = 512):
+            cen_t: np.ndarray | None = None, comp_t: np.ndarray | None = None, chunk: int = 512):
     """Sum each central stamp and its companion translated by (dx, dy) pixels (zero fill).
 
     Parameters
@@ -224,6 +265,8 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
     cen, comp, dx, dy : (N,) int arrays
     out_images, out_masks : optional preallocated (N, S, S) float32 and (N, 2, S, S) uint8
         outputs (e.g. ``.npy`` memmaps), filled chunk by chunk
+    cen_t, comp_t : optional (N,) symmetries (0-7, :func:`dihedral`) applied to each central
+        and companion stamp before the shift; None leaves the stamps as they are
 
     Returns
     -------
@@ -246,17 +289,25 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
         msk[:] = 0
         # Python ints make the per-blend slicing several times cheaper than NumPy scalars.
         rows = zip(*(v[start:stop].tolist() for v in (cen, comp, dy, dx, ys0, ys1, xs0, xs1)), strict=True)
-        for i, (j, k, sy, sx, a, b, c, d) in enumerate(rows):
-            msk[i, 0] = masks[j]
-            img[i, a:b, c:d] += images[k, a - sy:b - sy, c - sx:d - sx]
-            msk[i, 1, a:b, c:d] = masks[k, a - sy:b - sy, c - sx:d - sx]
+        if cen_t is None:
+            for i, (j, k, sy, sx, a, b, c, d) in enumerate(rows):
+                msk[i, 0] = masks[j]
+                img[i, a:b, c:d] += images[k, a - sy:b - sy, c - sx:d - sx]
+                msk[i, 1, a:b, c:d] = masks[k, a - sy:b - sy, c - sx:d - sx]
+            continue
+        turns = zip(cen_t[start:stop].tolist(), comp_t[start:stop].tolist(), strict=True)
+        for i, ((j, k, sy, sx, a, b, c, d), (tj, tk)) in enumerate(zip(rows, turns, strict=True)):
+            img[i] = dihedral(images[j], tj)
+            msk[i, 0] = dihedral(masks[j], tj)
+            img[i, a:b, c:d] += dihedral(images[k], tk)[a - sy:b - sy, c - sx:d - sx]
+            msk[i, 1, a:b, c:d] = dihedral(masks[k], tk)[a - sy:b - sy, c - sx:d - sx]
     return out_images, out_masks
 
 
 def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: int, *, rule: str,
                 max_mag_diff: float, min_shift_re: float, max_shift: int, pixel_scale: float,
                 rng: np.random.Generator, split: str = "", out_images: np.ndarray | None = None,
-                out_masks: np.ndarray | None = None) -> Blends:
+                out_masks: np.ndarray | None = None, augment: bool = False) -> Blends:
     """Draw ``n`` blends from one split's pool of isolated galaxies.
 
     ``pool`` rows align with ``images``/``masks`` and need the columns gid, cls, mag_auto,
@@ -266,7 +317,9 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
     relative to the centre), distance_px, distance_re (distance / max(Re)), cen_/comp_ mag,
     flux, re_px, cls (and flux_true), and mag_diff = cen_mag - comp_mag (the central's
     magnitude minus the other's, as in the evaluation's galaxy table). ``out_images`` and
-    ``out_masks`` are passed to :func:`compose`.
+    ``out_masks`` are passed to :func:`compose`. ``augment`` turns each stamp by a random
+    symmetry of the square (columns cen_/comp_transform), drawn after everything else, so the
+    pairs and shifts are those of the same ``rng`` without it.
     """
     images = np.asarray(images, dtype=np.float32)
     masks = np.asarray(masks, dtype=np.uint8)
@@ -287,7 +340,9 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
                                                        max_shift=max_shift, candidates=candidates)
     else:
         raise ValueError(f"unknown blending rule {rule!r}")
-    blends, blend_masks = compose(images, masks, cen, comp, dx, dy, out_images=out_images, out_masks=out_masks)
+    cen_t, comp_t = rng.integers(0, 8, size=(2, n)) if augment else (None, None)
+    blends, blend_masks = compose(images, masks, cen, comp, dx, dy, out_images=out_images, out_masks=out_masks,
+                                  cen_t=cen_t, comp_t=comp_t)
 
     dist = np.hypot(dx, dy)
     cat = pd.DataFrame({"blend_id": np.arange(n), "split": split,
@@ -302,15 +357,15 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
         if "flux_true" in pool:
             cat[f"{role}_flux_true"] = pool["flux_true"].to_numpy(float)[idx]
     cat["mag_diff"] = cat["cen_mag"] - cat["comp_mag"]
+    if augment:
+        cat["cen_transform"], cat["comp_transform"] = cen_t, comp_t
     return Blends(images=blends, masks=blend_masks, catalog=cat, source=f"blends of split {split!r}")
 
 
-def run_make_blends(clean_dir: str | Path, galaxies_path: str | Path, out_dir: str | Path, *, split: str,
-                    settings: dict, seed: int, pixel_scale: float) -> Blends:
-    """The make_blends stage: draw one split's blends from its accepted galaxies and write
-    them, chunk by chunk, into memory-mapped files (``settings``: the config's ``blend``)."""
+def load_pool(clean_dir: str | Path, galaxies_path: str | Path, split: str):
+    """One split's accepted galaxies: (images, masks, catalogue rows), read from the clean
+    stage's folder and the split table (only that split's stamps are read)."""
     from blendphot.clean import CleanedStamps
-    from blendphot.config import child_seed
 
     clean = CleanedStamps.load(clean_dir)
     io.require_columns(clean.catalog, ["gid", "cls", "mag_auto", "flux_auto", "re_arcsec"],
@@ -318,12 +373,75 @@ def run_make_blends(clean_dir: str | Path, galaxies_path: str | Path, out_dir: s
     galaxies = io.read_csv(galaxies_path, required=["gid", "split"])
     rows = np.flatnonzero(clean.catalog["gid"].isin(galaxies.loc[galaxies["split"] == split, "gid"]).to_numpy())
     pool = clean.catalog.iloc[rows].reset_index(drop=True)
-    images, masks = clean.images[rows], clean.masks[rows]  # reads this split's stamps only
+    return np.asarray(clean.images[rows], np.float32), np.asarray(clean.masks[rows], np.uint8), pool
+
+
+def _rule_settings(settings: dict) -> dict:
+    return {"rule": settings["rule"], "max_mag_diff": settings["max_mag_diff"],
+            "min_shift_re": settings["min_shift_re"], "max_shift": settings["max_shift"]}
+
+
+def run_make_blends(clean_dir: str | Path, galaxies_path: str | Path, out_dir: str | Path, *, split: str,
+                    settings: dict, seed: int, pixel_scale: float) -> Blends:
+    """The make_blends stage: draw one split's blends from its accepted galaxies and write
+    them, chunk by chunk, into memory-mapped files (``settings``: the config's ``blend``)."""
+    from blendphot.config import child_seed
+
+    images, masks, pool = load_pool(clean_dir, galaxies_path, split)
     n = settings["n_blends"][split]
     with Blends.allocate(out_dir, n, images.shape[-1]) as (out_images, out_masks):
-        blends = make_blends(images, masks, pool, n, rule=settings["rule"], max_mag_diff=settings["max_mag_diff"],
-                             min_shift_re=settings["min_shift_re"], max_shift=settings["max_shift"],
-                             pixel_scale=pixel_scale, rng=np.random.default_rng(child_seed(seed, f"blend_{split}")),
+        blends = make_blends(images, masks, pool, n, **_rule_settings(settings), pixel_scale=pixel_scale,
+                             rng=np.random.default_rng(child_seed(seed, f"blend_{split}")),
                              split=split, out_images=out_images, out_masks=out_masks)
     blends.save(out_dir, arrays=False)
     return blends
+
+
+class FreshBlends:
+    """Training blends drawn afresh for every epoch from one split's galaxies.
+
+    Epoch ``k`` holds ``n`` blends made by :func:`make_blends` with the blend stage's rule
+    (config ``blend``), each stamp turned by a random symmetry of the square when
+    ``augment``, from a generator seeded by (``seed``, ``k``) alone: the same seed gives the
+    same blends bit for bit, and a run resumed at epoch ``k`` sees exactly the blends the
+    killed one would have. Only the pool's galaxies appear, so a galaxy of another split can
+    never enter a batch.
+    """
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: int, *, settings: dict,
+                 pixel_scale: float, seed: np.random.SeedSequence | int, augment: bool = True, split: str = "train"):
+        if n < 1:
+            raise InputError(f"fresh training blends need blend.n_blends.{split} >= 1 (blends per epoch)")
+        self.images, self.masks, self.pool, self.n = images, masks, pool, n
+        self.rule = _rule_settings(settings)
+        self.pixel_scale, self.augment, self.split = pixel_scale, augment, split
+        self.seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        self.source = f"fresh blends of split {split!r}"
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[-1]
+
+    def epoch(self, k: int) -> Blends:
+        """The blends of epoch ``k`` (a function of the seed and ``k`` only)."""
+        ss = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, k))
+        blends = make_blends(self.images, self.masks, self.pool, self.n, **self.rule, pixel_scale=self.pixel_scale,
+                             rng=np.random.default_rng(ss), split=self.split, augment=self.augment)
+        blends.source = f"{self.source}, epoch {k}"
+        return blends
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the pool, the rule and the seed: what the epochs are drawn from."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256()
+        for array in (self.images, self.masks):
+            h.update(np.ascontiguousarray(array).data)
+        h.update(pd.util.hash_pandas_object(self.pool, index=False).to_numpy().tobytes())
+        h.update(json.dumps([self.rule, self.n, self.pixel_scale, self.augment, self.seed.entropy,
+                             list(self.seed.spawn_key)], sort_keys=True, default=str).encode())
+        return h.hexdigest()

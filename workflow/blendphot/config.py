@@ -36,7 +36,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.y
 
 # Stage names -> index into SeedSequence(seed).spawn(...); append only, never reorder,
 # or every stage's random stream changes.
-_SEED_STREAMS = ("mock", "clean", "split", "blend_train", "blend_val", "blend_test", "train")
+_SEED_STREAMS = ("mock", "clean", "split", "blend_train", "blend_val", "blend_test", "train", "fresh_blends")
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
@@ -196,7 +196,8 @@ def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:  # noqa: F8
 ARCH_KEYS = ("arch", "filters", "conv_layers", "dense_units", "dense_layers", "dense_activation", "unet_depth",
              "unet_filters", "overlap_channel")
 TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_factor", "lr_patience", "lr_min",
-              "early_stopping_patience", "min_delta", "loss_weights")
+              "early_stopping_patience", "min_delta", "loss_weights", "flux_loss", "target", "blends", "augment",
+              "freeze_unet_epochs")
 # Keys of the train section that change how fast a model trains, not what it learns: never
 # rule params, so that toggling them reruns nothing (a killed run resumes across them too).
 RUNTIME_KEYS = ("amp", "channels_last", "deterministic", "checkpoint_interval_s")
@@ -214,8 +215,13 @@ def model_settings(config: dict, name: str) -> dict:
     entry = config["train"]["models"][name]  # architecture keys filled by the schema's defaults
     shared = {k: copy.deepcopy(config["train"][k]) for k in TRAIN_KEYS}
     shared.update({k: copy.deepcopy(v) for k, v in entry.items() if k in TRAIN_KEYS})
-    return {"model": {k: v for k, v in entry.items() if k in ARCH_KEYS},
-            "train": shared, "init_from": entry.get("init_from")}
+    settings = {"model": {k: v for k, v in entry.items() if k in ARCH_KEYS},
+                "train": shared, "init_from": entry.get("init_from")}
+    if shared["blends"] == "fresh":  # drawn in the training job, with the blend stage's rule
+        blend = config["blend"]
+        settings["fresh"] = {"n_blends": blend["n_blends"]["train"], "pixel_scale": config["survey"]["pixel_scale"],
+                             **{k: blend[k] for k in ("rule", "max_mag_diff", "min_shift_re", "max_shift")}}
+    return settings
 
 
 def runtime_settings(config: dict) -> dict:

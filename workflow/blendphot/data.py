@@ -57,17 +57,18 @@ class Batches:
     host. Otherwise the split stays in host memory and each batch is gathered into one of two
     pinned staging buffers and copied asynchronously (a buffer is reused once its previous
     copy is done). Images come out as (B, 1, S, S) float32, in channels-last layout if asked;
-    masks as float32 {0, 1}.
+    masks as float32 {0, 1}. The fluxes are the ``target`` columns (:data:`~blendphot.blend.TARGET_COLUMNS`;
+    None: the catalogue's isolated fluxes, or NaN for blends without them).
     """
 
     def __init__(self, data: Blends, batch_size: int, device: torch.device, *, shuffle: bool,
                  generator: torch.Generator | None = None, channels_last: bool = False,
-                 with_masks: bool = False, max_device_fraction: float = 0.5):
+                 with_masks: bool = False, max_device_fraction: float = 0.5, target: str | None = None):
         self.data, self.batch_size, self.device = data, batch_size, torch.device(device)
         self.shuffle, self.generator, self.channels_last = shuffle, generator, channels_last
         self.with_masks = with_masks and data.masks is not None
         images = torch.from_numpy(np.asarray(data.images, dtype=np.float32))
-        fluxes = torch.from_numpy(np.array(data.fluxes, np.float32))
+        fluxes = torch.from_numpy(np.array(data.fluxes if target is None else data.targets(target), np.float32))
         masks = torch.from_numpy(np.asarray(data.masks, dtype=np.uint8)) if self.with_masks else None
         self.staged = False
         if self.device.type == "cuda":

@@ -13,9 +13,18 @@ only tensors and plain Python values, so they load with ``torch.load(weights_onl
 the shuffling generator's state is in ``last.pt``, so a resumed run repeats exactly the
 batches the killed one would have seen.
 
-Losses (paper §3): MAPE on the fluxes for blend2flux; binary cross-entropy on the masks
-for the U-Net; ``flux_weight · MAPE + mask_weight · BCE`` for blend2mask2flux (paper 1 and
-0.1; the public code used 0.1 and 1).
+The training blends are either the blend stage's fixed files (:class:`~blendphot.blend.Blends`,
+the paper) or drawn afresh every epoch from the training galaxies
+(:class:`~blendphot.blend.FreshBlends`, config ``train.blends: fresh``); the next epoch's are
+drawn in a background thread while the current one trains. Validation is always the fixed
+files.
+
+Losses (paper §3): MAPE on the fluxes for blend2flux (or, with ``flux_loss: log``, the mean
+absolute log-flux error, ×100 so that it reads as a percentage like MAPE); binary
+cross-entropy on the masks for the U-Net; ``flux_weight · flux term + mask_weight · BCE`` for
+blend2mask2flux (paper 1 and 0.1; the public code used 0.1 and 1), whose U-Net can be kept
+frozen for its first ``freeze_unet_epochs`` epochs. The target is the isolated galaxy's flux
+(``target: isolated``, the paper) or, on the mock survey, its true flux (``target: truth``).
 
 Tracking stays outside: :func:`fit` calls ``on_epoch(metrics, epoch)`` and returns a summary.
 """
@@ -27,6 +36,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -37,7 +47,7 @@ import torch.nn.functional as F
 
 from blendphot import io
 from blendphot.architectures import architecture
-from blendphot.blend import Blends
+from blendphot.blend import Blends, FreshBlends, load_pool
 from blendphot.config import RUNTIME_KEYS
 from blendphot.data import Batches, fingerprint, noise_sigma
 from blendphot.device import device_facts, resolve_device, set_determinism
@@ -52,6 +62,7 @@ __all__ = [
     "fit",
     "iou",
     "load_checkpoint",
+    "log_flux_error",
     "load_model",
     "mape",
     "mask_targets",
@@ -79,11 +90,22 @@ class TrainConfig:
     min_delta: float = 1e-3
     flux_weight: float = 1.0
     mask_weight: float = 0.1
+    flux_loss: str = "mape"
+    target: str = "isolated"
+    blends: str = "fixed"
+    augment: bool = True
+    freeze_unet_epochs: int = 0
     amp: bool = True
     channels_last: bool = True
     deterministic: bool = False
     checkpoint_interval_s: float = 300.0
     seed: int = 0
+
+    def __post_init__(self):
+        for key, known in (("flux_loss", ("mape", "log")), ("target", ("isolated", "truth")),
+                           ("blends", ("fixed", "fresh"))):
+            if getattr(self, key) not in known:
+                raise ValueError(f"train.{key} must be one of {known}, not {getattr(self, key)!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -97,6 +119,12 @@ class TrainConfig:
 def mape(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Mean absolute percentage error, 100/n Σ |true − pred| / true (paper eq. 1), float32."""
     return 100.0 * ((true.float() - pred.float()).abs() / true.float()).mean()
+
+
+def log_flux_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """100/n Σ |ln pred − ln true|, float32: MAPE's log-space twin (equal to first order), which
+    weighs an overestimate and an underestimate by the same factor alike."""
+    return 100.0 * (pred.float().log() - true.float().log()).abs().mean()
 
 
 def mask_targets(masks: torch.Tensor, channels: int) -> torch.Tensor:
@@ -131,15 +159,19 @@ def trivial_mape(train_fluxes: np.ndarray, fluxes: np.ndarray) -> float:
 
 def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput, fluxes, masks):
     """(total loss, {part: value}) of one batch of model outputs."""
-    parts = {}
+    parts, terms = {}, []
     if out.fluxes is not None:
         parts["flux_mape"] = mape(out.fluxes, fluxes)
+        if train_cfg.flux_loss == "log":
+            parts["flux_log"] = log_flux_error(out.fluxes, fluxes)
+        terms.append((train_cfg.flux_weight, parts["flux_log" if train_cfg.flux_loss == "log" else "flux_mape"]))
     if out.mask_logits is not None:
         parts["mask_bce"] = F.binary_cross_entropy_with_logits(out.mask_logits.float(),
                                                                mask_targets(masks, model_cfg.mask_channels))
-    if len(parts) == 1:
-        return next(iter(parts.values())), parts
-    return train_cfg.flux_weight * parts["flux_mape"] + train_cfg.mask_weight * parts["mask_bce"], parts
+        terms.append((train_cfg.mask_weight, parts["mask_bce"]))
+    if len(terms) == 1:  # one output: its own loss, unweighted
+        return terms[0][1], parts
+    return sum(w * t for w, t in terms), parts
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -245,7 +277,8 @@ def _init_from_unet(model, path: str | Path, model_cfg: ModelConfig) -> None:
                          f"{missing[:5]}, unexpected {unexpected[:5]})")
 
 
-def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blends, state_dir: str | Path,
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBlends, val: Blends,
+        state_dir: str | Path,
         *, device: torch.device | str = "cpu", data_id: str = "", init_from: str | Path | None = None,
         on_epoch: Callable[[dict, int], None] | None = None) -> dict:
     """Train (or resume) one model; return a summary with the best checkpoint's path.
@@ -254,6 +287,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
     (re)start, then whenever ``checkpoint_interval_s`` has passed since the last one, and at
     the end; the best weights are kept in memory (and in ``last.pt``) and written to
     ``best.pt`` at the end. The loop reads nothing back from the device within an epoch.
+    ``train`` is a fixed set of blends or a :class:`~blendphot.blend.FreshBlends` that draws
+    each epoch's own.
     """
     device = resolve_device(device)
     set_determinism(device, train_cfg.deterministic)
@@ -262,7 +297,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
     last_path, best_path = state_dir / "last.pt", state_dir / "best.pt"
     identity = _identity(model_cfg, train_cfg, data_id)
     needs_masks = architecture(model_cfg.arch).masks
-    if needs_masks and (train.masks is None or val.masks is None):
+    fresh = isinstance(train, FreshBlends)
+    if needs_masks and ((not fresh and train.masks is None) or val.masks is None):
         raise InputError(f"{model_cfg.arch} needs the blend masks, which were not loaded")
 
     # --- build (seeded) -------------------------------------------------------------------
@@ -299,117 +335,154 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends, val: Blen
             log.info("ignoring %s: it belongs to another configuration or data set", last_path)
             best_path.unlink(missing_ok=True)
 
-    train_batches = Batches(train, train_cfg.batch_size, device, shuffle=True, generator=generator,
-                            channels_last=train_cfg.channels_last, with_masks=needs_masks)
+    def batches(data: Blends) -> Batches:
+        return Batches(data, train_cfg.batch_size, device, shuffle=True, generator=generator,
+                       channels_last=train_cfg.channels_last, with_masks=needs_masks, target=train_cfg.target)
+
+    train_batches = None if fresh else batches(train)
     val_batches = Batches(val, max(train_cfg.batch_size, 64), device, shuffle=False,
-                          channels_last=train_cfg.channels_last, with_masks=needs_masks)
-    log.info("%s: %d parameters, %d training and %d validation blends, device %s", model_cfg.arch,
-             count_parameters(model), len(train), len(val), device)
+                          channels_last=train_cfg.channels_last, with_masks=needs_masks, target=train_cfg.target)
+    log.info("%s: %d parameters, %d %s training blends%s and %d validation blends, device %s", model_cfg.arch,
+             count_parameters(model), len(train), "fresh" if fresh else "fixed", " per epoch" if fresh else "",
+             len(val), device)
+    # Fresh blends: the next epoch's are drawn in a thread while this one trains.
+    drawer = ThreadPoolExecutor(1, thread_name_prefix="fresh-blends") if fresh else None
+    upcoming = drawer.submit(train.epoch, start_epoch) if fresh and start_epoch < train_cfg.epochs else None
+    frozen_unet = hasattr(model, "unet") and architecture(model_cfg.arch).fluxes
 
     stopped_early = best_epoch >= 0 and bad_epochs >= train_cfg.early_stopping_patience
     saved_at = time.monotonic()
-    for epoch in range(start_epoch, train_cfg.epochs):
-        if stopped_early:
-            break
-        # --- train one epoch ----------------------------------------------------------------
-        model.train()
-        t0 = time.perf_counter()
-        wait = 0.0
-        total, seen = torch.zeros((), device=device), 0
-        batch_iter = iter(train_batches)
-        while True:
-            tw = time.perf_counter()
-            try:
-                x, y, m = next(batch_iter)
-            except StopIteration:
+    try:
+        for epoch in range(start_epoch, train_cfg.epochs):
+            if stopped_early:
                 break
-            wait += time.perf_counter() - tw
-            loss = train_step(model, optimizer, model_cfg, train_cfg, x, y, m)
-            total += loss.float() * x.shape[0]  # summed on the device: no sync per step
-            seen += x.shape[0]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_time = time.perf_counter() - t0
-        train_loss = float(total) / max(seen, 1)
-        if not math.isfinite(train_loss):
-            raise BlendphotError(f"training of {model_cfg.arch} diverged at epoch {epoch}: loss {train_loss}; "
-                                 "lower train.learning_rate")
+            if fresh:
+                train_batches = batches(upcoming.result())
+                upcoming = drawer.submit(train.epoch, epoch + 1) if epoch + 1 < train_cfg.epochs else None
+            if frozen_unet:
+                model.unet.requires_grad_(epoch >= train_cfg.freeze_unet_epochs)
+            # --- train one epoch ----------------------------------------------------------------
+            model.train()
+            t0 = time.perf_counter()
+            wait = 0.0
+            total, seen = torch.zeros((), device=device), 0
+            batch_iter = iter(train_batches)
+            while True:
+                tw = time.perf_counter()
+                try:
+                    x, y, m = next(batch_iter)
+                except StopIteration:
+                    break
+                wait += time.perf_counter() - tw
+                loss = train_step(model, optimizer, model_cfg, train_cfg, x, y, m)
+                total += loss.float() * x.shape[0]  # summed on the device: no sync per step
+                seen += x.shape[0]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_time = time.perf_counter() - t0
+            train_loss = float(total) / max(seen, 1)
+            if not math.isfinite(train_loss):
+                raise BlendphotError(f"training of {model_cfg.arch} diverged at epoch {epoch}: loss {train_loss}; "
+                                     "lower train.learning_rate")
 
-        # --- evaluate -----------------------------------------------------------------------
-        val_metrics = evaluate(model, val_batches, model_cfg, train_cfg)
-        val_loss = val_metrics["loss"]
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_loss)
+            # --- evaluate -----------------------------------------------------------------------
+            val_metrics = evaluate(model, val_batches, model_cfg, train_cfg)
+            val_loss = val_metrics["loss"]
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step(val_loss)
 
-        # --- bookkeeping and checkpoints ----------------------------------------------------
-        improved = val_loss < best * (1 - train_cfg.min_delta)
-        if improved:
-            best, best_epoch, bad_epochs = val_loss, epoch, 0
-        else:
-            bad_epochs += 1
-        record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "samples_per_s": seen / train_time,
-                  "loader_wait_fraction": wait / train_time, "epoch_time_s": train_time,
-                  **{f"val_{k}": v for k, v in val_metrics.items()}}
-        history.append(record)
-        if improved:  # kept in memory; written at the end and with the resumable state
-            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best_metrics = val_metrics
-        stopped_early = bad_epochs >= train_cfg.early_stopping_patience
-        last_epoch = stopped_early or epoch == train_cfg.epochs - 1
-        if epoch == start_epoch or last_epoch or time.monotonic() - saved_at >= train_cfg.checkpoint_interval_s:
-            save_checkpoint(last_path, model=model, model_cfg=model_cfg, train_cfg=train_cfg, identity=identity,
-                            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            generator=generator.get_state(), epoch=epoch, best_metric=best, best_epoch=best_epoch,
-                            bad_epochs=bad_epochs, history=history, best_model=best_weights,
-                            best_val_metrics=best_metrics)
-            saved_at = time.monotonic()
-        log.info("epoch %d: train %.4g, val %.4g%s, lr %.2g, %.0f samples/s", epoch, train_loss, val_loss,
-                 " (best)" if improved else "", lr, seen / train_time)
-        if on_epoch is not None:
-            on_epoch(record, epoch)
+            # --- bookkeeping and checkpoints ----------------------------------------------------
+            improved = val_loss < best * (1 - train_cfg.min_delta)
+            if improved:
+                best, best_epoch, bad_epochs = val_loss, epoch, 0
+            else:
+                bad_epochs += 1
+            record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "samples_per_s": seen / train_time,
+                      "loader_wait_fraction": wait / train_time, "epoch_time_s": train_time,
+                      **{f"val_{k}": v for k, v in val_metrics.items()}}
+            history.append(record)
+            if improved:  # kept in memory; written at the end and with the resumable state
+                best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_metrics = val_metrics
+            stopped_early = bad_epochs >= train_cfg.early_stopping_patience
+            last_epoch = stopped_early or epoch == train_cfg.epochs - 1
+            if epoch == start_epoch or last_epoch or time.monotonic() - saved_at >= train_cfg.checkpoint_interval_s:
+                save_checkpoint(last_path, model=model, model_cfg=model_cfg, train_cfg=train_cfg, identity=identity,
+                                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                                generator=generator.get_state(), epoch=epoch, best_metric=best, best_epoch=best_epoch,
+                                bad_epochs=bad_epochs, history=history, best_model=best_weights,
+                                best_val_metrics=best_metrics)
+                saved_at = time.monotonic()
+            log.info("epoch %d: train %.4g, val %.4g%s, lr %.2g, %.0f samples/s", epoch, train_loss, val_loss,
+                     " (best)" if improved else "", lr, seen / train_time)
+            if on_epoch is not None:
+                on_epoch(record, epoch)
 
-    if best_weights is not None:
-        save_checkpoint(best_path, model=model, weights=best_weights, model_cfg=model_cfg, train_cfg=train_cfg,
-                        epoch=best_epoch, val_metrics=best_metrics)
-    return {"best_path": best_path, "last_path": last_path, "best_epoch": best_epoch, "best_val_loss": best,
-            "epochs_run": len(history), "resumed": resumed, "stopped_early": stopped_early,
-            "history": history, "parameters": count_parameters(model), "device": str(device)}
+        if best_weights is not None:
+            save_checkpoint(best_path, model=model, weights=best_weights, model_cfg=model_cfg, train_cfg=train_cfg,
+                            epoch=best_epoch, val_metrics=best_metrics)
+        return {"best_path": best_path, "last_path": last_path, "best_epoch": best_epoch, "best_val_loss": best,
+                "epochs_run": len(history), "resumed": resumed, "stopped_early": stopped_early,
+                "history": history, "parameters": count_parameters(model), "device": str(device)}
+    finally:
+        if drawer is not None:
+            drawer.shutdown(wait=False, cancel_futures=True)
 
 
-def run_train_model(settings: dict, *, seed: int, train_dir: str | Path, val_dir: str | Path, state_dir: str | Path,
-                    model_out: str | Path, history_out: str | Path, init_from: str | Path | None = None,
-                    device: str | torch.device = "auto", gpu_requested: bool = False, amp: bool = True,
-                    channels_last: bool = True, deterministic: bool = False, checkpoint_interval_s: float = 300.0,
+def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir: str | Path,
+                    model_out: str | Path, history_out: str | Path, train_dir: str | Path | None = None,
+                    pool: tuple[str | Path, str | Path] | None = None, data_seed: int | None = None,
+                    init_from: str | Path | None = None, device: str | torch.device = "auto",
+                    gpu_requested: bool = False, amp: bool = True, channels_last: bool = True,
+                    deterministic: bool = False, checkpoint_interval_s: float = 300.0,
                     on_epoch: Callable[[dict, int], None] | None = None) -> dict:
     """The train_model stage: read the blends, measure the input scales, fit, write outputs.
 
     ``settings`` is :func:`blendphot.config.model_settings` (the science: what reruns the
     stage when it changes); ``device`` (with ``gpu_requested``: a GPU job, which must get one),
     ``amp``, ``channels_last``, ``deterministic`` and ``checkpoint_interval_s`` are runtime
-    choices that change the speed, not what is learnt, and a run resumes across them. ``train_dir`` and
-    ``val_dir`` are the blend stage's folders. Writes the best-validation checkpoint to
-    ``model_out`` and the per-epoch history (CSV) to ``history_out``, then removes the
-    resumable state. Returns the summary of :func:`fit` plus the trivial predictor's
-    validation MAPE and the input scales.
+    choices that change the speed, not what is learnt, and a run resumes across them.
+    ``val_dir`` is the blend stage's validation folder; the training blends are its
+    ``train_dir`` (``train.blends: fixed``) or drawn every epoch from ``pool`` = (clean stage
+    folder, split table) with the seed stream of ``data_seed`` (``fresh``). Writes the
+    best-validation checkpoint to ``model_out`` and the per-epoch history (CSV) to
+    ``history_out``, then removes the resumable state. Returns the summary of :func:`fit` plus
+    the trivial predictor's validation MAPE and the input scales.
     """
+    from blendphot.config import child_seed
+
     what = f"training of {settings['model']['arch']}"
     device = resolve_device(device, gpu_requested=gpu_requested, what=what)
     log.info("device: %s", device_facts(device))
     with_masks = architecture(settings["model"]["arch"]).masks
-    train, val = (Blends.load(d, masks=with_masks) for d in (train_dir, val_dir))
-    for blends in (train, val):
-        blends.require_fluxes()
+    t = dict(settings["train"])
+    target = t["target"]
+    val = Blends.load(val_dir, masks=with_masks)
+    val.require_fluxes(target)
+    if settings.get("fresh"):
+        fresh = settings["fresh"]
+        images, masks, galaxies = load_pool(*pool, "train")
+        train = FreshBlends(images, masks, galaxies, fresh["n_blends"], settings=fresh,
+                            pixel_scale=fresh["pixel_scale"], seed=child_seed(data_seed, "fresh_blends"),
+                            augment=t["augment"])
+        first, data_id = train.epoch(0), train.fingerprint() + fingerprint(val)
+        if len(galaxies) < 2:
+            raise InputError(f"{pool[1]}: fresh training blends need at least 2 training galaxies, "
+                             f"found {len(galaxies)}")
+    else:
+        train = first = Blends.load(train_dir, masks=with_masks)
+        data_id = fingerprint(train, val)
+    first.require_fluxes(target)
     if len(train) == 0 or len(val) == 0:
         raise InputError(f"training needs blends in both splits; got {len(train)} train and {len(val)} val "
                          "(blend.n_blends)")
-    t = dict(settings["train"])
     weights = t.pop("loss_weights")
-    model_cfg = ModelConfig(**settings["model"], image_size=train.size, normalisation=t.pop("normalisation"),
-                            noise_sigma=noise_sigma(train.images), flux_scale=median_flux(train.fluxes))
+    model_cfg = ModelConfig(**settings["model"], image_size=first.size, normalisation=t.pop("normalisation"),
+                            noise_sigma=noise_sigma(first.images), flux_scale=median_flux(first.targets(target)))
     train_cfg = TrainConfig.from_dict({**t, "flux_weight": weights["flux"], "mask_weight": weights["mask"],
                                        "seed": seed, "amp": amp, "channels_last": channels_last,
                                        "deterministic": deterministic, "checkpoint_interval_s": checkpoint_interval_s})
-    summary = fit(model_cfg, train_cfg, train, val, state_dir, device=device, data_id=fingerprint(train, val),
+    summary = fit(model_cfg, train_cfg, train, val, state_dir, device=device, data_id=data_id,
                   init_from=init_from, on_epoch=on_epoch)
     if summary["best_epoch"] < 0:
         raise BlendphotError("training ended before the first epoch finished")
@@ -419,6 +492,6 @@ def run_train_model(settings: dict, *, seed: int, train_dir: str | Path, val_dir
     for path in (summary["best_path"], summary["last_path"]):
         Path(path).unlink(missing_ok=True)
     best = next(h for h in summary["history"] if h["epoch"] == summary["best_epoch"])
-    summary.update(trivial_val_mape=trivial_mape(train.fluxes, val.fluxes), noise_sigma=model_cfg.noise_sigma,
-                   flux_scale=model_cfg.flux_scale, best=best)
+    summary.update(trivial_val_mape=trivial_mape(first.targets(target), val.targets(target)),
+                   noise_sigma=model_cfg.noise_sigma, flux_scale=model_cfg.flux_scale, best=best)
     return summary

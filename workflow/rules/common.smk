@@ -104,8 +104,16 @@ def blend_files(split):
 
 
 def train_inputs(wildcards):
-    """Train and val blends, and the checkpoint a model starts from (init_from)."""
-    inputs = {**blend_files("train"), **blend_files("val")}
+    """Val blends; the fixed train blends, or the training galaxies that fresh blends are drawn
+    from (train.blends); and the checkpoint a model starts from (init_from)."""
+    inputs = blend_files("val")
+    if model_settings(config, wildcards.model).get("fresh"):
+        inputs.update(
+            galaxies="results/split/galaxies.csv",
+            **{f"clean_{k}": CLEAN_OUTPUTS[k] for k in ("images", "masks", "catalog")},
+        )
+    else:
+        inputs.update(blend_files("train"))
     init = config["train"]["models"][wildcards.model]["init_from"]
     if init is not None:
         inputs["init_from"] = f"results/train/{init}/model.pt"

@@ -18,7 +18,9 @@ with stage(snakemake) as run:
     summary = run_train_model(
         p.settings, seed=p.seed, init_from=inp.get("init_from"), device=device,
         **runtime_settings(snakemake.config),
-        train_dir=Path(inp.train_images).parent, val_dir=Path(inp.val_images).parent,
+        train_dir=Path(inp.train_images).parent if "train_images" in inp.keys() else None,
+        pool=(Path(inp.clean_images).parent, inp.galaxies) if "galaxies" in inp.keys() else None,
+        data_seed=snakemake.config["seed"], val_dir=Path(inp.val_images).parent,
         state_dir=p.state_dir, model_out=out.model, history_out=out.history,
         on_epoch=lambda record, epoch: run.log_metrics(record, step=epoch),
     )
