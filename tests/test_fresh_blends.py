@@ -187,8 +187,8 @@ def test_a_frozen_unet_is_not_updated_until_its_epochs_are_over(tmp_path):
 
 
 def test_the_true_flux_target_and_the_log_loss(tmp_path):
-    from blendphot.train import batch_loss, log_flux_error
     from blendphot.models import ModelOutput
+    from blendphot.train import batch_loss, log_flux_error
 
     pred, true = torch.tensor([[50.0, 200.0]]), torch.tensor([[100.0, 100.0]])
     assert float(log_flux_error(pred, true)) == pytest.approx(100 * np.log(2))
