@@ -44,6 +44,12 @@ def test_defaults_are_filled(default_config):
      "train.models.blend2mask2flux.unet_filters"),
     (lambda c: c["train"]["models"]["unet"].update(unet_depth=9), "train.models.unet.unet_depth"),
     (lambda c: c["train"]["models"]["blend2flux"].update(init_from="unet"), "train.models.blend2flux.init_from"),
+    (lambda c: c["train"]["models"]["blend2flux"].update(flux_output="equivariant", normalisation="arcsinh"),
+     "train.models.blend2flux.flux_output"),
+    (lambda c: c["train"].update(target=True), "train.target"),
+    (lambda c: c["train"].update(blends="new"), "train.blends"),
+    (lambda c: c["train"]["models"]["blend2flux"].update(freeze_unet_epochs=-1),
+     "train.models.blend2flux.freeze_unet_epochs"),
     (lambda c: c["baseline"].update(flux="auto"), "baseline.flux"),
     (lambda c: c["baseline"]["hot"].update(thresh="4"), "baseline.hot.thresh"),
     (lambda c: c["baseline"]["cold"].pop("minarea"), "baseline.cold.minarea"),
@@ -92,6 +98,15 @@ def test_model_settings_merge_shared_keys_and_overrides(default_config):
     b2m2f = model_settings(default_config, "blend2mask2flux")
     assert b2m2f["init_from"] == "unet" and b2m2f["model"]["dense_layers"] == 2  # schema default
     assert model_seed(666, "unet") == model_seed(666, "unet") != model_seed(666, "blend2flux")
+    # fresh blends carry the blend rule and the per-epoch count into the model's settings (its
+    # rerun trigger); fixed blends do not
+    cfg = copy.deepcopy(default_config)
+    cfg["train"]["blends"] = "fixed"
+    assert "fresh" not in model_settings(cfg, "blend2flux")
+    cfg["train"]["models"]["blend2flux"]["blends"] = "fresh"
+    fresh = model_settings(cfg, "blend2flux")["fresh"]
+    assert fresh["n_blends"] == cfg["blend"]["n_blends"]["train"] and fresh["rule"] == cfg["blend"]["rule"]
+    assert "fresh" not in model_settings(cfg, "unet")
 
 
 def test_forward_flops_match_torchs_counter():

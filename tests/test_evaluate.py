@@ -152,3 +152,23 @@ def test_tables_and_summary(blends):
     md = ev.summary_markdown(m, outcomes, ev.iou_by_pair(g), deep_methods=["net"])
     assert "| net | both |" in md and "sep detection outcomes" in md
     assert "- net: sep's σ / net's" in md
+
+
+def test_collapsed_masks_are_flagged_in_the_summary():
+    from blendphot.evaluate import mask_health, mask_warnings
+
+    good = np.zeros((10, 2, 8, 8), np.uint8)
+    good[:, 0, 2:5, 2:5] = 1
+    good[:, 1, 5:7, 5:7] = 1
+    empty = good.copy()
+    empty[:7, 1] = 0  # the companion channel empty in 7 of 10 blends
+    same = good.copy()
+    same[:, 1] = same[:, 0]  # both channels the same blob
+    health = {"unet": mask_health(good), "b2m2f": mask_health(empty), "copycat": mask_health(same)}
+    assert health["unet"] == {"n": 10, "empty_central": 0.0, "empty_companion": 0.0, "same_blob": 0.0}
+    assert health["b2m2f"]["empty_companion"] == pytest.approx(0.7)
+    assert health["copycat"]["same_blob"] == 1.0
+    lines = mask_warnings(health)
+    assert len(lines) == 2
+    assert "b2m2f" in lines[0] and "companion's mask is empty in 70 %" in lines[0]
+    assert "copycat" in lines[1] and "same blob" in lines[1]

@@ -106,3 +106,21 @@ def test_the_registry_is_consistent():
         Architecture("bad", "x:Y", masks=True)
     assert has_fluxes({"a": {"arch": "unet"}, "b": {"arch": "blend2mask2flux"}}) == ["b"]
     assert has_masks({"a": {"arch": "blend2flux"}, "b": {"arch": "blend2mask2flux"}}) == ["b"]
+
+
+@pytest.mark.parametrize("arch", ["blend2flux", "blend2mask2flux"])
+def test_an_equivariant_flux_output_scales_with_the_blend(arch):
+    cfg = ModelConfig(arch, image_size=32, filters=4, unet_depth=2, unet_filters=4, normalisation="linear",
+                      flux_output="equivariant", noise_sigma=0.05, flux_scale=20.0)
+    model = build_model(cfg).eval()
+    if arch == "blend2flux":
+        assert not any(name.endswith("bias") for name, _ in model.head.named_parameters())
+    x = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.05
+    x[:, 14:18, 14:18] += 2.0
+    with torch.no_grad():
+        a, b = model(x).fluxes, model(4 * x).fluxes
+    assert (a > 0).all()
+    if arch == "blend2flux":  # exactly homogeneous; blend2mask2flux's U-Net masks are not
+        assert torch.allclose(b, 4 * a, rtol=1e-5)
+    with pytest.raises(ValueError, match="equivariant flux output needs normalisation: linear"):
+        ModelConfig(arch, normalisation="arcsinh", flux_output="equivariant")

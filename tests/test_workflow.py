@@ -9,7 +9,8 @@ from blendphot.architectures import architecture
 
 from .workflow_helpers import ROOT, copy_workflow, planned_rules, run_snakemake, stage_runs
 
-SHIPPED = ["config/config.yaml", "config/paper.yaml", "config/paper-stamps.yaml"]  # mock, candels, stamps
+# mock (demo), candels, stamps, mock at paper scale
+SHIPPED = ["config/config.yaml", "config/paper.yaml", "config/paper-stamps.yaml", "config/paper-mock.yaml"]
 PAPER_CATALOGUE = "data/dimauro2018_candels.fits"  # config/paper.yaml's local catalogue
 
 
@@ -51,6 +52,30 @@ def test_paper_config_without_its_catalogue_says_where_to_get_it(workdir):
     assert proc.returncode != 0
     assert f"config key 'survey.candels.catalogs.photometry.path': {PAPER_CATALOGUE} does not exist" in out
     assert "lerma.obspm.fr/huertas/form_CANDELS" in out
+
+
+def test_fresh_blends_train_from_the_training_galaxies_not_the_fixed_files(workdir, tmp_path):
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text("seed: 1\nsurvey: {source: mock}\ntrain:\n  blends: fresh\n  models:\n"
+                     "    b2f: {arch: blend2flux, filters: 8}\n    fixed: {arch: blend2flux, filters: 8, blends: fixed}\n")
+    proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(fresh), "results/train/b2f/model.pt"], workdir)
+    plan = planned_rules(proc.stdout)
+    assert "train_model:b2f" in plan and "remove_neighbours" in plan and "split_galaxies" in plan
+    assert "results/blend/train/images.npy" not in proc.stdout and "results/blend/val/images.npy" in proc.stdout
+    proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(fresh), "results/train/fixed/model.pt"], workdir)
+    assert "results/blend/train/images.npy" in proc.stdout
+
+
+def test_paper_mock_config_is_the_papers_scale():
+    from blendphot.config import load_config
+
+    cfg = load_config(ROOT / "config/paper-mock.yaml")
+    assert sum(cfg["blend"]["n_blends"].values()) == 30000 and cfg["survey"]["source"] == "mock"
+    models = cfg["train"]["models"]
+    assert models["blend2flux"]["filters"] == 256 and models["unet"]["unet_depth"] == 5
+    assert cfg["train"]["learning_rate"] == 1e-4 and cfg["train"]["epochs"] == 200
+    area = sum(f["nx"] * f["ny"] for f in cfg["survey"]["mock"]["fields"]) * (0.06 / 60) ** 2
+    assert 200 < area < 300  # arcmin^2: ~2800 selected galaxies at the demo's density
 
 
 def test_one_training_stage_alone(workdir):

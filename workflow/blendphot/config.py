@@ -194,7 +194,7 @@ def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:  # noqa: F8
 # Keys of a train.models entry that describe the network, and the optimisation keys that
 # a model may override (the rest of the train section is shared).
 ARCH_KEYS = ("arch", "filters", "conv_layers", "dense_units", "dense_layers", "dense_activation", "unet_depth",
-             "unet_filters", "overlap_channel")
+             "unet_filters", "overlap_channel", "flux_output")
 TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_factor", "lr_patience", "lr_min",
               "early_stopping_patience", "min_delta", "loss_weights", "flux_loss", "target", "blends", "augment",
               "freeze_unet_epochs")
@@ -259,6 +259,12 @@ def _check_models(config: dict) -> None:
         elif init is not None:
             starters = [a.name for a in ARCHITECTURES.values() if a.init_from]
             raise ConfigError(f"config key '{key}.init_from' applies only to {', '.join(starters)} models")
+        if entry["flux_output"] == "equivariant" and arch.fluxes:
+            norm = entry.get("normalisation", config["train"]["normalisation"])
+            if norm != "linear" or entry["dense_activation"] != "relu":
+                raise ConfigError(f"config key '{key}.flux_output': equivariant needs normalisation 'linear' and "
+                                  f"dense_activation 'relu' (this model has {norm!r} and "
+                                  f"{entry['dense_activation']!r}, which are not homogeneous)")
         conv, depth = entry["conv_layers"], entry["unet_depth"]
         if arch.flux_head_channels and size % 2 ** (conv - 1):
             raise ConfigError(f"config key '{key}.conv_layers': stamps.size {size} is not divisible by "

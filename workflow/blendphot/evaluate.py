@@ -78,6 +78,34 @@ def mask_iou(pred: np.ndarray, true: np.ndarray, *, chunk: int = 512) -> np.ndar
     return out
 
 
+def mask_health(masks: np.ndarray, *, chunk: int = 512, same_iou: float = 0.9) -> dict:
+    """How often a mask method's output has lost its meaning, over (N, 2, S, S) masks: the
+    fraction of blends whose central / companion channel is empty, and whose two channels
+    are the same blob (IoU of the central and companion masks above ``same_iou``)."""
+    n = len(masks)
+    empty, same = np.zeros(2), 0
+    for s in range(0, n, chunk):
+        m = np.asarray(masks[s:s + chunk], bool)
+        empty += (~m.any(axis=(-2, -1))).sum(axis=0)
+        overlap = iou(m[:, 0], m[:, 1])
+        same += int(np.sum(overlap > same_iou))
+    return {"n": n, "empty_central": empty[0] / max(n, 1), "empty_companion": empty[1] / max(n, 1),
+            "same_blob": same / max(n, 1)}
+
+
+def mask_warnings(health: dict[str, dict], *, limit: float = 0.5) -> list[str]:
+    """One line per mask method whose channels are empty, or one blob, for most blends."""
+    lines = []
+    for method, h in health.items():
+        for key, what in (("empty_central", "the central galaxy's mask is empty"),
+                          ("empty_companion", "the companion's mask is empty"),
+                          ("same_blob", "the central and companion masks are the same blob (IoU > 0.9)")):
+            if h[key] > limit:
+                lines.append(f"**Warning: {method}'s masks have collapsed**: {what} in {100 * h[key]:.0f} % of "
+                             f"the {h['n']} test blends; its IoU does not measure a segmentation.")
+    return lines
+
+
 def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, zeropoint: float,
                  true_masks: np.ndarray | None = None, sep: Prediction | None = None) -> pd.DataFrame:
     """One row per (method, blend, galaxy role): the long table every statistic and figure reads.
@@ -316,8 +344,9 @@ def _md(frame: pd.DataFrame) -> str:
 
 
 def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious: pd.DataFrame,
-                     *, deep_methods: list[str]) -> str:
-    """``results/summary.md``: the headline table, sep's outcomes, IoU, and the DL/sep ratios."""
+                     *, deep_methods: list[str], mask_notes: list[str] | None = None) -> str:
+    """``results/summary.md``: the headline table, sep's outcomes, IoU (with ``mask_notes``,
+    the warnings of :func:`mask_warnings`), and the DL/sep ratios."""
     parts = ["# blendphot results on the test blends\n",
              "Δmag = mag_blend − mag_isolated. bias = mean Δmag, σ = its standard deviation, σ_MAD = "
              "1.4826 × MAD, outliers = |Δmag| > 0.75, MAPE on flux and on magnitude (%). "
@@ -337,6 +366,7 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
     if not ious.empty:
         parts += ["\n## Segmentation (IoU with the isolated galaxies' masks; paper: U-Net 0.82, "
                   "blend2mask2flux 0.70)\n", _md(ious[ious["pair"] == "all"])]
+        parts += [f"\n{line}\n" for line in mask_notes or []]
     both = head[head["role"] == "both"].set_index("method")
     if "sep" in both.index and any(m in both.index for m in deep_methods):
         lines = ["\n## Deep learning against sep (paper: at least 4x in σ and flux MAPE)\n"]
@@ -387,6 +417,8 @@ def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path],
         with io.atomic_path(out[f"{name}_tex"], ".tex") as tmp:
             tmp.write_text(latex_table(table, caption=caption, label=f"tab:{name}"))
     flux_networks = [m for m in prediction_dirs if architecture(infos[m]["arch"]).fluxes]
+    health = {name: mask_health(pred.masks) for name, pred in predictions.items() if pred.masks is not None}
     with io.atomic_path(out["summary"], ".md") as tmp:
-        tmp.write_text(summary_markdown(metrics, outcomes, ious, deep_methods=flux_networks))
+        tmp.write_text(summary_markdown(metrics, outcomes, ious, deep_methods=flux_networks,
+                                        mask_notes=mask_warnings(health)))
     return tables["headline"][0], ious

@@ -17,9 +17,20 @@ blend2mask2flux
     a smaller blend2flux. It returns both the fluxes and the mask logits.
 
 Every model starts with :class:`InputNorm` (raw pixels in e-/s → network scale) and ends,
-for fluxes, with :class:`FluxOutput` (``flux_scale · exp(x)``: positive fluxes, a target
-scale near 1 and an initial prediction equal to the training median). Both are part of
-the model, so a checkpoint maps raw pixels to fluxes in catalogue units with nothing else.
+for fluxes, with :class:`FluxOutput`. Both are part of the model, so a checkpoint maps raw
+pixels to fluxes in catalogue units with nothing else. Two flux outputs (``flux_output``):
+
+``log``
+    ``flux_scale · exp(x)``: positive fluxes, a target scale near 1 and an initial
+    prediction equal to the training median.
+``equivariant``
+    ``flux_scale · |x|`` from a flux head without biases. With the linear input
+    normalisation, every layer (convolution, ReLU, max-pooling, dense) is then positively
+    homogeneous, so the network is exactly flux-equivariant: a blend k times brighter gives
+    fluxes k times larger, as any photometric measurement does, and the network never has
+    to approximate a logarithm over the two decades of flux the galaxies span.
+    For blend2mask2flux the head sees the blend and the blend times each mask (degree 1),
+    not the masks themselves (degree 0).
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ class ModelConfig:
     unet_filters: int = 32
     overlap_channel: bool = False
     normalisation: str = "arcsinh"
+    flux_output: str = "log"
     noise_sigma: float = 1.0
     flux_scale: float = 1.0
 
@@ -70,6 +82,11 @@ class ModelConfig:
         architecture(self.arch)  # a ValueError naming the known ones
         if self.normalisation not in ("arcsinh", "linear"):
             raise ValueError(f"unknown normalisation {self.normalisation!r}")
+        if self.flux_output not in ("log", "equivariant"):
+            raise ValueError(f"unknown flux output {self.flux_output!r}")
+        if self.flux_output == "equivariant" and (self.normalisation != "linear" or self.dense_activation != "relu"):
+            raise ValueError("an equivariant flux output needs normalisation: linear and dense_activation: relu "
+                             "(arcsinh and SELU are not homogeneous)")
         if self.dense_activation not in ("relu", "selu"):
             raise ValueError(f"unknown dense activation {self.dense_activation!r}")
         if self.image_size % 2 ** (self.conv_layers - 1) or self.image_size % 2 ** (self.unet_depth - 1):
@@ -124,25 +141,30 @@ class InputNorm(nn.Module):
 
 
 class FluxOutput(nn.Module):
-    """Network output x → fluxes ``flux_scale · exp(x)`` (float32, whatever the autocast)."""
+    """Network output x → fluxes ``flux_scale · exp(x)`` (``log``) or ``flux_scale · |x|``
+    (``equivariant``), in float32 whatever the autocast."""
 
-    def __init__(self, flux_scale: float):
+    def __init__(self, flux_scale: float, kind: str = "log"):
         super().__init__()
+        self.kind = kind
         self.register_buffer("log_scale", torch.tensor(float(torch.log(torch.tensor(flux_scale)))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "equivariant":
+            # |x| keeps a gradient on both sides; the floor keeps the log-loss finite.
+            return (x.float().abs() * self.log_scale.exp()).clamp(min=1e-30)
         return torch.exp(x.float().clamp(-30.0, 30.0) + self.log_scale)
 
 
 class ConvPool(nn.Module):
     """The convolutional part of blend2flux: 3×3 ReLU convolutions, max-pooling between."""
 
-    def __init__(self, in_channels: int, filters: int, layers: int):
+    def __init__(self, in_channels: int, filters: int, layers: int, bias: bool = True):
         super().__init__()
         parts, c_in = [], in_channels
         for i in range(layers):
             c_out = filters * 2 ** (i // 2)
-            parts += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]
+            parts += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias), nn.ReLU(inplace=True)]
             if i < layers - 1:
                 parts.append(nn.MaxPool2d(2))
             c_in = c_out
@@ -160,15 +182,16 @@ class DenseStack(nn.Module):
     log-fluxes, and bf16's 8-bit mantissa would round them to 0.2-0.8 % in flux.
     """
 
-    def __init__(self, in_features: int, units: int, layers: int, outputs: int, activation: str):
+    def __init__(self, in_features: int, units: int, layers: int, outputs: int, activation: str, bias: bool = True):
         super().__init__()
         act = nn.ReLU if activation == "relu" else nn.SELU
         parts, n_in = [nn.Flatten()], in_features
         for _ in range(layers):
-            parts += [nn.Linear(n_in, units), act(inplace=True)]
+            parts += [nn.Linear(n_in, units, bias=bias), act(inplace=True)]
             n_in = units
-        last = nn.Linear(n_in, outputs)
-        nn.init.zeros_(last.bias)
+        last = nn.Linear(n_in, outputs, bias=bias)
+        if bias:
+            nn.init.zeros_(last.bias)
         parts.append(last)
         self.net = nn.Sequential(*parts)
 
@@ -186,11 +209,12 @@ class _FluxHead(nn.Module):
 
     def __init__(self, cfg: ModelConfig, in_channels: int):
         super().__init__()
-        self.features = ConvPool(in_channels, cfg.filters, cfg.conv_layers)
+        bias = cfg.flux_output != "equivariant"
+        self.features = ConvPool(in_channels, cfg.filters, cfg.conv_layers, bias=bias)
         side = cfg.image_size // 2 ** (cfg.conv_layers - 1)
         self.dense = DenseStack(self.features.out_channels * side * side, cfg.dense_units or cfg.filters,
-                                cfg.dense_layers, 2, cfg.dense_activation)
-        self.flux = FluxOutput(cfg.flux_scale)
+                                cfg.dense_layers, 2, cfg.dense_activation, bias=bias)
+        self.flux = FluxOutput(cfg.flux_scale, cfg.flux_output)
 
     def forward(self, x):
         return self.flux(self.dense(self.features(x)))
@@ -282,6 +306,8 @@ class Blend2Mask2Flux(nn.Module):
         x = self.unet.norm(blend)
         logits = self.unet.decode(x)
         masks = torch.sigmoid(logits[:, :2].float()).to(x.dtype)
+        if self.cfg.flux_output == "equivariant":
+            masks = masks * x  # each galaxy's masked light: degree 1 in the blend, like x
         return ModelOutput(fluxes=self.head(torch.cat([x, masks], dim=1)), mask_logits=logits)
 
 

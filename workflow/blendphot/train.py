@@ -348,7 +348,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
     # Fresh blends: the next epoch's are drawn in a thread while this one trains.
     drawer = ThreadPoolExecutor(1, thread_name_prefix="fresh-blends") if fresh else None
     upcoming = drawer.submit(train.epoch, start_epoch) if fresh and start_epoch < train_cfg.epochs else None
-    frozen_unet = hasattr(model, "unet") and architecture(model_cfg.arch).fluxes
+    frozen_unet = architecture(model_cfg.arch).flux_head_channels > 0 and architecture(model_cfg.arch).unet
 
     stopped_early = best_epoch >= 0 and bad_epochs >= train_cfg.early_stopping_patience
     saved_at = time.monotonic()

@@ -1,0 +1,120 @@
+"""Science choices of the flux networks, measured on the same fixed test blends.
+
+    python bench/bench_science.py [--variants a,b] [--seeds 1,2] [--threads 2] [--results results]
+
+Needs a finished `make run` (or its blend stage): the cleaned stamps and split (the training
+galaxies), the fixed validation and test blends, sep's predictions on them, and, for the
+variants that start from it, the trained U-Net. Each variant trains one model from scratch
+per seed with the demo's settings unless it says otherwise, then measures on the 1000 fixed
+test blends, both galaxies: flux MAPE and sigma(dmag) against the isolated flux (the paper's
+reference) and against the mock's true flux, and sep's ratios to them (sep / network, > 1:
+the network is better). Prints one line per run and appends it to
+bench/results/science.csv, with the machine and the wall time.
+"""
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from blendphot.blend import Blends, FreshBlends, load_pool
+from blendphot.config import child_seed
+from blendphot.data import noise_sigma
+from blendphot.evaluate import photometry_stats
+from blendphot.inference import predict_model
+from blendphot.models import ModelConfig
+from blendphot.train import TrainConfig, fit, median_flux
+
+ZP = 25.9463
+DEMO = dict(epochs=15, batch_size=32, learning_rate=1e-3, lr_factor=0.5, lr_patience=3, early_stopping_patience=5)
+B2F = dict(arch="blend2flux", filters=16, conv_layers=5, dense_layers=2)
+UNET = dict(unet_depth=4, unet_filters=8)
+# name: (model keys, training keys, fresh blends?, start from the U-Net?)
+VARIANTS = {
+    "b2f_fixed_mape": (B2F, {}, False, False),
+    "b2f_fresh_mape": (B2F, {}, True, False),
+    "b2f_fresh_log": (B2F, {"flux_loss": "log"}, True, False),
+    "b2f_fresh_log_30ep": (B2F, {"flux_loss": "log", "epochs": 30}, True, False),
+    "b2f_fresh_log_d128": ({**B2F, "dense_units": 128}, {"flux_loss": "log"}, True, False),
+    "b2f_fresh_log_d128_30ep": ({**B2F, "dense_units": 128}, {"flux_loss": "log", "epochs": 30}, True, False),
+    "b2f_fresh_log_f32": ({**B2F, "filters": 32}, {"flux_loss": "log"}, True, False),
+    "b2f_fresh_log_equi": ({**B2F, "flux_output": "equivariant"}, {"flux_loss": "log"}, True, False),
+    "b2f_fresh_log_equi_d128": ({**B2F, "flux_output": "equivariant", "dense_units": 128}, {"flux_loss": "log"},
+                                True, False),
+    "b2m2f_paper_weights": ({"arch": "blend2mask2flux", **UNET, "filters": 8}, {"epochs": 10}, False, True),
+    "b2m2f_mask_weight_30": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
+                             {"epochs": 10, "mask_weight": 30.0}, False, True),
+    "b2m2f_frozen_unet": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
+                          {"epochs": 10, "freeze_unet_epochs": 10}, False, True),
+}
+
+
+def score(pred, blends, columns):
+    flux = pred.catalog[["cen_flux", "comp_flux"]].to_numpy(float).ravel()
+    ref = blends.catalog[list(columns)].to_numpy(float).ravel()
+    return photometry_stats(flux, ref, zeropoint=ZP)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--seeds", default="1,2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--out", default="bench/results/science.csv")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    r = Path(args.results)
+    pool = load_pool(r / "clean", r / "split/galaxies.csv", "train")
+    train_fixed = Blends.load(r / "blend/train")
+    val, test = Blends.load(r / "blend/val"), Blends.load(r / "blend/test")
+    sep = pd.read_csv(r / "baseline/sep/predictions.csv")
+    sep_iso = score(type("P", (), {"catalog": sep})(), test, ("cen_flux", "comp_flux"))
+    sep_true = score(type("P", (), {"catalog": sep})(), test, ("cen_flux_true", "comp_flux_true"))
+    print(f"sep on the test blends: MAPE {sep_iso['mape_flux']:.2f} %, sigma {sep_iso['sigma']:.3f} "
+          f"(true flux: {sep_true['mape_flux']:.2f} %, {sep_true['sigma']:.3f})")
+    n_train = len(train_fixed)
+    for name in args.variants.split(","):
+        model_keys, train_keys, fresh, from_unet = VARIANTS[name]
+        for seed in map(int, args.seeds.split(",")):
+            if fresh:
+                data = FreshBlends(*pool, n_train, settings={"rule": "candels_blender", "max_mag_diff": 2.0,
+                                   "min_shift_re": 0.5, "max_shift": 64}, pixel_scale=0.06,
+                                   seed=child_seed(seed, "fresh_blends"))
+                first = data.epoch(0)
+            else:
+                data = first = train_fixed
+            cfg = ModelConfig(**model_keys, image_size=128, normalisation="linear",
+                              noise_sigma=noise_sigma(first.images), flux_scale=median_flux(first.fluxes))
+            tcfg = TrainConfig(**{**DEMO, **train_keys, "seed": seed, "blends": "fresh" if fresh else "fixed"})
+            t0 = time.perf_counter()
+            state = Path(f"/tmp/bench_science/{name}-{seed}")
+            for f in state.glob("*.pt"):
+                f.unlink()
+            summary = fit(cfg, tcfg, data, val, state, init_from=r / "train/unet/model.pt" if from_unet else None)
+            wall = time.perf_counter() - t0
+            from blendphot.train import load_model
+
+            model, _ = load_model(summary["best_path"])
+            pred = predict_model(model, test, device="cpu", amp=False, method=name)
+            iso = score(pred, test, ("cen_flux", "comp_flux"))
+            true = score(pred, test, ("cen_flux_true", "comp_flux_true"))
+            row = {"variant": name, "seed": seed, "epochs_run": summary["epochs_run"],
+                   "best_epoch": summary["best_epoch"], "wall_s": round(wall, 1),
+                   "mape": iso["mape_flux"], "sigma": iso["sigma"], "outliers": iso["outlier_fraction"],
+                   "ratio_sigma": sep_iso["sigma"] / iso["sigma"], "ratio_mape": sep_iso["mape_flux"] / iso["mape_flux"],
+                   "mape_true": true["mape_flux"], "sigma_true": true["sigma"],
+                   "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads",
+                   "settings": json.dumps({**model_keys, **train_keys, "fresh": fresh, "init_from_unet": from_unet})}
+            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                           if k != "settings"), flush=True)
+            out = Path(args.out)
+            pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
+
+
+if __name__ == "__main__":
+    main()
