@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from blendphot.blend import make_blends
+from blendphot.blend import FreshBlends, make_blends
 
 
 def main(n_pool=1150, n_blends=20000, repeats=3):
@@ -18,7 +18,7 @@ def main(n_pool=1150, n_blends=20000, repeats=3):
     pool = pd.DataFrame({"gid": [f"g{i}" for i in range(n_pool)], "cls": "disk",
                          "mag_auto": rng.uniform(19, 23.5, n_pool), "flux_auto": 1.0,
                          "re_arcsec": rng.lognormal(np.log(0.35), 0.4, n_pool)})
-    kw = dict(max_mag_diff=2.0, min_shift_re=0.5, max_shift=64, pixel_scale=0.06)
+    kw = dict(max_mag_diff=2.0, min_shift_re=0.5, max_shift=64)
     out_i = np.zeros((n_blends, 128, 128), np.float32)
     out_m = np.zeros((n_blends, 2, 128, 128), np.uint8)
     print(f"pool {n_pool} galaxies, {n_blends} blends of 128x128, best of {repeats}")
@@ -26,21 +26,23 @@ def main(n_pool=1150, n_blends=20000, repeats=3):
         fresh, resident = [], []
         for r in range(repeats):
             t = time.perf_counter()
-            make_blends(images, masks, pool, n_blends, rule=rule, rng=np.random.default_rng(r), **kw)
+            make_blends(images, masks, pool, n_blends, rule=rule, rng=np.random.default_rng(r), pixel_scale=0.06,
+                        **kw)
             fresh.append(time.perf_counter() - t)
             t = time.perf_counter()
-            make_blends(images, masks, pool, n_blends, rule=rule, rng=np.random.default_rng(r),
+            make_blends(images, masks, pool, n_blends, rule=rule, rng=np.random.default_rng(r), pixel_scale=0.06,
                         out_images=out_i, out_masks=out_m, **kw)
             resident.append(time.perf_counter() - t)
+        sampler = FreshBlends(images, masks, pool, n_blends, settings={"rule": rule, **kw}, pixel_scale=0.06,
+                              seed=0)
         augmented = []
         for r in range(repeats):
             t = time.perf_counter()
-            make_blends(images, masks, pool, n_blends, rule=rule, rng=np.random.default_rng(r),
-                        out_images=out_i, out_masks=out_m, augment=True, **kw)
+            sampler.epoch(r)
             augmented.append(time.perf_counter() - t)
         print(f"{rule:16s} fresh memory {n_blends / min(fresh):9.0f} blends/s   "
               f"resident outputs {n_blends / min(resident):9.0f} blends/s   "
-              f"resident, turned stamps (train.blends: fresh) {n_blends / min(augmented):9.0f} blends/s")
+              f"fresh epoch, turned stamps (train.blends: fresh) {n_blends / min(augmented):9.0f} blends/s")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ __all__ = [
     "FreshBlends",
     "compose",
     "dihedral",
+    "turned_stack",
     "draw_companions",
     "draw_pairs_candels_blender",
     "draw_shifts_paper",
@@ -253,9 +254,15 @@ def dihedral(a: np.ndarray, t: int) -> np.ndarray:
     return a
 
 
+def turned_stack(a: np.ndarray) -> np.ndarray:
+    """(G, S, S) stamps → (8 G, S, S): all of them under symmetry 0, then 1, ... 7
+    (:func:`dihedral`); stamp ``j`` turned by ``t`` is row ``t G + j``."""
+    return np.concatenate([dihedral(a, t) for t in range(8)])
+
+
 def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.ndarray, dx: np.ndarray,
             dy: np.ndarray, *, out_images: np.ndarray | None = None, out_masks: np.ndarray | None = None,
-            cen_t: np.ndarray | None = None, comp_t: np.ndarray | None = None, chunk: int = 512):
+            chunk: int = 512):
     """Sum each central stamp and its companion translated by (dx, dy) pixels (zero fill).
 
     Parameters
@@ -265,8 +272,6 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
     cen, comp, dx, dy : (N,) int arrays
     out_images, out_masks : optional preallocated (N, S, S) float32 and (N, 2, S, S) uint8
         outputs (e.g. ``.npy`` memmaps), filled chunk by chunk
-    cen_t, comp_t : optional (N,) symmetries (0-7, :func:`dihedral`) applied to each central
-        and companion stamp before the shift; None leaves the stamps as they are
 
     Returns
     -------
@@ -289,25 +294,18 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
         msk[:] = 0
         # Python ints make the per-blend slicing several times cheaper than NumPy scalars.
         rows = zip(*(v[start:stop].tolist() for v in (cen, comp, dy, dx, ys0, ys1, xs0, xs1)), strict=True)
-        if cen_t is None:
-            for i, (j, k, sy, sx, a, b, c, d) in enumerate(rows):
-                msk[i, 0] = masks[j]
-                img[i, a:b, c:d] += images[k, a - sy:b - sy, c - sx:d - sx]
-                msk[i, 1, a:b, c:d] = masks[k, a - sy:b - sy, c - sx:d - sx]
-            continue
-        turns = zip(cen_t[start:stop].tolist(), comp_t[start:stop].tolist(), strict=True)
-        for i, ((j, k, sy, sx, a, b, c, d), (tj, tk)) in enumerate(zip(rows, turns, strict=True)):
-            img[i] = dihedral(images[j], tj)
-            msk[i, 0] = dihedral(masks[j], tj)
-            img[i, a:b, c:d] += dihedral(images[k], tk)[a - sy:b - sy, c - sx:d - sx]
-            msk[i, 1, a:b, c:d] = dihedral(masks[k], tk)[a - sy:b - sy, c - sx:d - sx]
+        for i, (j, k, sy, sx, a, b, c, d) in enumerate(rows):
+            msk[i, 0] = masks[j]
+            img[i, a:b, c:d] += images[k, a - sy:b - sy, c - sx:d - sx]
+            msk[i, 1, a:b, c:d] = masks[k, a - sy:b - sy, c - sx:d - sx]
     return out_images, out_masks
 
 
 def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: int, *, rule: str,
                 max_mag_diff: float, min_shift_re: float, max_shift: int, pixel_scale: float,
                 rng: np.random.Generator, split: str = "", out_images: np.ndarray | None = None,
-                out_masks: np.ndarray | None = None, augment: bool = False) -> Blends:
+                out_masks: np.ndarray | None = None, augment: bool = False,
+                turned: tuple[np.ndarray, np.ndarray] | None = None) -> Blends:
     """Draw ``n`` blends from one split's pool of isolated galaxies.
 
     ``pool`` rows align with ``images``/``masks`` and need the columns gid, cls, mag_auto,
@@ -319,7 +317,8 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
     magnitude minus the other's, as in the evaluation's galaxy table). ``out_images`` and
     ``out_masks`` are passed to :func:`compose`. ``augment`` turns each stamp by a random
     symmetry of the square (columns cen_/comp_transform), drawn after everything else, so the
-    pairs and shifts are those of the same ``rng`` without it.
+    pairs and shifts are those of the same ``rng`` without it; ``turned`` holds the pool's
+    images and masks under every symmetry (:func:`turned_stack`) when the caller keeps them.
     """
     images = np.asarray(images, dtype=np.float32)
     masks = np.asarray(masks, dtype=np.uint8)
@@ -340,9 +339,14 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
                                                        max_shift=max_shift, candidates=candidates)
     else:
         raise ValueError(f"unknown blending rule {rule!r}")
-    cen_t, comp_t = rng.integers(0, 8, size=(2, n)) if augment else (None, None)
-    blends, blend_masks = compose(images, masks, cen, comp, dx, dy, out_images=out_images, out_masks=out_masks,
-                                  cen_t=cen_t, comp_t=comp_t)
+    if augment:
+        cen_t, comp_t = rng.integers(0, 8, size=(2, n))
+        stack_images, stack_masks = turned if turned is not None else (turned_stack(images), turned_stack(masks))
+        g = len(images)
+        blends, blend_masks = compose(stack_images, stack_masks, cen + g * cen_t, comp + g * comp_t, dx, dy,
+                                      out_images=out_images, out_masks=out_masks)
+    else:
+        blends, blend_masks = compose(images, masks, cen, comp, dx, dy, out_images=out_images, out_masks=out_masks)
 
     dist = np.hypot(dx, dy)
     cat = pd.DataFrame({"blend_id": np.arange(n), "split": split,
@@ -405,7 +409,8 @@ class FreshBlends:
     ``augment``, from a generator seeded by (``seed``, ``k``) alone: the same seed gives the
     same blends bit for bit, and a run resumed at epoch ``k`` sees exactly the blends the
     killed one would have. Only the pool's galaxies appear, so a galaxy of another split can
-    never enter a batch.
+    never enter a batch. The pool is kept under all eight symmetries (8 times its memory: about
+    1 GB for the paper's 1500 training galaxies), so that drawing an epoch only copies pixels.
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: int, *, settings: dict,
@@ -417,6 +422,7 @@ class FreshBlends:
         self.pixel_scale, self.augment, self.split = pixel_scale, augment, split
         self.seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.source = f"fresh blends of split {split!r}"
+        self.turned = (turned_stack(images), turned_stack(masks)) if augment else None
 
     def __len__(self) -> int:
         return self.n
@@ -429,7 +435,8 @@ class FreshBlends:
         """The blends of epoch ``k`` (a function of the seed and ``k`` only)."""
         ss = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, k))
         blends = make_blends(self.images, self.masks, self.pool, self.n, **self.rule, pixel_scale=self.pixel_scale,
-                             rng=np.random.default_rng(ss), split=self.split, augment=self.augment)
+                             rng=np.random.default_rng(ss), split=self.split, augment=self.augment,
+                             turned=self.turned)
         blends.source = f"{self.source}, epoch {k}"
         return blends
 

@@ -194,7 +194,7 @@ def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:  # noqa: F8
 # Keys of a train.models entry that describe the network, and the optimisation keys that
 # a model may override (the rest of the train section is shared).
 ARCH_KEYS = ("arch", "filters", "conv_layers", "dense_units", "dense_layers", "dense_activation", "unet_depth",
-             "unet_filters", "overlap_channel", "flux_output")
+             "unet_filters", "overlap_channel", "flux_output", "pooling")
 TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_factor", "lr_patience", "lr_min",
               "early_stopping_patience", "min_delta", "loss_weights", "flux_loss", "target", "blends", "augment",
               "freeze_unet_epochs")

@@ -1,7 +1,8 @@
 """The paper's three networks (§3), built from small named parts.
 
 blend2flux (Fig. 3)
-    ``conv_layers`` 3×3 ReLU convolutions with 2×2 max-pooling between them; the first has
+    ``conv_layers`` 3×3 ReLU convolutions with 2×2 max-pooling (``pooling: avg``:
+    average-pooling, which keeps the sums of the light a flux is made of) between them; the first has
     ``filters`` kernels and the count doubles every other layer (f, f, 2f, 2f, 4f); flatten;
     ``dense_layers`` hidden dense layers of ``dense_units`` (default: ``filters``) and a
     dense layer with the two fluxes (central, companion). At f = 64 / 256 / 512 this has
@@ -75,6 +76,7 @@ class ModelConfig:
     overlap_channel: bool = False
     normalisation: str = "arcsinh"
     flux_output: str = "log"
+    pooling: str = "max"
     noise_sigma: float = 1.0
     flux_scale: float = 1.0
 
@@ -82,6 +84,8 @@ class ModelConfig:
         architecture(self.arch)  # a ValueError naming the known ones
         if self.normalisation not in ("arcsinh", "linear"):
             raise ValueError(f"unknown normalisation {self.normalisation!r}")
+        if self.pooling not in ("max", "avg"):
+            raise ValueError(f"unknown pooling {self.pooling!r}")
         if self.flux_output not in ("log", "equivariant"):
             raise ValueError(f"unknown flux output {self.flux_output!r}")
         if self.flux_output == "equivariant" and (self.normalisation != "linear" or self.dense_activation != "relu"):
@@ -159,14 +163,15 @@ class FluxOutput(nn.Module):
 class ConvPool(nn.Module):
     """The convolutional part of blend2flux: 3×3 ReLU convolutions, max-pooling between."""
 
-    def __init__(self, in_channels: int, filters: int, layers: int, bias: bool = True):
+    def __init__(self, in_channels: int, filters: int, layers: int, bias: bool = True, pooling: str = "max"):
         super().__init__()
+        pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
         parts, c_in = [], in_channels
         for i in range(layers):
             c_out = filters * 2 ** (i // 2)
             parts += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias), nn.ReLU(inplace=True)]
             if i < layers - 1:
-                parts.append(nn.MaxPool2d(2))
+                parts.append(pool(2))
             c_in = c_out
         self.net = nn.Sequential(*parts)
         self.out_channels = c_in
@@ -210,7 +215,7 @@ class _FluxHead(nn.Module):
     def __init__(self, cfg: ModelConfig, in_channels: int):
         super().__init__()
         bias = cfg.flux_output != "equivariant"
-        self.features = ConvPool(in_channels, cfg.filters, cfg.conv_layers, bias=bias)
+        self.features = ConvPool(in_channels, cfg.filters, cfg.conv_layers, bias=bias, pooling=cfg.pooling)
         side = cfg.image_size // 2 ** (cfg.conv_layers - 1)
         self.dense = DenseStack(self.features.out_channels * side * side, cfg.dense_units or cfg.filters,
                                 cfg.dense_layers, 2, cfg.dense_activation, bias=bias)
