@@ -17,7 +17,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -110,7 +109,8 @@ def main():
             row = {"variant": name, "seed": seed, "epochs_run": summary["epochs_run"],
                    "best_epoch": summary["best_epoch"], "wall_s": round(wall, 1),
                    "mape": iso["mape_flux"], "sigma": iso["sigma"], "outliers": iso["outlier_fraction"],
-                   "ratio_sigma": sep_iso["sigma"] / iso["sigma"], "ratio_mape": sep_iso["mape_flux"] / iso["mape_flux"],
+                   "ratio_sigma": sep_iso["sigma"] / iso["sigma"],
+                   "ratio_mape": sep_iso["mape_flux"] / iso["mape_flux"],
                    "mape_true": true["mape_flux"], "sigma_true": true["sigma"],
                    "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads",
                    "settings": json.dumps({**model_keys, **train_keys, "fresh": fresh, "init_from_unet": from_unet})}

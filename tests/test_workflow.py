@@ -57,7 +57,8 @@ def test_paper_config_without_its_catalogue_says_where_to_get_it(workdir):
 def test_fresh_blends_train_from_the_training_galaxies_not_the_fixed_files(workdir, tmp_path):
     fresh = tmp_path / "fresh.yaml"
     fresh.write_text("seed: 1\nsurvey: {source: mock}\ntrain:\n  blends: fresh\n  models:\n"
-                     "    b2f: {arch: blend2flux, filters: 8}\n    fixed: {arch: blend2flux, filters: 8, blends: fixed}\n")
+                     "    b2f: {arch: blend2flux, filters: 8}\n"
+                     "    fixed: {arch: blend2flux, filters: 8, blends: fixed}\n")
     proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(fresh), "results/train/b2f/model.pt"], workdir)
     plan = planned_rules(proc.stdout)
     assert "train_model:b2f" in plan and "remove_neighbours" in plan and "split_galaxies" in plan

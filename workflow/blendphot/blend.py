@@ -41,13 +41,13 @@ __all__ = [
     "FreshBlends",
     "compose",
     "dihedral",
-    "turned_stack",
     "draw_companions",
     "draw_pairs_candels_blender",
     "draw_shifts_paper",
     "load_pool",
     "make_blends",
     "run_make_blends",
+    "turned_stack",
 ]
 
 _MAX_TRIES = 25
