@@ -23,10 +23,10 @@ import torch
 from blendphot.blend import Blends, FreshBlends, load_pool
 from blendphot.config import child_seed
 from blendphot.data import noise_sigma
-from blendphot.evaluate import photometry_stats
+from blendphot.evaluate import mask_health, mask_iou, photometry_stats
 from blendphot.inference import predict_model
 from blendphot.models import ModelConfig
-from blendphot.train import TrainConfig, fit, median_flux
+from blendphot.train import TrainConfig, fit, load_model, median_flux
 
 ZP = 25.9463
 DEMO = dict(epochs=15, batch_size=32, learning_rate=1e-3, lr_factor=0.5, lr_patience=3, early_stopping_patience=5)
@@ -48,6 +48,9 @@ VARIANTS = {
     "b2f_fresh_log_equi_avg": ({**B2F, "pooling": "avg", "flux_output": "equivariant"}, {"flux_loss": "log"},
                                True, False),
     "b2f_fresh_log_avg_d128": ({**B2F, "pooling": "avg", "dense_units": 128}, {"flux_loss": "log"}, True, False),
+    "b2f_fresh_log_cosine": (B2F, {"flux_loss": "log", "lr_schedule": "cosine"}, True, False),
+    "b2f_fresh_mape_cosine": (B2F, {"lr_schedule": "cosine"}, True, False),
+    "b2f_fresh_log_truth": (B2F, {"flux_loss": "log", "target": "truth"}, True, False),
     "b2m2f_paper_weights": ({"arch": "blend2mask2flux", **UNET, "filters": 8}, {"epochs": 10}, False, True),
     "b2m2f_mask_weight_30": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
                              {"epochs": 10, "mask_weight": 30.0}, False, True),
@@ -68,7 +71,9 @@ def main():
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results", default="results")
+    ap.add_argument("--state", default="bench/state", help="where each run keeps its checkpoints")
     ap.add_argument("--out", default="bench/results/science.csv")
+    ap.add_argument("--score-only", action="store_true", help="score the runs' kept best.pt, do not train")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     r = Path(args.results)
@@ -91,23 +96,33 @@ def main():
                 first = data.epoch(0)
             else:
                 data = first = train_fixed
+            target = train_keys.get("target", "isolated")
             cfg = ModelConfig(**model_keys, image_size=128, normalisation="linear",
-                              noise_sigma=noise_sigma(first.images), flux_scale=median_flux(first.fluxes))
+                              noise_sigma=noise_sigma(first.images), flux_scale=median_flux(first.targets(target)))
             tcfg = TrainConfig(**{**DEMO, **train_keys, "seed": seed, "blends": "fresh" if fresh else "fixed"})
             t0 = time.perf_counter()
-            state = Path(f"/tmp/bench_science/{name}-{seed}")
-            for f in state.glob("*.pt"):
-                f.unlink()
-            summary = fit(cfg, tcfg, data, val, state, init_from=r / "train/unet/model.pt" if from_unet else None)
+            state = Path(args.state) / f"{name}-{seed}"
+            if args.score_only:
+                saved = torch.load(state / "last.pt", weights_only=True)
+                summary = {"best_path": state / "best.pt", "epochs_run": len(saved["history"]),
+                           "best_epoch": saved["best_epoch"]}
+            else:
+                for f in state.glob("*.pt"):
+                    f.unlink()
+                summary = fit(cfg, tcfg, data, val, state, init_from=r / "train/unet/model.pt" if from_unet else None)
             wall = time.perf_counter() - t0
-            from blendphot.train import load_model
 
             model, _ = load_model(summary["best_path"])
             pred = predict_model(model, test, device="cpu", amp=False, method=name)
             iso = score(pred, test, ("cen_flux", "comp_flux"))
             true = score(pred, test, ("cen_flux_true", "comp_flux_true"))
+            masks = dict.fromkeys(["iou", "masks_empty_central", "masks_empty_companion", "masks_same_blob"], np.nan)
+            if pred.masks is not None:
+                masks = {"iou": float(np.nanmean(mask_iou(pred.masks, test.masks))),
+                         **{f"masks_{k}": v for k, v in mask_health(pred.masks).items() if k != "n"}}
             row = {"variant": name, "seed": seed, "epochs_run": summary["epochs_run"],
-                   "best_epoch": summary["best_epoch"], "wall_s": round(wall, 1),
+                   "best_epoch": summary["best_epoch"], "wall_s": round(wall, 1) if not args.score_only else np.nan,
+                   **masks,
                    "mape": iso["mape_flux"], "sigma": iso["sigma"], "outliers": iso["outlier_fraction"],
                    "ratio_sigma": sep_iso["sigma"] / iso["sigma"],
                    "ratio_mape": sep_iso["mape_flux"] / iso["mape_flux"],

@@ -297,3 +297,11 @@ def test_a_gpu_asked_for_and_not_usable_is_an_error(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     with pytest.raises(ConfigError, match="driver is too old"):
         resolve_device("auto", gpu_requested=True)
+
+
+def test_a_cosine_schedule_anneals_over_the_epochs(tmp_path):
+    train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
+    summary = fit(toy_config(data=train), TrainConfig(epochs=3, seed=1, learning_rate=1e-3, lr_min=0.0,
+                                                      lr_schedule="cosine"), train, val, tmp_path)
+    lrs = [h["lr"] for h in summary["history"]]
+    assert lrs == pytest.approx([1e-3, 0.75e-3, 0.25e-3])

@@ -95,6 +95,7 @@ class TrainConfig:
     blends: str = "fixed"
     augment: bool = True
     freeze_unet_epochs: int = 0
+    lr_schedule: str = "plateau"
     amp: bool = True
     channels_last: bool = True
     deterministic: bool = False
@@ -103,7 +104,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for key, known in (("flux_loss", ("mape", "log")), ("target", ("isolated", "truth")),
-                           ("blends", ("fixed", "fresh"))):
+                           ("blends", ("fixed", "fresh")), ("lr_schedule", ("plateau", "cosine"))):
             if getattr(self, key) not in known:
                 raise ValueError(f"train.{key} must be one of {known}, not {getattr(self, key)!r}")
 
@@ -310,9 +311,13 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
     if train_cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.learning_rate)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=train_cfg.lr_factor, patience=train_cfg.lr_patience,
-        threshold=train_cfg.min_delta, threshold_mode="rel", min_lr=train_cfg.lr_min)
+    if train_cfg.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_cfg.epochs,
+                                                               eta_min=train_cfg.lr_min)
+    else:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=train_cfg.lr_factor, patience=train_cfg.lr_patience,
+            threshold=train_cfg.min_delta, threshold_mode="rel", min_lr=train_cfg.lr_min)
     generator = torch.Generator().manual_seed(train_cfg.seed + 1)
     start_epoch, best, best_epoch, bad_epochs, history = 0, math.inf, -1, 0, []
     best_weights, best_metrics = None, None
@@ -389,7 +394,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
             val_metrics = evaluate(model, val_batches, model_cfg, train_cfg)
             val_loss = val_metrics["loss"]
             lr = optimizer.param_groups[0]["lr"]
-            scheduler.step(val_loss)
+            scheduler.step(val_loss) if train_cfg.lr_schedule == "plateau" else scheduler.step()
 
             # --- bookkeeping and checkpoints ----------------------------------------------------
             improved = val_loss < best * (1 - train_cfg.min_delta)
