@@ -17,6 +17,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -56,6 +57,13 @@ VARIANTS = {
                              {"epochs": 10, "mask_weight": 30.0}, False, True),
     "b2m2f_frozen_unet": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
                           {"epochs": 10, "freeze_unet_epochs": 10}, False, True),
+    "unet_fixed_bce": ({"arch": "unet", **UNET}, {"epochs": 6, "learning_rate": 2e-3}, False, False),
+    "unet_fixed_dice": ({"arch": "unet", **UNET}, {"epochs": 6, "learning_rate": 2e-3, "mask_loss": "bce_dice"},
+                        False, False),
+    "unet_fresh_dice": ({"arch": "unet", **UNET}, {"epochs": 6, "learning_rate": 2e-3, "mask_loss": "bce_dice"},
+                        True, False),
+    "b2m2f_frozen_fresh_log": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
+                               {"epochs": 10, "freeze_unet_epochs": 10, "flux_loss": "log"}, True, True),
 }
 
 

@@ -305,3 +305,15 @@ def test_a_cosine_schedule_anneals_over_the_epochs(tmp_path):
                                                       lr_schedule="cosine"), train, val, tmp_path)
     lrs = [h["lr"] for h in summary["history"]]
     assert lrs == pytest.approx([1e-3, 0.75e-3, 0.25e-3])
+
+
+def test_the_soft_dice_loss():
+    from blendphot.train import soft_dice_loss
+
+    target = torch.zeros(1, 1, 8, 8)
+    target[0, 0, 2:4, 2:4] = 1
+    perfect = torch.where(target > 0, 20.0, -20.0)
+    assert float(soft_dice_loss(perfect, target)) == pytest.approx(0.0, abs=1e-6)
+    # all background: BCE is small (the galaxy is 4 pixels of 64), Dice is not
+    background = torch.full_like(target, -20.0)
+    assert float(soft_dice_loss(background, target)) == pytest.approx(1 - 1 / 5, abs=1e-6)

@@ -211,8 +211,9 @@ def test_tiny_end_to_end(workdir):
     assert planned_rules(plan) == set() and "Nothing to be done" in plan
 
     # Changing one model's setting reruns that model and what depends on it, nothing else
-    changed.write_text(tiny.replace("unet: {arch: unet, unet_depth: 3, unet_filters: 4}",
-                                    "unet: {arch: unet, unet_depth: 3, unet_filters: 4, epochs: 3}"))
+    unet = "unet: {arch: unet, unet_depth: 3, unet_filters: 4, blends: fixed}"
+    assert unet in tiny
+    changed.write_text(tiny.replace(unet, unet.replace("}", ", epochs: 3}")))
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
     for job in ("train_model:unet", "predict_model:unet", "train_model:blend2mask2flux",
                 "predict_model:blend2mask2flux"):

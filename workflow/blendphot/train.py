@@ -96,6 +96,7 @@ class TrainConfig:
     augment: bool = True
     freeze_unet_epochs: int = 0
     lr_schedule: str = "plateau"
+    mask_loss: str = "bce"
     amp: bool = True
     channels_last: bool = True
     deterministic: bool = False
@@ -104,7 +105,8 @@ class TrainConfig:
 
     def __post_init__(self):
         for key, known in (("flux_loss", ("mape", "log")), ("target", ("isolated", "truth")),
-                           ("blends", ("fixed", "fresh")), ("lr_schedule", ("plateau", "cosine"))):
+                           ("blends", ("fixed", "fresh")), ("lr_schedule", ("plateau", "cosine")),
+                           ("mask_loss", ("bce", "bce_dice"))):
             if getattr(self, key) not in known:
                 raise ValueError(f"train.{key} must be one of {known}, not {getattr(self, key)!r}")
 
@@ -126,6 +128,16 @@ def log_flux_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """100/n Σ |ln pred − ln true|, float32: MAPE's log-space twin (equal to first order), which
     weighs an overestimate and an underestimate by the same factor alike."""
     return 100.0 * (pred.float().log() - true.float().log()).abs().mean()
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 − soft Dice of (B, C, S, S) mask logits against {0, 1} targets, per image and channel,
+    averaged: an overlap loss that a galaxy covering 2 % of the stamp cannot win by
+    predicting background, as it nearly can under BCE."""
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum(dim=(-2, -1))
+    total = p.sum(dim=(-2, -1)) + target.sum(dim=(-2, -1))
+    return 1.0 - ((2 * inter + 1.0) / (total + 1.0)).mean()
 
 
 def mask_targets(masks: torch.Tensor, channels: int) -> torch.Tensor:
@@ -167,9 +179,13 @@ def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput,
             parts["flux_log"] = log_flux_error(out.fluxes, fluxes)
         terms.append((train_cfg.flux_weight, parts["flux_log" if train_cfg.flux_loss == "log" else "flux_mape"]))
     if out.mask_logits is not None:
-        parts["mask_bce"] = F.binary_cross_entropy_with_logits(out.mask_logits.float(),
-                                                               mask_targets(masks, model_cfg.mask_channels))
-        terms.append((train_cfg.mask_weight, parts["mask_bce"]))
+        logits, target = out.mask_logits.float(), mask_targets(masks, model_cfg.mask_channels)
+        parts["mask_bce"] = F.binary_cross_entropy_with_logits(logits, target)
+        mask_term = parts["mask_bce"]
+        if train_cfg.mask_loss == "bce_dice":
+            parts["mask_dice"] = soft_dice_loss(logits, target)
+            mask_term = mask_term + parts["mask_dice"]
+        terms.append((train_cfg.mask_weight, mask_term))
     if len(terms) == 1:  # one output: its own loss, unweighted
         return terms[0][1], parts
     return sum(w * t for w, t in terms), parts
@@ -467,13 +483,13 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     if settings.get("fresh"):
         fresh = settings["fresh"]
         images, masks, galaxies = load_pool(*pool, "train")
+        if len(galaxies) < 2:
+            raise InputError(f"{pool[1]}: fresh training blends need at least 2 training galaxies, "
+                             f"found {len(galaxies)}")
         train = FreshBlends(images, masks, galaxies, fresh["n_blends"], settings=fresh,
                             pixel_scale=fresh["pixel_scale"], seed=child_seed(data_seed, "fresh_blends"),
                             augment=t["augment"])
         first, data_id = train.epoch(0), train.fingerprint() + fingerprint(val)
-        if len(galaxies) < 2:
-            raise InputError(f"{pool[1]}: fresh training blends need at least 2 training galaxies, "
-                             f"found {len(galaxies)}")
     else:
         train = first = Blends.load(train_dir, masks=with_masks)
         data_id = fingerprint(train, val)
