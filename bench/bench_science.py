@@ -62,6 +62,8 @@ VARIANTS = {
                         False, False),
     "unet_fresh_dice": ({"arch": "unet", **UNET}, {"epochs": 6, "learning_rate": 2e-3, "mask_loss": "bce_dice"},
                         True, False),
+    "unet_fixed_centre": ({"arch": "unet", **UNET, "unet_centre_channel": True}, {"epochs": 6, "learning_rate": 2e-3},
+                          False, False),
     "b2m2f_frozen_fresh_log": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
                                {"epochs": 10, "freeze_unet_epochs": 10, "flux_loss": "log"}, True, True),
 }

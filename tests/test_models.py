@@ -45,10 +45,11 @@ def test_filters_double_every_other_layer():
     assert [c.out_channels for c in convs] == [8, 8, 16, 16, 32]
 
 
-@pytest.mark.parametrize("overlap", [False, True])
-def test_shapes_of_every_architecture(overlap):
+@pytest.mark.parametrize("overlap, centre", [(False, False), (True, True)])
+def test_shapes_of_every_architecture(overlap, centre):
     x = torch.rand(3, 64, 64)
-    small = dict(image_size=64, filters=4, unet_depth=3, unet_filters=4, overlap_channel=overlap, flux_scale=20.0)
+    small = dict(image_size=64, filters=4, unet_depth=3, unet_filters=4, overlap_channel=overlap, flux_scale=20.0,
+                 unet_centre_channel=centre)
     channels = 3 if overlap else 2
     for arch, spec in ARCHITECTURES.items():
         out = build_model(ModelConfig(arch, **small))(x)
@@ -124,3 +125,10 @@ def test_an_equivariant_flux_output_scales_with_the_blend(arch):
         assert torch.allclose(b, 4 * a, rtol=1e-5)
     with pytest.raises(ValueError, match="equivariant flux output needs normalisation: linear"):
         ModelConfig(arch, normalisation="arcsinh", flux_output="equivariant")
+
+
+def test_the_unet_centre_channel_is_the_distance_to_the_centre_pixel():
+    unet = build_model(ModelConfig("unet", image_size=16, unet_depth=2, unet_filters=4, unet_centre_channel=True))
+    centre = unet.centre[0, 0]
+    assert centre[8, 8] == 0 and centre[8, 0] == pytest.approx(1.0) and centre[0, 0] == pytest.approx(2 ** 0.5)
+    assert unet.inc[0].in_channels == 2

@@ -194,7 +194,7 @@ def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:  # noqa: F8
 # Keys of a train.models entry that describe the network, and the optimisation keys that
 # a model may override (the rest of the train section is shared).
 ARCH_KEYS = ("arch", "filters", "conv_layers", "dense_units", "dense_layers", "dense_activation", "unet_depth",
-             "unet_filters", "overlap_channel", "flux_output", "pooling")
+             "unet_filters", "overlap_channel", "flux_output", "pooling", "unet_centre_channel")
 TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_factor", "lr_patience", "lr_min",
               "early_stopping_patience", "min_delta", "loss_weights", "flux_loss", "target", "blends", "augment",
               "freeze_unet_epochs", "lr_schedule", "mask_loss")
@@ -250,7 +250,7 @@ def _check_models(config: dict) -> None:
             if models[init]["arch"] != arch.init_from:
                 raise ConfigError(f"config key '{key}.init_from': {init!r} is a {models[init]['arch']}, not a "
                                   f"{arch.init_from}")
-            for k in ("unet_depth", "unet_filters", "overlap_channel", "normalisation"):
+            for k in ("unet_depth", "unet_filters", "overlap_channel", "unet_centre_channel", "normalisation"):
                 mine = entry.get(k, config["train"].get(k))
                 theirs = models[init].get(k, config["train"].get(k))
                 if mine != theirs:

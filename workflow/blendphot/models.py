@@ -8,7 +8,9 @@ blend2flux (Fig. 3)
     dense layer with the two fluxes (central, companion). At f = 64 / 256 / 512 this has
     1.6 / 25.7 / 102.7 million parameters, as in Table 2.
 U-Net (Fig. 4)
-    ``depth`` levels of two 3×3 ReLU convolutions, max-pooling down, 2×2 up-convolution
+    (with ``unet_centre_channel``, a second input channel holds each pixel's distance to the
+    centre pixel, where the central galaxy is: convolutions alone do not know where they are,
+    and "central" and "companion" are defined by position) ``depth`` levels of two 3×3 ReLU convolutions, max-pooling down, 2×2 up-convolution
     and skip concatenation up; ``filters`` kernels at the top level, doubling per level;
     a 1×1 convolution to one channel per galaxy (central, companion[, overlap]). It returns
     logits: the sigmoid of the paper's last layer is applied by :func:`mask_probabilities`
@@ -77,6 +79,7 @@ class ModelConfig:
     normalisation: str = "arcsinh"
     flux_output: str = "log"
     pooling: str = "max"
+    unet_centre_channel: bool = False
     noise_sigma: float = 1.0
     flux_scale: float = 1.0
 
@@ -273,7 +276,11 @@ class UNet(nn.Module):
         self.cfg = cfg
         widths = [cfg.unet_filters * 2 ** i for i in range(cfg.unet_depth)]
         self.norm = InputNorm(cfg.noise_sigma, cfg.normalisation)
-        self.inc = DoubleConv(1, widths[0])
+        self.inc = DoubleConv(2 if cfg.unet_centre_channel else 1, widths[0])
+        if cfg.unet_centre_channel:  # distance to the centre pixel, in units of the stamp's half-side
+            c, half = cfg.image_size // 2, cfg.image_size / 2
+            yy, xx = torch.meshgrid(torch.arange(cfg.image_size), torch.arange(cfg.image_size), indexing="ij")
+            self.register_buffer("centre", (torch.hypot((yy - c).float(), (xx - c).float()) / half)[None, None])
         self.downs = nn.ModuleList(Down(a, b) for a, b in itertools.pairwise(widths))
         self.ups = nn.ModuleList(Up(b, a) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:]), strict=True))
         self.outc = nn.Conv2d(widths[0], cfg.mask_channels, 1)
@@ -286,6 +293,8 @@ class UNet(nn.Module):
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Mask logits from an already normalised (N, 1, S, S) input."""
+        if self.cfg.unet_centre_channel:
+            x = torch.cat([x, self.centre.to(x.dtype).expand(x.shape[0], 1, -1, -1)], dim=1)
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))

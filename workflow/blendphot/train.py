@@ -280,7 +280,7 @@ def _init_from_unet(model, path: str | Path, model_cfg: ModelConfig) -> None:
     wanted = architecture(model_cfg.arch).init_from
     if wanted is None or ucfg.arch != wanted:
         raise InputError(f"{path}: a {model_cfg.arch} starts from a {wanted} checkpoint, found {ucfg.arch!r}")
-    for key in ("unet_depth", "unet_filters", "overlap_channel", "image_size", "normalisation"):
+    for key in ("unet_depth", "unet_filters", "overlap_channel", "unet_centre_channel", "image_size", "normalisation"):
         if getattr(ucfg, key) != getattr(model_cfg, key):
             raise InputError(f"{path}: the U-Net was trained with {key}={getattr(ucfg, key)!r} but this "
                              f"model asks for {getattr(model_cfg, key)!r}")
