@@ -8,13 +8,14 @@ blend2flux (Fig. 3)
     dense layer with the two fluxes (central, companion). At f = 64 / 256 / 512 this has
     1.6 / 25.7 / 102.7 million parameters, as in Table 2.
 U-Net (Fig. 4)
-    (with ``unet_centre_channel``, a second input channel holds each pixel's distance to the
-    centre pixel, where the central galaxy is: convolutions alone do not know where they are,
-    and "central" and "companion" are defined by position) ``depth`` levels of two 3×3 ReLU convolutions, max-pooling down, 2×2 up-convolution
+    ``depth`` levels of two 3×3 ReLU convolutions, max-pooling down, 2×2 up-convolution
     and skip concatenation up; ``filters`` kernels at the top level, doubling per level;
     a 1×1 convolution to one channel per galaxy (central, companion[, overlap]). It returns
     logits: the sigmoid of the paper's last layer is applied by :func:`mask_probabilities`
-    and, during training, inside the numerically stable ``BCEWithLogits`` loss.
+    and, during training, inside the numerically stable ``BCEWithLogits`` loss. With
+    ``unet_centre_channel`` a second input channel holds each pixel's distance to the centre
+    pixel, where the central galaxy is: convolutions alone do not know where they are, and
+    "central" and "companion" are defined by position.
 blend2mask2flux
     the U-Net, whose mask probabilities are concatenated with the blend (3 channels) into
     a smaller blend2flux. It returns both the fluxes and the mask logits.
