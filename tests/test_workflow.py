@@ -59,11 +59,11 @@ def test_fresh_blends_train_from_the_training_galaxies_not_the_fixed_files(workd
     fresh.write_text("seed: 1\nsurvey: {source: mock}\ntrain:\n  blends: fresh\n  models:\n"
                      "    b2f: {arch: blend2flux, filters: 8}\n"
                      "    fixed: {arch: blend2flux, filters: 8, blends: fixed}\n")
-    proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(fresh), "results/train/b2f/model.pt"], workdir)
+    proc = run_snakemake(["results/train/b2f/model.pt", "-n", "--cores", "1", "--configfile", str(fresh)], workdir)
     plan = planned_rules(proc.stdout)
     assert "train_model:b2f" in plan and "remove_neighbours" in plan and "split_galaxies" in plan
     assert "results/blend/train/images.npy" not in proc.stdout and "results/blend/val/images.npy" in proc.stdout
-    proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(fresh), "results/train/fixed/model.pt"], workdir)
+    proc = run_snakemake(["results/train/fixed/model.pt", "-n", "--cores", "1", "--configfile", str(fresh)], workdir)
     assert "results/blend/train/images.npy" in proc.stdout
 
 
