@@ -22,11 +22,12 @@ import pandas as pd
 import torch
 
 from blendphot.blend import Blends, FreshBlends, load_pool
-from blendphot.config import child_seed
+from blendphot.config import child_seed, load_config
 from blendphot.data import noise_sigma
 from blendphot.evaluate import mask_health, mask_iou, photometry_stats
 from blendphot.inference import predict_model
 from blendphot.models import ModelConfig
+from blendphot.prediction import Prediction
 from blendphot.train import TrainConfig, fit, load_model, median_flux
 
 ZP = 25.9463
@@ -61,8 +62,9 @@ VARIANTS = {
 }
 
 
-def score(pred, blends, columns):
-    flux = pred.catalog[["cen_flux", "comp_flux"]].to_numpy(float).ravel()
+def score(catalog, blends, columns):
+    """photometry_stats of a prediction catalogue's two fluxes against ``columns`` of the blends."""
+    flux = catalog[["cen_flux", "comp_flux"]].to_numpy(float).ravel()
     ref = blends.catalog[list(columns)].to_numpy(float).ravel()
     return photometry_stats(flux, ref, zeropoint=ZP)
 
@@ -82,9 +84,10 @@ def main():
     pool = load_pool(r / "clean", r / "split/galaxies.csv", "train")
     train_fixed = Blends.load(r / "blend/train")
     val, test = Blends.load(r / "blend/val"), Blends.load(r / "blend/test")
-    sep = pd.read_csv(r / "baseline/sep/predictions.csv")
-    sep_iso = score(type("P", (), {"catalog": sep})(), test, ("cen_flux", "comp_flux"))
-    sep_true = score(type("P", (), {"catalog": sep})(), test, ("cen_flux_true", "comp_flux_true"))
+    sep = Prediction.load(r / "baseline/sep", method="sep").catalog
+    sep_iso = score(sep, test, ("cen_flux", "comp_flux"))
+    sep_true = score(sep, test, ("cen_flux_true", "comp_flux_true"))
+    demo = load_config("config/config.yaml")  # the demo's blend rule and pixel scale
     print(f"sep on the test blends: MAPE {sep_iso['mape_flux']:.2f} %, sigma {sep_iso['sigma']:.3f} "
           f"(true flux: {sep_true['mape_flux']:.2f} %, {sep_true['sigma']:.3f})")
     n_train = len(train_fixed)
@@ -92,8 +95,7 @@ def main():
         model_keys, train_keys, fresh, from_unet = VARIANTS[name]
         for seed in map(int, args.seeds.split(",")):
             if fresh:
-                data = FreshBlends(*pool, n_train, settings={"rule": "candels_blender", "max_mag_diff": 2.0,
-                                   "min_shift_re": 0.5, "max_shift": 64}, pixel_scale=0.06,
+                data = FreshBlends(*pool, n_train, settings=demo["blend"], pixel_scale=demo["survey"]["pixel_scale"],
                                    seed=child_seed(seed, "fresh_blends"))
                 first = data.epoch(0)
             else:
@@ -105,7 +107,7 @@ def main():
             target = train_keys.get("target", "isolated")
             cfg = ModelConfig(**model_keys, image_size=128, normalisation="linear",
                               noise_sigma=noise_sigma(first.images), flux_scale=median_flux(first.targets(target)))
-            tcfg = TrainConfig(**{**DEMO, **train_keys, "seed": seed, "blends": "fresh" if fresh else "fixed"})
+            tcfg = TrainConfig(**{**DEMO, **train_keys, "seed": seed})
             t0 = time.perf_counter()
             state = Path(args.state) / f"{name}-{seed}"
             if args.score_only:
@@ -120,8 +122,8 @@ def main():
 
             model, _ = load_model(summary["best_path"])
             pred = predict_model(model, test, device="cpu", amp=False, method=name)
-            iso = score(pred, test, ("cen_flux", "comp_flux"))
-            true = score(pred, test, ("cen_flux_true", "comp_flux_true"))
+            iso = score(pred.catalog, test, ("cen_flux", "comp_flux"))
+            true = score(pred.catalog, test, ("cen_flux_true", "comp_flux_true"))
             masks = dict.fromkeys(["iou", "masks_empty_central", "masks_empty_companion", "masks_same_blob"], np.nan)
             if pred.masks is not None:
                 masks = {"iou": float(np.nanmean(mask_iou(pred.masks, test.masks))),

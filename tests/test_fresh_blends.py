@@ -111,15 +111,16 @@ def test_no_galaxy_of_another_split_ever_enters_a_training_batch(tmp_path):
         assert np.allclose(blends.images[k][blends.masks[k, 1] == 0], central[blends.masks[k, 1] == 0], atol=0.5)
 
 
-def test_fresh_training_learns_and_draws_new_blends_every_epoch(tmp_path):
+def test_fresh_training_draws_each_epoch_once(tmp_path, monkeypatch):
+    import blendphot.blend as blend
+
     sampler, val = fresh(n=256), toy_blends(64, seed=2)
-    seen = []
-    original = sampler.epoch
-    sampler.epoch = lambda k: seen.append(k) or original(k)
-    cfg = toy_config(data=sampler.epoch(0))
-    seen.clear()
-    summary = fit(cfg, TrainConfig(epochs=3, learning_rate=1e-3, seed=1, blends="fresh"), sampler, val, tmp_path)
-    assert seen == [0, 1, 2] and summary["epochs_run"] == 3
+    drawn, make = [], blend.make_blends
+    monkeypatch.setattr(blend, "make_blends", lambda *a, **kw: drawn.append(kw["rng"]) or make(*a, **kw))
+    cfg = toy_config(data=sampler.epoch(0))  # epoch 0 drawn once, as run_train_model does for the input scales
+    summary = fit(cfg, TrainConfig(epochs=3, learning_rate=1e-3, seed=1), sampler, val, tmp_path)
+    assert summary["epochs_run"] == 3
+    assert len(drawn) == 3  # epochs 0, 1 and 2: epoch 0 is not composed a second time by fit
 
 
 _KILLED_MID_EPOCH = textwrap.dedent("""
@@ -142,7 +143,7 @@ _KILLED_MID_EPOCH = textwrap.dedent("""
 
 def resume_setup():
     sampler, val = fresh(n=128, seed=21), toy_blends(48, seed=6)
-    tcfg = TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3, seed=7, checkpoint_interval_s=0, blends="fresh",
+    tcfg = TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3, seed=7, checkpoint_interval_s=0,
                        flux_loss="log", mask_weight=1.0)
     return toy_config("blend2mask2flux", data=sampler.epoch(0)), tcfg, sampler, val
 

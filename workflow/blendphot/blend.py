@@ -24,6 +24,8 @@ stage are never augmented.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -32,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from blendphot import io
+from blendphot.config import BLEND_RULE_KEYS
 from blendphot.errors import InputError
 
 __all__ = [
@@ -98,7 +101,7 @@ class Blends:
         the catalogue has none: blends to predict, not to learn from)."""
         if not all(c in self.catalog for c in FLUX_COLUMNS):
             return np.full((len(self), 2), np.nan, np.float32)
-        return self.catalog[list(FLUX_COLUMNS)].to_numpy(np.float32)
+        return self.targets("isolated")
 
     def check_finite(self, *, chunk: int = 1024) -> None:
         """Every pixel finite, read ``chunk`` blends at a time (a memory map stays one): an
@@ -381,8 +384,7 @@ def load_pool(clean_dir: str | Path, galaxies_path: str | Path, split: str):
 
 
 def _rule_settings(settings: dict) -> dict:
-    return {"rule": settings["rule"], "max_mag_diff": settings["max_mag_diff"],
-            "min_shift_re": settings["min_shift_re"], "max_shift": settings["max_shift"]}
+    return {k: settings[k] for k in BLEND_RULE_KEYS}
 
 
 def run_make_blends(clean_dir: str | Path, galaxies_path: str | Path, out_dir: str | Path, *, split: str,
@@ -423,6 +425,7 @@ class FreshBlends:
         self.seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.source = f"fresh blends of split {split!r}"
         self.turned = (turned_stack(images), turned_stack(masks)) if augment else None
+        self._last: tuple[int, Blends] | None = None  # the epoch drawn last, asked for again by fit
 
     def __len__(self) -> int:
         return self.n
@@ -433,18 +436,18 @@ class FreshBlends:
 
     def epoch(self, k: int) -> Blends:
         """The blends of epoch ``k`` (a function of the seed and ``k`` only)."""
+        if self._last is not None and self._last[0] == k:
+            return self._last[1]
         ss = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, k))
         blends = make_blends(self.images, self.masks, self.pool, self.n, **self.rule, pixel_scale=self.pixel_scale,
                              rng=np.random.default_rng(ss), split=self.split, augment=self.augment,
                              turned=self.turned)
         blends.source = f"{self.source}, epoch {k}"
+        self._last = (k, blends)
         return blends
 
     def fingerprint(self) -> str:
         """SHA-256 of the pool, the rule and the seed: what the epochs are drawn from."""
-        import hashlib
-        import json
-
         h = hashlib.sha256()
         for array in (self.images, self.masks):
             h.update(np.ascontiguousarray(array).data)

@@ -7,14 +7,20 @@ import itertools
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from blendphot.architectures import ARCHITECTURES, architecture, has_fluxes
 from blendphot.errors import ConfigError
 
+if TYPE_CHECKING:  # jsonschema and numpy are imported where they are used
+    import jsonschema
+    import numpy
+
 __all__ = [
     "ARCH_KEYS",
+    "BLEND_RULE_KEYS",
     "CPU_FLOPS",
     "CPU_TRAINING_LIMIT_FLOP",
     "RUNTIME_KEYS",
@@ -63,7 +69,7 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:  # noqa: F821 (imported where validation runs)
+def _key_path(error: jsonschema.ValidationError) -> str:
     parts = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
@@ -182,7 +188,7 @@ def load_config(path: str | Path) -> dict:
     return validate_config(config)
 
 
-def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:  # noqa: F821
+def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:
     """The SeedSequence of one stage, derived from the workflow's single ``seed``."""
     import numpy as np
 
@@ -190,6 +196,9 @@ def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:  # noqa: F8
         raise KeyError(f"unknown seed stream {stream!r}; known: {_SEED_STREAMS}")
     return np.random.SeedSequence(seed).spawn(len(_SEED_STREAMS))[_SEED_STREAMS.index(stream)]
 
+
+# The blend section's keys that define how a pair is drawn (the blend stage and fresh training blends).
+BLEND_RULE_KEYS = ("rule", "max_mag_diff", "min_shift_re", "max_shift")
 
 # Keys of a train.models entry that describe the network, and the optimisation keys that
 # a model may override (the rest of the train section is shared).
@@ -220,7 +229,7 @@ def model_settings(config: dict, name: str) -> dict:
     if shared["blends"] == "fresh":  # drawn in the training job, with the blend stage's rule
         blend = config["blend"]
         settings["fresh"] = {"n_blends": blend["n_blends"]["train"], "pixel_scale": config["survey"]["pixel_scale"],
-                             **{k: blend[k] for k in ("rule", "max_mag_diff", "min_shift_re", "max_shift")}}
+                             **{k: blend[k] for k in BLEND_RULE_KEYS}}
     return settings
 
 

@@ -78,17 +78,20 @@ def mask_iou(pred: np.ndarray, true: np.ndarray, *, chunk: int = 512) -> np.ndar
     return out
 
 
-def mask_health(masks: np.ndarray, *, chunk: int = 512, same_iou: float = 0.9) -> dict:
+SAME_BLOB_IOU = 0.9  # a central and a companion mask this alike are one blob
+
+
+def mask_health(masks: np.ndarray, *, chunk: int = 512) -> dict:
     """How often a mask method's output has lost its meaning, over (N, 2, S, S) masks: the
     fraction of blends whose central / companion channel is empty, and whose two channels
-    are the same blob (IoU of the central and companion masks above ``same_iou``)."""
+    are the same blob (IoU of the central and companion masks above :data:`SAME_BLOB_IOU`)."""
     n = len(masks)
     empty, same = np.zeros(2), 0
     for s in range(0, n, chunk):
         m = np.asarray(masks[s:s + chunk], bool)
         empty += (~m.any(axis=(-2, -1))).sum(axis=0)
         overlap = iou(m[:, 0], m[:, 1])
-        same += int(np.sum(overlap > same_iou))
+        same += int(np.sum(overlap > SAME_BLOB_IOU))
     return {"n": n, "empty_central": empty[0] / max(n, 1), "empty_companion": empty[1] / max(n, 1),
             "same_blob": same / max(n, 1)}
 
@@ -99,7 +102,7 @@ def mask_warnings(health: dict[str, dict], *, limit: float = 0.5) -> list[str]:
     for method, h in health.items():
         for key, what in (("empty_central", "the central galaxy's mask is empty"),
                           ("empty_companion", "the companion's mask is empty"),
-                          ("same_blob", "the central and companion masks are the same blob (IoU > 0.9)")):
+                          ("same_blob", f"the central and companion masks are the same blob (IoU > {SAME_BLOB_IOU})")):
             if h[key] > limit:
                 lines.append(f"**Warning: {method}'s masks have collapsed**: {what} in {100 * h[key]:.0f} % of "
                              f"the {h['n']} test blends; its IoU does not measure a segmentation.")

@@ -92,8 +92,6 @@ class TrainConfig:
     mask_weight: float = 0.1
     flux_loss: str = "mape"
     target: str = "isolated"
-    blends: str = "fixed"
-    augment: bool = True
     freeze_unet_epochs: int = 0
     lr_schedule: str = "plateau"
     mask_loss: str = "bce"
@@ -105,8 +103,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for key, known in (("flux_loss", ("mape", "log")), ("target", ("isolated", "truth")),
-                           ("blends", ("fixed", "fresh")), ("lr_schedule", ("plateau", "cosine")),
-                           ("mask_loss", ("bce", "bce_dice"))):
+                           ("lr_schedule", ("plateau", "cosine")), ("mask_loss", ("bce", "bce_dice"))):
             if getattr(self, key) not in known:
                 raise ValueError(f"train.{key} must be one of {known}, not {getattr(self, key)!r}")
 
@@ -369,7 +366,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
     # Fresh blends: the next epoch's are drawn in a thread while this one trains.
     drawer = ThreadPoolExecutor(1, thread_name_prefix="fresh-blends") if fresh else None
     upcoming = drawer.submit(train.epoch, start_epoch) if fresh and start_epoch < train_cfg.epochs else None
-    frozen_unet = architecture(model_cfg.arch).flux_head_channels > 0 and architecture(model_cfg.arch).unet
+    spec = architecture(model_cfg.arch)
+    frozen_unet = spec.unet and spec.flux_head_channels > 0  # a U-Net under a flux head: freeze_unet_epochs
 
     stopped_early = best_epoch >= 0 and bad_epochs >= train_cfg.early_stopping_patience
     saved_at = time.monotonic()
@@ -410,7 +408,10 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
             val_metrics = evaluate(model, val_batches, model_cfg, train_cfg)
             val_loss = val_metrics["loss"]
             lr = optimizer.param_groups[0]["lr"]
-            scheduler.step(val_loss) if train_cfg.lr_schedule == "plateau" else scheduler.step()
+            if train_cfg.lr_schedule == "plateau":
+                scheduler.step(val_loss)
+            else:
+                scheduler.step()
 
             # --- bookkeeping and checkpoints ----------------------------------------------------
             improved = val_loss < best * (1 - train_cfg.min_delta)
@@ -478,6 +479,7 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     with_masks = architecture(settings["model"]["arch"]).masks
     t = dict(settings["train"])
     target = t["target"]
+    t.pop("blends"), t.pop("augment")  # which training blends: the data passed to fit, not a setting of it
     val = Blends.load(val_dir, masks=with_masks)
     val.require_fluxes(target)
     if settings.get("fresh"):
@@ -489,7 +491,7 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
         train = FreshBlends(images, masks, galaxies, fresh["n_blends"], settings=fresh,
                             pixel_scale=fresh["pixel_scale"], seed=child_seed(data_seed, "fresh_blends"),
                             augment=t["augment"])
-        first, data_id = train.epoch(0), train.fingerprint() + fingerprint(val)
+        first, data_id = train.epoch(0), train.fingerprint() + fingerprint(val)  # fit reuses epoch 0
     else:
         train = first = Blends.load(train_dir, masks=with_masks)
         data_id = fingerprint(train, val)
@@ -498,8 +500,10 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
         raise InputError(f"training needs blends in both splits; got {len(train)} train and {len(val)} val "
                          "(blend.n_blends)")
     weights = t.pop("loss_weights")
+    train_targets = first.targets(target)
     model_cfg = ModelConfig(**settings["model"], image_size=first.size, normalisation=t.pop("normalisation"),
-                            noise_sigma=noise_sigma(first.images), flux_scale=median_flux(first.targets(target)))
+                            noise_sigma=noise_sigma(first.images), flux_scale=median_flux(train_targets))
+    del first  # fresh blends: not held through training
     train_cfg = TrainConfig.from_dict({**t, "flux_weight": weights["flux"], "mask_weight": weights["mask"],
                                        "seed": seed, "amp": amp, "channels_last": channels_last,
                                        "deterministic": deterministic, "checkpoint_interval_s": checkpoint_interval_s})
@@ -513,6 +517,6 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     for path in (summary["best_path"], summary["last_path"]):
         Path(path).unlink(missing_ok=True)
     best = next(h for h in summary["history"] if h["epoch"] == summary["best_epoch"])
-    summary.update(trivial_val_mape=trivial_mape(first.targets(target), val.targets(target)),
+    summary.update(trivial_val_mape=trivial_mape(train_targets, val.targets(target)),
                    noise_sigma=model_cfg.noise_sigma, flux_scale=model_cfg.flux_scale, best=best)
     return summary
