@@ -479,7 +479,8 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     with_masks = architecture(settings["model"]["arch"]).masks
     t = dict(settings["train"])
     target = t["target"]
-    t.pop("blends"), t.pop("augment")  # which training blends: the data passed to fit, not a setting of it
+    t.pop("blends")  # which training blends: the data passed to fit, not a setting of it
+    augment = t.pop("augment")
     val = Blends.load(val_dir, masks=with_masks)
     val.require_fluxes(target)
     if settings.get("fresh"):
@@ -490,7 +491,7 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
                              f"found {len(galaxies)}")
         train = FreshBlends(images, masks, galaxies, fresh["n_blends"], settings=fresh,
                             pixel_scale=fresh["pixel_scale"], seed=child_seed(data_seed, "fresh_blends"),
-                            augment=t["augment"])
+                            augment=augment)
         first, data_id = train.epoch(0), train.fingerprint() + fingerprint(val)  # fit reuses epoch 0
     else:
         train = first = Blends.load(train_dir, masks=with_masks)
