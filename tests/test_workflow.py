@@ -79,6 +79,20 @@ def test_paper_mock_config_is_the_papers_scale():
     assert 200 < area < 300  # arcmin^2: ~2800 selected galaxies at the demo's density
 
 
+def test_the_gpu_slot_config_is_paper_mock_scale_and_plans_its_two_models(workdir):
+    """bench/gpu/paper_mock_gpu.sh's config: paper-mock's survey and blends, two models."""
+    from blendphot.config import load_config
+
+    gpu, paper = (load_config(ROOT / c) for c in ("bench/gpu/paper-mock-gpu.yaml", "config/paper-mock.yaml"))
+    assert gpu["survey"]["mock"]["fields"] == paper["survey"]["mock"]["fields"]
+    assert gpu["blend"] == paper["blend"] and gpu["seed"] == paper["seed"]
+    proc = run_snakemake(["results/summary.md", "-n", "--cores", "16", "--resources", "gpu=2",
+                          "--configfile", str(ROOT / "bench/gpu/paper-mock-gpu.yaml")], workdir)
+    plan = planned_rules(proc.stdout)
+    assert {"train_model:blend2flux", "train_model:unet", "run_baseline", "evaluate"} <= plan
+    assert "train_model:blend2mask2flux" not in plan
+
+
 def test_one_training_stage_alone(workdir):
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "results/train/blend2flux/model.pt"], workdir).stdout)
     assert "train_model:blend2flux" in plan and "make_blends" in plan

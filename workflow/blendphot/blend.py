@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -426,6 +427,7 @@ class FreshBlends:
         self.source = f"fresh blends of split {split!r}"
         self.turned = (turned_stack(images), turned_stack(masks)) if augment else None
         self._last: tuple[int, Blends] | None = None  # the epoch drawn last, asked for again by fit
+        self.draw_s: dict[int, float] = {}  # seconds each epoch took to draw (fit's history reports them)
 
     def __len__(self) -> int:
         return self.n
@@ -438,11 +440,13 @@ class FreshBlends:
         """The blends of epoch ``k`` (a function of the seed and ``k`` only)."""
         if self._last is not None and self._last[0] == k:
             return self._last[1]
+        t0 = time.perf_counter()
         ss = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, k))
         blends = make_blends(self.images, self.masks, self.pool, self.n, **self.rule, pixel_scale=self.pixel_scale,
                              rng=np.random.default_rng(ss), split=self.split, augment=self.augment,
                              turned=self.turned)
         blends.source = f"{self.source}, epoch {k}"
+        self.draw_s[k] = time.perf_counter() - t0
         self._last = (k, blends)
         return blends
 

@@ -375,7 +375,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
         for epoch in range(start_epoch, train_cfg.epochs):
             if stopped_early:
                 break
-            if fresh:
+            t_data = time.perf_counter()
+            if fresh:  # blocks only if the draw in the background is slower than an epoch
                 train_batches = batches(upcoming.result())
                 upcoming = drawer.submit(train.epoch, epoch + 1) if epoch + 1 < train_cfg.epochs else None
             if frozen_unet:
@@ -383,6 +384,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
             # --- train one epoch ----------------------------------------------------------------
             model.train()
             t0 = time.perf_counter()
+            epoch_data_s = t0 - t_data  # waiting for this epoch's blends and moving them to the device
             wait = 0.0
             total, seen = torch.zeros((), device=device), 0
             batch_iter = iter(train_batches)
@@ -420,7 +422,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
             else:
                 bad_epochs += 1
             record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "samples_per_s": seen / train_time,
-                      "loader_wait_fraction": wait / train_time, "epoch_time_s": train_time,
+                      "loader_wait_fraction": wait / train_time, "epoch_data_s": epoch_data_s, "epoch_time_s": train_time,
+                      **({"draw_s": train.draw_s.get(epoch, math.nan)} if fresh else {}),
                       **{f"val_{k}": v for k, v in val_metrics.items()}}
             history.append(record)
             if improved:  # kept in memory; written at the end and with the resumable state
