@@ -422,7 +422,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
             else:
                 bad_epochs += 1
             record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "samples_per_s": seen / train_time,
-                      "loader_wait_fraction": wait / train_time, "epoch_data_s": epoch_data_s, "epoch_time_s": train_time,
+                      "loader_wait_fraction": wait / train_time, "epoch_data_s": epoch_data_s,
+                      "epoch_time_s": train_time,
                       **({"draw_s": train.draw_s.get(epoch, math.nan)} if fresh else {}),
                       **{f"val_{k}": v for k, v in val_metrics.items()}}
             history.append(record)
