@@ -145,3 +145,21 @@ def test_each_method_keeps_its_colour():
     colours = fg.method_colours({"a": "blend2flux", "b": "blend2flux", "u": "unet", "m": "blend2mask2flux"})
     assert colours["sep"] == "#1f77b4" and colours["a"] == "#000000" and colours["m"] == "#d62728"
     assert len(set(colours.values())) == len(colours)
+
+
+def test_sample_figure_sets_the_run_beside_the_papers_published_sample(data):
+    cat, _, _, _, preds = data
+    counts = pd.DataFrame({"class": ["bulge", "disk", "bulge_disk", "irregular", "TOTAL"],
+                           "before_inspection": [10, 20, 30, 40, 100], "after_inspection": [10, 20, 20, 10, 60]})
+    table1 = ev.table1(counts)
+    outcomes = ev.sep_outcomes(preds["sep"])
+    fig = fg.figure_sample(table1, cat, outcomes)
+    mix, dist, det = fig.axes
+    heights = [b.get_height() for b in mix.patches]
+    np.testing.assert_allclose(heights[:4], [0.1, 0.2, 0.3, 0.4])  # this run, before inspection
+    np.testing.assert_allclose(heights[8:12], np.array([386, 473, 884, 875]) / 2618)  # the paper's Table 1
+    p50 = np.percentile(cat["distance_px"], 50)
+    assert any(t.get_text() == f" p50: 13.3 / {p50:.1f}" for t in dist.texts)
+    two = (preds["sep"].catalog["outcome"] == "two").mean()
+    labels = [t.get_text() for t in det.texts]  # two, one, none, more found
+    assert labels[0] == f"{100 * two:.1f} / 74.3" and labels[2] == "0.0 / 6.2"

@@ -21,7 +21,7 @@ import pandas as pd
 
 from blendphot import io
 from blendphot.architectures import architecture
-from blendphot.evaluate import photometry_stats
+from blendphot.evaluate import PAPER_DISTANCE_PX, PAPER_SEP_OUTCOMES, photometry_stats
 from blendphot.photometry import flux_to_mag
 from blendphot.prediction import Prediction
 
@@ -37,6 +37,7 @@ __all__ = [
     "figure10",
     "figure11",
     "figure12",
+    "figure_sample",
     "method_colours",
     "method_label",
     "render",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 FIGURES = ("figure1", "figure2", "figure5", "figure6", "figure7", "figure8", "figure9", "figure10", "figure11",
-           "figure12")
+           "figure12", "sample")
 CLASSES = ("bulge", "bulge_disk", "disk", "irregular")
 CLASS_COLOURS = {"bulge": "#e6b800", "bulge_disk": "#3b75af", "disk": "#c0392b", "irregular": "#8fd175",
                  "all": "#0b1f4b"}
@@ -369,6 +370,56 @@ def figure12(galaxies: pd.DataFrame, methods: list[str], colours: dict) -> plt.F
     return fig
 
 
+def figure_sample(table1: pd.DataFrame, blends: pd.DataFrame, outcomes: pd.DataFrame) -> plt.Figure:
+    """This run's sample beside the paper's published one: the morphology mix before and after
+    inspection (Table 1), the centre distance of the test blends (the paper catalogue's
+    percentiles), and sep's detection outcomes on them."""
+    fig, (mix, dist, det) = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    classes = [c for c in table1["class"] if c != "TOTAL"]
+    rows = table1.set_index("class").loc[classes]
+    x = np.arange(len(classes))
+    for k, (col, label, hatch) in enumerate((("before_inspection", "this run, before", None),
+                                             ("after_inspection", "this run, after", None),
+                                             ("paper_before", "paper, before", "//"),
+                                             ("paper_after", "paper, after", "//"))):
+        frac = rows[col] / rows[col].sum()
+        colour = "#3b75af" if "before" in col else "#c0392b"
+        mix.bar(x + (k - 1.5) * 0.2, frac, 0.2, color=colour, alpha=0.45 if hatch else 0.9, hatch=hatch,
+                edgecolor=colour, label=label)
+    mix.set_xticks(x, [c.replace("_", "+") for c in classes])
+    mix.set_ylabel("fraction of galaxies"), mix.set_title("morphology mix (Table 1), inspection")
+    mix.legend(fontsize=7, frameon=False)
+
+    d = blends["distance_px"].to_numpy(float)
+    dist.hist(d, bins=np.arange(0, max(64.0, d.max() + 2) if d.size else 64.0, 2), color="#3b75af", alpha=0.6,
+              density=True, label=f"this run ({d.size} test blends)")
+    ours = np.percentile(d, list(PAPER_DISTANCE_PX)) if d.size else [np.nan] * len(PAPER_DISTANCE_PX)
+    for (q, theirs), mine in zip(PAPER_DISTANCE_PX.items(), ours, strict=True):
+        dist.axvline(theirs, color="k", ls="--", lw=0.8)
+        dist.text(theirs, dist.get_ylim()[1] * (0.95 - 0.12 * list(PAPER_DISTANCE_PX).index(q)),
+                  f" p{q}: {theirs:g} / {mine:.1f}", fontsize=7)
+    dist.set_xlabel("centre distance (pixels)"), dist.set_ylabel("density")
+    dist.set_title("test blends; dashed: paper's percentiles (paper / this run)", fontsize=9)
+    dist.legend(fontsize=7, frameon=False, loc="center right")
+
+    f = outcomes.set_index("outcome")["fraction"]
+    mine = {"two": f.get("two", 0.0), "one": f.get("one_central", 0.0) + f.get("one_companion", 0.0),
+            "none": f.get("none", 0.0), "more": f.get("more", 0.0)}
+    keys = list(PAPER_SEP_OUTCOMES)
+    x = np.arange(len(keys))
+    det.bar(x - 0.2, [mine[k] for k in keys], 0.4, color="#3b75af", label="this run")
+    det.bar(x + 0.2, [PAPER_SEP_OUTCOMES[k] for k in keys], 0.4, color="#3b75af", alpha=0.4, hatch="//",
+            label="paper (published catalogue)")
+    for i, k in enumerate(keys):
+        paper = PAPER_SEP_OUTCOMES[k]
+        det.text(i, max(mine[k], paper) + 0.02, f"{100 * mine[k]:.1f} / {100 * paper:.1f}", ha="center", fontsize=7)
+    det.set_xticks(x, [f"{k} found" for k in keys]), det.set_ylim(0, 1.05)
+    det.set_ylabel("fraction of test blends"), det.set_title("sep's detections (this run / paper, %)", fontsize=9)
+    det.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def render(name: str, inputs, params: dict) -> plt.Figure:
     """Read ``inputs`` (the figure rule's named inputs) and draw figure ``name``.
 
@@ -385,6 +436,11 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
     if name == "figure2":
         return figure2(io.load_array(inputs.images), io.read_csv(inputs.catalog, required=["distance_px", "mag_diff"]),
                        distance_edges=params["figure2_distance_px"], mag_diff_edges=params["figure2_mag_diff"])
+    if name == "sample":
+        return figure_sample(io.read_csv(inputs.table1, required=["class", "before_inspection", "after_inspection",
+                                                                  "paper_before", "paper_after"]),
+                             io.read_csv(inputs.catalog, required=["distance_px"]),
+                             io.read_csv(inputs.sep_outcomes, required=["outcome", "fraction"]))
     galaxies = io.read_csv(inputs.galaxies)
     methods = params.get("methods")
     if name in ("figure5", "figure6"):

@@ -134,6 +134,11 @@ FIGURE_INPUTS = {
     },
     "figure2": TEST_BLENDS,
     **{f"figure{n}": EVALUATED for n in (5, 6, 7, 8, 9)},
+    "sample": {
+        "table1": "results/evaluate/table1.csv",
+        "catalog": "results/blend/test/catalog.csv",
+        "sep_outcomes": "results/evaluate/sep_outcomes.csv",
+    },
 }
 if MASK_MODELS:
     _MASK_INPUTS = {
