@@ -24,11 +24,11 @@ import torch
 from blendphot.blend import Blends, FreshBlends, load_pool
 from blendphot.config import child_seed, load_config
 from blendphot.data import noise_sigma
-from blendphot.evaluate import mask_health, mask_iou, photometry_stats
+from blendphot.evaluate import mask_health, mask_iou, photometry_stats, uncertainty_stats
 from blendphot.inference import predict_model
 from blendphot.models import ModelConfig
 from blendphot.prediction import Prediction
-from blendphot.train import TrainConfig, fit, load_model, median_flux
+from blendphot.train import TrainConfig, calibrate_sigma, fit, load_model, median_flux
 
 ZP = 25.9463
 DEMO = dict(epochs=15, batch_size=32, learning_rate=1e-3, lr_factor=0.5, lr_patience=3, early_stopping_patience=5)
@@ -47,6 +47,7 @@ VARIANTS = {
     "b2f_fresh_log_avg_d128": ({**B2F, "pooling": "avg", "dense_units": 128}, {"flux_loss": "log"}, True, False),
     "b2f_fresh_log_cosine": (B2F, {"flux_loss": "log", "lr_schedule": "cosine"}, True, False),
     "b2f_fresh_log_truth": (B2F, {"flux_loss": "log", "target": "truth"}, True, False),
+    "b2f_fresh_log_sigma": ({**B2F, "flux_sigma": True}, {"flux_loss": "log"}, True, False),
     "b2m2f_paper_weights": ({"arch": "blend2mask2flux", **UNET, "filters": 8}, {"epochs": 10}, False, True),
     "b2m2f_mask_weight_30": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
                              {"epochs": 10, "mask_weight": 30.0}, False, True),
@@ -123,6 +124,15 @@ def main():
             model, _ = load_model(summary["best_path"])
             pred = predict_model(model, test, device="cpu", amp=False, method=name)
             iso = score(pred.catalog, test, ("cen_flux", "comp_flux"))
+            sigma = {}
+            if cfg.flux_sigma:  # calibrated on the validation blends, as run_train_model does
+                v = predict_model(model, val, device="cpu", amp=False).catalog
+                scale, _ = calibrate_sigma(v[["cen_flux", "comp_flux"]].to_numpy(),
+                                           v[["cen_flux_err", "comp_flux_err"]].to_numpy(), val.targets())
+                flux = pred.catalog[["cen_flux", "comp_flux"]].to_numpy().ravel()
+                err = scale * pred.catalog[["cen_flux_err", "comp_flux_err"]].to_numpy().ravel()
+                u = uncertainty_stats(flux, err, test.catalog[["cen_flux", "comp_flux"]].to_numpy().ravel())
+                sigma = {"sigma_scale": scale, **{k: u[k] for k in ("coverage68", "coverage95", "z_std")}}
             true = score(pred.catalog, test, ("cen_flux_true", "comp_flux_true"))
             masks = dict.fromkeys(["iou", "masks_empty_central", "masks_empty_companion", "masks_same_blob"], np.nan)
             if pred.masks is not None:
@@ -134,13 +144,15 @@ def main():
                    "mape": iso["mape_flux"], "sigma": iso["sigma"], "outliers": iso["outlier_fraction"],
                    "ratio_sigma": sep_iso["sigma"] / iso["sigma"],
                    "ratio_mape": sep_iso["mape_flux"] / iso["mape_flux"],
-                   "mape_true": true["mape_flux"], "sigma_true": true["sigma"],
+                   "mape_true": true["mape_flux"], "sigma_true": true["sigma"], **sigma,
                    "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads",
                    "settings": json.dumps({**model_keys, **train_keys, "fresh": fresh, "init_from_unet": from_unet})}
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                            if k != "settings"), flush=True)
             out = Path(args.out)
-            pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
+            rows = pd.concat([pd.read_csv(out), pd.DataFrame([row])], ignore_index=True) if out.exists() else \
+                pd.DataFrame([row])
+            rows.to_csv(out, index=False)  # rewritten whole: a new column (e.g. coverage68) keeps the rows aligned
 
 
 if __name__ == "__main__":

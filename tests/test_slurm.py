@@ -103,8 +103,8 @@ def test_tiny_workflow_on_slurm(cluster, mlflow_server):
     jobs = sacct(cluster["env"], since)
     jobs = jobs[jobs["rule"].notna()]
     assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
-    # 27 jobs: every rule instance but `all`, a local rule
-    assert len(jobs) == 27 and "all" not in set(jobs["rule"])
+    # 29 jobs: every rule instance but `all`, a local rule
+    assert len(jobs) == 29 and "all" not in set(jobs["rule"])
     gpu_rules = jobs["rule"].isin(["train_model", "predict_model"])
     assert set(zip(jobs.loc[gpu_rules, "rule"], jobs.loc[gpu_rules, "item"], strict=True)) == {
         (f"{v}_model", m) for v in ("train", "predict") for m in ("blend2flux", "unet", "blend2mask2flux")}
@@ -119,7 +119,7 @@ def test_tiny_workflow_on_slurm(cluster, mlflow_server):
     # Every job tracked its MLflow run under the one parent run, from its own node process
     _, parents, children = stage_runs(mlflow_server, "blendphot-slurm")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 27 and all(r.info.status == "FINISHED" for r in children)
+    assert len(children) == 29 and all(r.info.status == "FINISHED" for r in children)
     assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in children)
     assert {r.data.tags.get("slurm.job_id") for r in children} == set(jobs["JobID"])
 

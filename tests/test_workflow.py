@@ -147,8 +147,8 @@ def test_tiny_end_to_end(workdir):
     client, parents, children = stage_runs(f"sqlite:///{res / 'mlflow/mlflow.db'}", "blendphot-test")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     # mock, select, stamps, clean, inspect, split, 3 x blend, 3 x train, 3 x predict, baseline,
-    # evaluate, 10 figures
-    assert len(children) == 27
+    # evaluate, 12 figures (the paper's 10, the sample and the flux-uncertainty calibration)
+    assert len(children) == 29
     assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in children)
     assert all(r.info.status == "FINISHED" for r in children)
     clean = next(r for r in children if r.data.tags["blendphot.stage"] == "remove_neighbours")
@@ -191,12 +191,17 @@ def test_tiny_end_to_end(workdir):
         assert (res / f"evaluate/{t}.tex").read_text().startswith(r"\begin{table}")
     summary = (res / "summary.md").read_text()
     assert "| blend2flux | both |" in summary and "| sep | both |" in summary
+    # blend2flux has a σ head (tests/config/tiny.yaml): flux errors in its predictions, coverage in the metrics
+    assert {"cen_flux_err", "comp_flux_err"} <= set(Prediction.load(res / "predict/blend2flux").catalog.columns)
+    assert metrics.loc[metrics["method"] == "blend2flux", "coverage68"].notna().all()
+    assert metrics.loc[metrics["method"] != "blend2flux", "coverage68"].isna().all()
+    assert "## Flux uncertainties" in summary
     import matplotlib.image
 
-    for n in (1, 2, 5, 6, 7, 8, 9, 10, 11, 12):
-        pixels = matplotlib.image.imread(res / f"figures/figure{n}.png")
+    for n in (*(f"figure{k}" for k in (1, 2, 5, 6, 7, 8, 9, 10, 11, 12)), "sample", "calibration"):
+        pixels = matplotlib.image.imread(res / f"figures/{n}.png")
         assert pixels.shape[0] > 200 and pixels.shape[1] > 200 and pixels[..., :3].std() > 0.05, n  # drawn, not blank
-        assert (res / f"figures/figure{n}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert (res / f"figures/{n}.pdf").read_bytes()[:5] == b"%PDF-"
     evaluate_run = next(r for r in children if r.data.tags["blendphot.stage"] == "evaluate")
     assert 0 < evaluate_run.data.metrics["blend2flux.both.mape_flux"] < 1000
     run_snakemake(["--cores", "1", "--configfile", "tests/config/tiny.yaml", "--report", "results/report.html"],
@@ -241,7 +246,8 @@ def test_tiny_end_to_end(workdir):
     downstream = {"make_blends", "run_baseline", "evaluate", "all"} | {
         f"{v}_model:{m}" for v in ("train", "predict") for m in ("blend2flux", "unet", "blend2mask2flux")}
     # every figure but figure 1, which shows the cleaned isolated galaxies, not blends
-    figures = {f"plot_figure:figure{n}" for n in (2, 5, 6, 7, 8, 9, 10, 11, 12)} | {"plot_figure:sample"}
+    figures = {f"plot_figure:figure{n}" for n in (2, 5, 6, 7, 8, 9, 10, 11, 12)} | {"plot_figure:sample",
+                                                                                   "plot_figure:calibration"}
     assert downstream | figures == plan
 
     # The README's "rerun one stage" commands

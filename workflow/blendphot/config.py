@@ -203,7 +203,7 @@ BLEND_RULE_KEYS = ("rule", "max_mag_diff", "min_shift_re", "max_shift")
 # Keys of a train.models entry that describe the network, and the optimisation keys that
 # a model may override (the rest of the train section is shared).
 ARCH_KEYS = ("arch", "filters", "conv_layers", "dense_units", "dense_layers", "dense_activation", "unet_depth",
-             "unet_filters", "overlap_channel", "flux_output", "pooling", "unet_centre_channel")
+             "unet_filters", "overlap_channel", "flux_output", "pooling", "unet_centre_channel", "flux_sigma")
 TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_factor", "lr_patience", "lr_min",
               "early_stopping_patience", "min_delta", "loss_weights", "flux_loss", "target", "blends", "augment",
               "freeze_unet_epochs", "lr_schedule", "mask_loss")
@@ -274,6 +274,9 @@ def _check_models(config: dict) -> None:
                 raise ConfigError(f"config key '{key}.flux_output': equivariant needs normalisation 'linear' and "
                                   f"dense_activation 'relu' (this model has {norm!r} and "
                                   f"{entry['dense_activation']!r}, which are not homogeneous)")
+        if entry["flux_sigma"] and (not arch.fluxes or entry["flux_output"] != "log"):
+            raise ConfigError(f"config key '{key}.flux_sigma': a flux uncertainty needs a network with fluxes and "
+                              f"flux_output 'log' (this is a {arch.name} with flux_output {entry['flux_output']!r})")
         conv, depth = entry["conv_layers"], entry["unet_depth"]
         if arch.flux_head_channels and size % 2 ** (conv - 1):
             raise ConfigError(f"config key '{key}.conv_layers': stamps.size {size} is not divisible by "

@@ -33,7 +33,7 @@ from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.errors import InputError
-from blendphot.photometry import delta_mag, flux_to_mag
+from blendphot.photometry import INTERVAL_K, delta_mag, flux_to_mag
 from blendphot.prediction import Prediction
 
 __all__ = [
@@ -127,7 +127,8 @@ def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, z
     sep : the baseline's prediction, whose detection outcome labels every method's rows
 
     Columns: method, blend_id, role (cen/comp), cls, other_cls, pair (the two classes, sorted),
-    mag_iso, flux_iso, flux (the method's; NaN if none), measured, dmag, mag_diff
+    mag_iso, flux_iso, flux (the method's; NaN if none), flux_err (its 1σ uncertainty, for a
+    network with a σ head; else NaN), measured, dmag, mag_diff
     (mag_self - mag_other), distance_px, distance_own_re (distance / the galaxy's own Re; the
     blend catalogue's distance_re is over max(Re)), sep_outcome,
     sep_found (sep measured this galaxy), iou (mask methods), and flux_true / dmag_true where
@@ -150,12 +151,14 @@ def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, z
         for k, role in enumerate(ROLES):
             other = ROLES[1 - k]
             flux = pred.catalog[f"{role}_flux"].to_numpy(float)
+            err_col = f"{role}_flux_err"
+            flux_err = pred.catalog[err_col].to_numpy(float) if err_col in pred.catalog else np.full(len(ids), np.nan)
             flux_iso = catalog[f"{role}_flux"].to_numpy(float)
             frame = pd.DataFrame({
                 "method": method, "blend_id": ids, "role": role,
                 "cls": catalog[f"{role}_cls"].to_numpy(), "other_cls": catalog[f"{other}_cls"].to_numpy(),
                 "pair": pairs,
-                "mag_iso": flux_to_mag(flux_iso, zeropoint), "flux_iso": flux_iso, "flux": flux,
+                "mag_iso": flux_to_mag(flux_iso, zeropoint), "flux_iso": flux_iso, "flux": flux, "flux_err": flux_err,
                 "measured": np.isfinite(flux), "dmag": delta_mag(flux, flux_iso),
                 "mag_diff": catalog[f"{role}_mag"].to_numpy(float) - catalog[f"{other}_mag"].to_numpy(float),
                 "distance_px": catalog["distance_px"].to_numpy(float),
@@ -208,6 +211,23 @@ def photometry_stats(flux: np.ndarray, reference: np.ndarray, *, zeropoint: floa
     }
 
 
+def uncertainty_stats(flux: np.ndarray, flux_err: np.ndarray, reference: np.ndarray) -> dict:
+    """How well the flux uncertainties describe the errors. With z = (ln reference − ln flux)
+    / σ_ln, σ_ln = flux_err / flux (the log-flux is Gaussian): n_sigma (galaxies with an
+    uncertainty), coverage68 / coverage95 (fractions inside the central 68 % / 95 % intervals),
+    z_std and z_sigma_mad (1 for calibrated Gaussian errors) and the median σ_ln."""
+    flux, flux_err, reference = (np.asarray(a, float) for a in (flux, flux_err, reference))
+    ok = np.isfinite(flux) & np.isfinite(flux_err) & (flux > 0) & (flux_err > 0) & (reference > 0)
+    if not ok.any():
+        return {"n_sigma": 0, **dict.fromkeys(("coverage68", "coverage95", "z_std", "z_sigma_mad", "sigma_ln"),
+                                              np.nan)}
+    sigma_ln = flux_err[ok] / flux[ok]
+    z = np.log(reference[ok] / flux[ok]) / sigma_ln
+    return {"n_sigma": int(ok.sum()), **{f"coverage{p}": float(np.mean(np.abs(z) <= k)) for p, k in INTERVAL_K.items()},
+            "z_std": float(z.std()), "z_sigma_mad": float(1.4826 * np.median(np.abs(z - np.median(z)))),
+            "sigma_ln": float(np.median(sigma_ln))}
+
+
 def _bins(values: pd.Series, edges) -> pd.Series:
     labels = [f"[{a:g}, {b:g})" for a, b in itertools.pairwise(edges)]
     return pd.cut(values, edges, right=False, labels=labels)  # ordered categorical
@@ -226,7 +246,8 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
     ``group_by``): all, cls (the galaxy's own morphology), mag_diff
     (mag_self - mag_other bins), distance_px, distance_own_re, sep_outcome, sep_found. References:
     ``isolated`` always, ``true`` when the table has true fluxes (plus the pseudo-method
-    ``isolated`` measured against the truth).
+    ``isolated`` measured against the truth). Methods with flux uncertainties also get the
+    columns of :func:`uncertainty_stats`.
     """
     flux_methods = galaxies.groupby("method", sort=False)["measured"].any()
     g = galaxies[galaxies["method"].isin(flux_methods[flux_methods].index)].copy()  # not the U-Net alone
@@ -235,6 +256,7 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
     g["distance_px"] = _bins(g["distance_px"], distance_bins_px)
     g["distance_own_re"] = _bins(g["distance_own_re"], distance_bins_own_re)
     g["sep_found"] = np.where(g["sep_found"], "found", "missed")
+    with_sigma = set(g.loc[g["flux_err"].notna(), "method"]) if "flux_err" in g else set()
     references = [("isolated", g, "flux", "flux_iso")]
     if "flux_true" in g:
         iso = g[g["method"] == g["method"].iloc[0]].copy()
@@ -254,6 +276,9 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
                     part = grouped.get_group((method, group))
                     s = photometry_stats(part[flux_col].to_numpy(), part[ref_col].to_numpy(),
                                          zeropoint=zeropoint, outlier_dmag=outlier_dmag)
+                    if with_sigma and method in with_sigma:
+                        s |= uncertainty_stats(part[flux_col].to_numpy(), part["flux_err"].to_numpy(),
+                                               part[ref_col].to_numpy())
                     rows.append({"method": method, "role": role, "reference": reference, "group_by": group_by,
                                  "group": group, **s})
     return pd.DataFrame(rows)
@@ -369,6 +394,19 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
                                  "mape_mag"]])]
     if "true" in set(metrics["reference"]):
         parts += ["\n## Against the mock survey's true fluxes\n", _md(headline(metrics, reference="true"))]
+    if "coverage68" in metrics:
+        cov = metrics[(metrics["group_by"] == "all") & metrics["coverage68"].notna()]
+        if not cov.empty:
+            parts += ["\n## Flux uncertainties (calibrated on the validation blends)\n",
+                      "Fraction of galaxies whose reference flux lies inside the network's central 68 % and 95 % "
+                      "intervals (nominal 0.68 and 0.95); z = (ln F_ref − ln F) / σ_ln has z_std = 1 when the "
+                      "errors are Gaussian and the σ right. σ_ln: the median uncertainty of ln F.\n",
+                      _md(cov[["method", "role", "reference", "n_sigma", "coverage68", "coverage95", "z_std",
+                               "z_sigma_mad", "sigma_ln"]])]
+            off = cov[((cov["coverage68"] - 0.68).abs() > 0.05) | ((cov["coverage95"] - 0.95).abs() > 0.05)]
+            parts += [f"\n**Warning: {r.method} ({r.role}, against {r.reference}): coverage {r.coverage68:.2f} / "
+                      f"{r.coverage95:.2f} of nominal 0.68 / 0.95: its uncertainties are miscalibrated.**\n"
+                      for r in off.itertuples() if r.role == "both"]
     if outcomes is not None:
         parts += ["\n## sep detection outcomes (paper: two 75 %, one 22 %, more 3 %)\n", _md(outcomes)]
     if not ious.empty:

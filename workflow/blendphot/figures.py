@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from statistics import NormalDist
 
 import matplotlib
 
@@ -37,6 +38,7 @@ __all__ = [
     "figure10",
     "figure11",
     "figure12",
+    "figure_calibration",
     "figure_sample",
     "method_colours",
     "method_label",
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 FIGURES = ("figure1", "figure2", "figure5", "figure6", "figure7", "figure8", "figure9", "figure10", "figure11",
-           "figure12", "sample")
+           "figure12", "sample", "calibration")
 CLASSES = ("bulge", "bulge_disk", "disk", "irregular")
 CLASS_COLOURS = {"bulge": "#e6b800", "bulge_disk": "#3b75af", "disk": "#c0392b", "irregular": "#8fd175",
                  "all": "#0b1f4b"}
@@ -420,6 +422,52 @@ def figure_sample(table1: pd.DataFrame, blends: pd.DataFrame, outcomes: pd.DataF
     return fig
 
 
+def _z_scores(rows: pd.DataFrame) -> np.ndarray:
+    """(ln F_isolated − ln F) / σ_ln of the rows with a flux uncertainty."""
+    ok = (rows["flux"] > 0) & (rows["flux_err"] > 0) & (rows["flux_iso"] > 0)
+    r = rows[ok]
+    return (np.log(r["flux_iso"] / r["flux"]) / (r["flux_err"] / r["flux"])).to_numpy(float)
+
+
+def figure_calibration(galaxies: pd.DataFrame, methods: list[str], colours: dict, *, distance_bins,
+                       mag_diff_bins) -> plt.Figure:
+    """Flux uncertainties of the networks with a σ head, against the isolated fluxes: the PIT
+    histogram (flat when calibrated), the coverage of every central interval against its
+    nominal level, and the 68 % coverage per bin of centre distance and of mag_self − mag_other."""
+    normal = NormalDist()
+    fig, (pit, rel, by_d, by_m) = plt.subplots(1, 4, figsize=(17, 4.0))
+    levels = np.linspace(0.02, 0.99, 50)
+    k = np.array([normal.inv_cdf((1 + p) / 2) for p in levels])
+    for j, method in enumerate(methods):
+        rows = galaxies[(galaxies["method"] == method) & galaxies["flux_err"].notna()]
+        z = _z_scores(rows)
+        colour = colours[method]
+        pit.hist([normal.cdf(v) for v in z], bins=20, range=(0, 1), density=True, histtype="step", lw=1.5,
+                 color=colour, label=f"{method_label(method)} ({z.size} galaxies)")
+        rel.plot(levels, [np.mean(np.abs(z) <= q) for q in k], color=colour, lw=1.5, label=method_label(method))
+        k68 = normal.inv_cdf(0.84)
+        for ax, column, edges in ((by_d, "distance_px", distance_bins), (by_m, "mag_diff", mag_diff_bins)):
+            cells = pd.cut(rows[column], edges, right=False)
+            cover = [np.mean(np.abs(_z_scores(rows[cells == c])) <= k68) if (cells == c).any() else np.nan
+                     for c in cells.cat.categories]
+            x = np.arange(len(cover)) + (j - (len(methods) - 1) / 2) * 0.8 / max(len(methods), 1)
+            ax.bar(x, cover, width=0.8 / max(len(methods), 1), color=colour, label=method_label(method))
+            ax.set_xticks(np.arange(len(cover)), [f"{a:g}-{b:g}" for a, b in itertools.pairwise(edges)], fontsize=7)
+    pit.axhline(1, color="k", ls="--", lw=0.8)
+    pit.set_xlabel("PIT = Φ(z)"), pit.set_ylabel("density"), pit.legend(fontsize=7, frameon=False, loc="lower center")
+    pit.set_title("PIT (flat = calibrated)", fontsize=9)
+    rel.plot([0, 1], [0, 1], "k--", lw=0.8)
+    rel.set_xlabel("nominal coverage"), rel.set_ylabel("fraction inside the interval")
+    rel.set_title("coverage of the central intervals", fontsize=9), rel.legend(fontsize=7, frameon=False)
+    for ax, label in ((by_d, "centre distance (pixels)"), (by_m, "mag_self − mag_other")):
+        ax.axhline(0.68, color="k", ls="--", lw=0.8)
+        ax.set_ylim(0, 1), ax.set_xlabel(label), ax.set_ylabel("68 % interval coverage")
+    by_d.set_title("per distance bin (dashed: nominal)", fontsize=9)
+    by_m.set_title("per magnitude-difference bin", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def render(name: str, inputs, params: dict) -> plt.Figure:
     """Read ``inputs`` (the figure rule's named inputs) and draw figure ``name``.
 
@@ -454,6 +502,9 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
         return figure9(galaxies, methods, mag_diff_bins=params["mag_diff_bins"])
     if name == "figure12":
         return figure12(galaxies, params["mask_methods"] + ["sep"], colours)
+    if name == "calibration":
+        return figure_calibration(galaxies, params["sigma_methods"], colours, distance_bins=params["distance_bins_px"],
+                                  mag_diff_bins=params["mag_diff_bins"])
     catalog = io.read_csv(inputs.catalog, required=["blend_id", "distance_px"])
     masks = {m: Prediction.load(path, masks=True).masks
              for m, path in zip(params["mask_methods"], inputs.predictions, strict=True)}

@@ -28,7 +28,8 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
                   channels_last: bool = True, masks_out: np.ndarray | None = None, method: str = "") -> Prediction:
     """Run a trained model (built by :func:`blendphot.models.build_model`) over a split of blends.
 
-    Flux models fill ``cen_flux``/``comp_flux``; mask models write thresholded (p > 0.5)
+    Flux models fill ``cen_flux``/``comp_flux`` (and ``cen_flux_err``/``comp_flux_err`` with a
+    σ head, ``flux_sigma``); mask models write thresholded (p > 0.5)
     central and companion masks into ``masks_out`` (an (N, 2, S, S) uint8 array, e.g. a
     memmap from :func:`blendphot.io.create_array`) or a new array. Batches are served as in
     training (:class:`blendphot.data.Batches`), in order.
@@ -40,6 +41,7 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
         model.to(memory_format=torch.channels_last)
     n = len(data)
     fluxes = np.full((n, 2), np.nan)
+    sigmas = np.full((n, 2), np.nan) if model.cfg.flux_sigma else None
     has_masks = architecture(arch).masks
     if has_masks and masks_out is None:
         masks_out = np.zeros((n, 2, *data.images.shape[1:]), dtype=np.uint8)
@@ -50,11 +52,15 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
         rows = slice(start, start + len(x))
         if out.fluxes is not None:
             fluxes[rows] = out.fluxes.float().cpu().numpy()
+        if out.uncertainties is not None:
+            sigmas[rows] = out.uncertainties.float().cpu().numpy()
         if out.mask_logits is not None:
             masks_out[rows] = (out.mask_logits[:, :2] > 0).cpu().numpy()
         start += len(x)
     catalog = pd.DataFrame({"blend_id": data.catalog["blend_id"].to_numpy(), "cen_flux": fluxes[:, 0],
                             "comp_flux": fluxes[:, 1]})
+    if sigmas is not None:  # the flux's 1σ (first order; the log-flux is Gaussian with σ = err / flux)
+        catalog["cen_flux_err"], catalog["comp_flux_err"] = sigmas[:, 0], sigmas[:, 1]
     return Prediction(catalog=catalog, masks=masks_out if has_masks else None, method=method)
 
 

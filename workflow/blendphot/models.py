@@ -64,7 +64,9 @@ class ModelConfig:
     its head); ``unet_depth``/``unet_filters``/``overlap_channel`` the U-Net.
     ``normalisation`` is ``"arcsinh"`` (arcsinh(F/σ)) or ``"linear"`` (F/σ, i.e. raw pixels
     up to a constant); ``noise_sigma`` (e-/s) and ``flux_scale`` (catalogue flux units) are
-    measured on the training set.
+    measured on the training set. ``flux_sigma`` adds a second output per galaxy, the
+    standard deviation of its log-flux (a heteroscedastic Gaussian), multiplied by
+    ``sigma_scale``, the factor that calibrates it on the validation blends after training.
     """
 
     arch: str
@@ -81,8 +83,10 @@ class ModelConfig:
     flux_output: str = "log"
     pooling: str = "max"
     unet_centre_channel: bool = False
+    flux_sigma: bool = False
     noise_sigma: float = 1.0
     flux_scale: float = 1.0
+    sigma_scale: float = 1.0
 
     def __post_init__(self):
         architecture(self.arch)  # a ValueError naming the known ones
@@ -99,8 +103,10 @@ class ModelConfig:
             raise ValueError(f"unknown dense activation {self.dense_activation!r}")
         if self.image_size % 2 ** (self.conv_layers - 1) or self.image_size % 2 ** (self.unet_depth - 1):
             raise ValueError(f"image size {self.image_size} is not divisible by the networks' pooling")
-        if not self.noise_sigma > 0 or not self.flux_scale > 0:
-            raise ValueError("noise_sigma and flux_scale must be positive")
+        if not self.noise_sigma > 0 or not self.flux_scale > 0 or not self.sigma_scale > 0:
+            raise ValueError("noise_sigma, flux_scale and sigma_scale must be positive")
+        if self.flux_sigma and (not architecture(self.arch).fluxes or self.flux_output != "log"):
+            raise ValueError("flux_sigma needs an architecture with fluxes and flux_output: log")
 
     @property
     def mask_channels(self) -> int:
@@ -214,7 +220,12 @@ class DenseStack(nn.Module):
 
 
 class _FluxHead(nn.Module):
-    """ConvPool → DenseStack → FluxOutput on an already normalised (N, C, S, S) input."""
+    """ConvPool → DenseStack → FluxOutput on an already normalised (N, C, S, S) input.
+
+    Returns (fluxes, uncertainties): with ``flux_sigma`` the dense stack has two more outputs,
+    the log of each galaxy's log-flux standard deviation σ; the uncertainty is the flux's
+    standard deviation to first order, F·σ·``sigma_scale`` (None without ``flux_sigma``).
+    """
 
     def __init__(self, cfg: ModelConfig, in_channels: int):
         super().__init__()
@@ -222,11 +233,17 @@ class _FluxHead(nn.Module):
         self.features = ConvPool(in_channels, cfg.filters, cfg.conv_layers, bias=bias, pooling=cfg.pooling)
         side = cfg.image_size // 2 ** (cfg.conv_layers - 1)
         self.dense = DenseStack(self.features.out_channels * side * side, cfg.dense_units or cfg.filters,
-                                cfg.dense_layers, 2, cfg.dense_activation, bias=bias)
+                                cfg.dense_layers, 4 if cfg.flux_sigma else 2, cfg.dense_activation, bias=bias)
         self.flux = FluxOutput(cfg.flux_scale, cfg.flux_output)
+        self.sigma_scale = float(cfg.sigma_scale)  # set by calibration: a config value, not a weight
 
     def forward(self, x):
-        return self.flux(self.dense(self.features(x)))
+        out = self.dense(self.features(x))
+        fluxes = self.flux(out[:, :2])
+        if out.shape[1] == 2:
+            return fluxes, None
+        log_sigma = out[:, 2:].float().clamp(-9.0, 3.0)  # σ of ln F within [1e-4, 20]
+        return fluxes, fluxes * log_sigma.exp() * self.sigma_scale
 
 
 class Blend2Flux(nn.Module):
@@ -239,7 +256,8 @@ class Blend2Flux(nn.Module):
         self.head = _FluxHead(cfg, in_channels=1)
 
     def forward(self, blend: torch.Tensor) -> ModelOutput:
-        return ModelOutput(fluxes=self.head(self.norm(blend)))
+        fluxes, uncertainties = self.head(self.norm(blend))
+        return ModelOutput(fluxes=fluxes, uncertainties=uncertainties)
 
 
 class DoubleConv(nn.Sequential):
@@ -323,7 +341,8 @@ class Blend2Mask2Flux(nn.Module):
         masks = torch.sigmoid(logits[:, :2].float()).to(x.dtype)
         if self.cfg.flux_output == "equivariant":
             masks = masks * x  # each galaxy's masked light: degree 1 in the blend, like x
-        return ModelOutput(fluxes=self.head(torch.cat([x, masks], dim=1)), mask_logits=logits)
+        fluxes, uncertainties = self.head(torch.cat([x, masks], dim=1))
+        return ModelOutput(fluxes=fluxes, mask_logits=logits, uncertainties=uncertainties)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

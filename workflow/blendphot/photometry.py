@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KRON_FACTOR", "KRON_MIN_RADIUS", "KRON_MOMENT_SCALE", "background_level", "correct_neighbours",
-           "delta_mag", "flux_to_mag", "kron_photometry", "mag_to_flux"]
+__all__ = ["INTERVAL_K", "KRON_FACTOR", "KRON_MIN_RADIUS", "KRON_MOMENT_SCALE", "background_level",
+           "correct_neighbours", "delta_mag", "flux_to_mag", "kron_photometry", "mag_to_flux"]
 
 KRON_FACTOR = 2.5  # SExtractor's PHOT_AUTOPARAMS, first value
 KRON_MIN_RADIUS = 1.75  # pixels: SExtractor's minimum diameter of 3.5 px
 KRON_MOMENT_SCALE = 6.0  # the Kron radius is measured within 6x the isophotal ellipse
 _SUBPIX = 5  # SExtractor's sub-pixel sampling of aperture edges
+# Flux uncertainties are Gaussian in ln F: the central p % interval is ln F ± k σ_ln.
+INTERVAL_K = {68: 0.99446, 95: 1.95996}
 
 
 def flux_to_mag(flux, zeropoint: float):

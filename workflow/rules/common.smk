@@ -17,6 +17,7 @@ STAMPSET = config["survey"]["stamps"]
 MODELS = list(config["train"]["models"])
 FLUX_MODELS = has_fluxes(config["train"]["models"])
 MASK_MODELS = has_masks(config["train"]["models"])
+SIGMA_MODELS = [m for m in FLUX_MODELS if config["train"]["models"][m]["flux_sigma"]]
 ARCHS = {name: entry["arch"] for name, entry in config["train"]["models"].items()}
 
 TABLES = ["table1", "table2", "table3", "headline"]
@@ -148,6 +149,8 @@ if MASK_MODELS:
         "predictions": expand("results/predict/{model}", model=MASK_MODELS),
     }
     FIGURE_INPUTS |= {"figure10": _MASK_INPUTS, "figure11": _MASK_INPUTS, "figure12": EVALUATED}
+if SIGMA_MODELS:
+    FIGURE_INPUTS["calibration"] = EVALUATED
 
 
 def figure_inputs(wildcards):
@@ -168,6 +171,12 @@ def figure_params(wildcards):
         }
     if name in ("figure10", "figure11", "figure12"):
         params |= {"mask_methods": MASK_MODELS, "examples": FIG["examples"]}
+    if name == "calibration":
+        params |= {
+            "sigma_methods": SIGMA_MODELS,
+            "distance_bins_px": config["evaluate"]["distance_bins_px"],
+            "mag_diff_bins": config["evaluate"]["mag_diff_bins"],
+        }
     return params
 
 

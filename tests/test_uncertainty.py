@@ -1,0 +1,152 @@
+"""Flux uncertainties: the σ head, its likelihood, its calibration, and their evaluation."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from blendphot import evaluate as ev
+from blendphot.config import load_config, model_settings
+from blendphot.errors import ConfigError
+from blendphot.inference import predict_model
+from blendphot.models import ModelConfig, build_model
+from blendphot.prediction import Prediction
+from blendphot.train import calibrate_sigma, load_checkpoint, load_model, log_flux_nll, run_train_model
+from tests.toy import toy_blends
+from tests.workflow_helpers import ROOT
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _cfg(**kw):
+    return ModelConfig("blend2flux", image_size=32, filters=4, normalisation="linear", noise_sigma=0.05,
+                       flux_scale=30.0, flux_sigma=True, **kw)
+
+
+def test_the_sigma_head_gives_a_positive_flux_uncertainty_scaled_by_its_calibration():
+    torch.manual_seed(0)
+    model = build_model(_cfg()).eval()
+    x = torch.from_numpy(toy_blends(5).images)
+    with torch.inference_mode():
+        out = model(x)
+    assert out.uncertainties.shape == (5, 2) and (out.uncertainties > 0).all()
+    scaled = build_model(_cfg(sigma_scale=2.5)).eval()
+    scaled.load_state_dict(model.state_dict())  # the factor is config, not a weight
+    with torch.inference_mode():
+        again = scaled(x)
+    torch.testing.assert_close(again.fluxes, out.fluxes)
+    torch.testing.assert_close(again.uncertainties, 2.5 * out.uncertainties)
+    plain = build_model(ModelConfig("blend2flux", image_size=32, filters=4)).eval()
+    assert plain(x).uncertainties is None
+
+
+@pytest.mark.parametrize("kw", [{"arch": "unet"}, {"flux_output": "equivariant"}])
+def test_a_sigma_head_needs_fluxes_in_log_space(kw):
+    base = {"arch": "blend2flux", "image_size": 32, "normalisation": "linear", "flux_sigma": True} | kw
+    with pytest.raises(ValueError, match="flux_sigma"):
+        ModelConfig(**base)
+
+
+def test_a_sigma_head_on_a_unet_is_a_config_error():
+    cfg = load_config(ROOT / "tests/config/tiny.yaml")
+    cfg["train"]["models"]["unet"]["flux_sigma"] = True
+    from blendphot.config import validate_config
+
+    with pytest.raises(ConfigError, match=r"'train\.models\.unet\.flux_sigma'"):
+        validate_config(cfg)
+
+
+def test_the_likelihood_teaches_sigma_and_leaves_the_flux_to_the_flux_loss():
+    pred = torch.tensor([[50.0, 20.0]], requires_grad=True)
+    true = torch.tensor([[60.0, 18.0]])
+    log_sigma = torch.zeros(1, 2, requires_grad=True)
+    loss = log_flux_nll(pred, pred * log_sigma.exp(), true)
+    loss.backward()
+    assert torch.all(pred.grad.abs() < 1e-6)  # no pull on the flux
+    # per galaxy, the likelihood is smallest where σ_ln equals |ln true − ln pred|
+    r = np.abs(np.log([60 / 50, 18 / 20]))
+    grid = np.linspace(0.01, 0.5, 500)
+    values = [[float(log_flux_nll(torch.tensor([[p]]), torch.tensor([[p * s]]), torch.tensor([[t]])))
+               for s in grid] for p, t in ((50.0, 60.0), (20.0, 18.0))]
+    np.testing.assert_allclose(grid[np.argmin(values, axis=1)], r, atol=1e-3)
+
+
+def test_calibration_scales_sigma_to_the_nominal_68_percent():
+    rng = np.random.default_rng(0)
+    true = 10 ** rng.uniform(1, 2, (20000, 2))
+    fluxes = true * np.exp(rng.normal(0, 0.2, true.shape))  # errors of 0.2 in ln F
+    scale, report = calibrate_sigma(fluxes, fluxes * 0.1, true)  # a σ twice too small
+    assert scale == pytest.approx(2.0, rel=0.03)
+    assert report["val_coverage68_raw"] == pytest.approx(0.383, abs=0.01)
+    assert report["val_coverage68"] == pytest.approx(0.68, abs=0.002)
+    assert report["val_coverage95"] == pytest.approx(0.95, abs=0.01)
+
+
+def test_a_trained_sigma_head_is_calibrated_on_validation_and_predicts_flux_errors(tmp_path):
+    train, val = toy_blends(400, seed=1), toy_blends(300, seed=2)
+    train.save(tmp_path / "train"), val.save(tmp_path / "val")
+    cfg = load_config(ROOT / "tests/config/tiny.yaml")
+    cfg["train"]["models"]["blend2flux"] |= {"flux_sigma": True, "blends": "fixed", "epochs": 4}
+    settings = model_settings(cfg, "blend2flux")
+    summary = run_train_model(settings, seed=1, train_dir=tmp_path / "train", val_dir=tmp_path / "val",
+                              state_dir=tmp_path / "state", model_out=tmp_path / "model.pt",
+                              history_out=tmp_path / "history.csv", device="cpu")
+    state = load_checkpoint(tmp_path / "model.pt")
+    scale = state["model_config"]["sigma_scale"]
+    assert scale == pytest.approx(summary["calibration"]["sigma_scale"]) and scale != 1.0
+    assert summary["calibration"]["val_coverage68"] == pytest.approx(0.68, abs=0.01)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert {"val_flux_nll", "val_coverage68"} <= set(history.columns)
+    model, mcfg = load_model(tmp_path / "model.pt")
+    assert mcfg.sigma_scale == scale
+    pred = predict_model(model, val, device="cpu", amp=False, channels_last=False, method="b2f")
+    assert {"cen_flux_err", "comp_flux_err"} <= set(pred.catalog.columns)
+    # the evaluation's coverage of the validation blends is the calibration's, by one definition
+    stats = ev.uncertainty_stats(pred.catalog[["cen_flux", "comp_flux"]].to_numpy().ravel(),
+                                 pred.catalog[["cen_flux_err", "comp_flux_err"]].to_numpy().ravel(),
+                                 val.fluxes.ravel())
+    assert stats["coverage68"] == pytest.approx(summary["calibration"]["val_coverage68"], abs=1e-3)
+
+
+def test_the_evaluation_reports_coverage_and_warns_when_it_is_off():
+    rng = np.random.default_rng(3)
+    n = 4000
+    cat = pd.DataFrame({"blend_id": np.arange(n), "distance_px": rng.uniform(3, 40, n)})
+    for role in ("cen", "comp"):
+        cat[f"{role}_flux"] = 10 ** rng.uniform(1, 2, n)
+        cat[f"{role}_mag"] = 25 - 2.5 * np.log10(cat[f"{role}_flux"])
+        cat[f"{role}_re_px"], cat[f"{role}_cls"] = 3.0, "disk"
+    preds = {}
+    for name, claimed in (("good", 0.1), ("overconfident", 0.03)):
+        table = {"blend_id": cat["blend_id"]}
+        for role in ("cen", "comp"):
+            table[f"{role}_flux"] = cat[f"{role}_flux"] * np.exp(rng.normal(0, 0.1, n))
+            table[f"{role}_flux_err"] = claimed * table[f"{role}_flux"]
+        preds[name] = Prediction(pd.DataFrame(table), method=name)
+    galaxies = ev.galaxy_table(cat, preds, zeropoint=25.0)
+    metrics = ev.summarise(galaxies, zeropoint=25.0)
+    both = metrics[(metrics["group_by"] == "all") & (metrics["role"] == "both")].set_index("method")
+    assert both.loc["good", "coverage68"] == pytest.approx(0.68, abs=0.02)
+    assert both.loc["good", "coverage95"] == pytest.approx(0.95, abs=0.01)
+    assert both.loc["good", "z_std"] == pytest.approx(1.0, abs=0.03)
+    assert both.loc["overconfident", "coverage68"] < 0.3
+    assert metrics[metrics["group_by"] == "distance_px"]["coverage68"].notna().all()  # per bin too
+    text = ev.summary_markdown(metrics, None, ev.iou_by_pair(galaxies), deep_methods=["good", "overconfident"])
+    assert "## Flux uncertainties" in text
+    assert "**Warning: overconfident" in text and "**Warning: good" not in text
+
+    from blendphot import figures as fg
+
+    fig = fg.figure_calibration(galaxies, ["good", "overconfident"], {"good": "C0", "overconfident": "C1"},
+                                distance_bins=[0, 10, 20, 40], mag_diff_bins=[-2, 0, 2])
+    pit, rel, by_d, by_m = fig.axes
+    good, over = rel.get_lines()[:2]
+    at = np.argmin(np.abs(good.get_xdata() - 0.68))
+    assert good.get_ydata()[at] == pytest.approx(0.68, abs=0.03) and over.get_ydata()[at] < 0.3
+    assert len(by_d.patches) == 2 * 3 and len(by_m.patches) == 2 * 2  # one bar per method and bin
+    assert pit.get_legend().get_texts()[0].get_text() == "good (8000 galaxies)"  # both galaxies of 4000 blends
