@@ -132,7 +132,7 @@ def main():
                 flux = pred.catalog[["cen_flux", "comp_flux"]].to_numpy().ravel()
                 err = scale * pred.catalog[["cen_flux_err", "comp_flux_err"]].to_numpy().ravel()
                 u = uncertainty_stats(flux, err, test.catalog[["cen_flux", "comp_flux"]].to_numpy().ravel())
-                sigma = {"sigma_scale": scale, **{k: u[k] for k in ("coverage68", "coverage95", "z_std")}}
+                sigma = {"sigma_scale": scale, **{k: u[k] for k in ("coverage68", "coverage95", "pit_ks")}}
             true = score(pred.catalog, test, ("cen_flux_true", "comp_flux_true"))
             masks = dict.fromkeys(["iou", "masks_empty_central", "masks_empty_companion", "masks_same_blob"], np.nan)
             if pred.masks is not None:
@@ -149,10 +149,23 @@ def main():
                    "settings": json.dumps({**model_keys, **train_keys, "fresh": fresh, "init_from_unet": from_unet})}
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                            if k != "settings"), flush=True)
-            out = Path(args.out)
-            rows = pd.concat([pd.read_csv(out), pd.DataFrame([row])], ignore_index=True) if out.exists() else \
-                pd.DataFrame([row])
-            rows.to_csv(out, index=False)  # rewritten whole: a new column (e.g. coverage68) keeps the rows aligned
+            append_row(Path(args.out), row)
+
+
+def append_row(out: Path, row: dict) -> None:
+    """Append ``row`` to the CSV ``out``; columns it has that the file lacks (e.g. coverage68)
+    are added at the end of the header, the earlier rows left as they are, empty there."""
+    if not out.exists():
+        pd.DataFrame([row]).to_csv(out, index=False)
+        return
+    lines = out.read_text().splitlines()
+    header = lines[0].split(",")
+    new = [k for k in row if k not in header]
+    if new:
+        lines = [",".join(header + new)] + [line + "," * len(new) for line in lines[1:]]
+        header += new
+    body = pd.DataFrame([row]).reindex(columns=header).to_csv(index=False, header=False).rstrip("\n")
+    out.write_text("\n".join([*lines, body]) + "\n")
 
 
 if __name__ == "__main__":

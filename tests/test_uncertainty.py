@@ -65,11 +65,11 @@ def test_the_likelihood_teaches_sigma_and_leaves_the_flux_to_the_flux_loss():
     pred = torch.tensor([[50.0, 20.0]], requires_grad=True)
     true = torch.tensor([[60.0, 18.0]])
     log_sigma = torch.zeros(1, 2, requires_grad=True)
-    loss = log_flux_nll(pred, pred * log_sigma.exp(), true)
+    loss = log_flux_nll(pred, pred.detach() * log_sigma.exp(), true)  # as the σ head builds it
     loss.backward()
-    assert torch.all(pred.grad.abs() < 1e-6)  # no pull on the flux
-    # per galaxy, the likelihood is smallest where σ_ln equals |ln true − ln pred|
-    r = np.abs(np.log([60 / 50, 18 / 20]))
+    assert pred.grad is None and log_sigma.grad.abs().min() > 0  # σ learns, the flux is not pulled
+    # per galaxy, the Laplace likelihood is smallest where its scale b = s68 / 1.1394 equals |ln true − ln pred|
+    r = np.abs(np.log([60 / 50, 18 / 20])) * 1.1394343
     grid = np.linspace(0.01, 0.5, 500)
     values = [[float(log_flux_nll(torch.tensor([[p]]), torch.tensor([[p * s]]), torch.tensor([[t]])))
                for s in grid] for p, t in ((50.0, 60.0), (20.0, 18.0))]
@@ -79,10 +79,10 @@ def test_the_likelihood_teaches_sigma_and_leaves_the_flux_to_the_flux_loss():
 def test_calibration_scales_sigma_to_the_nominal_68_percent():
     rng = np.random.default_rng(0)
     true = 10 ** rng.uniform(1, 2, (20000, 2))
-    fluxes = true * np.exp(rng.normal(0, 0.2, true.shape))  # errors of 0.2 in ln F
-    scale, report = calibrate_sigma(fluxes, fluxes * 0.1, true)  # a σ twice too small
+    fluxes = true * np.exp(rng.laplace(0, 0.2 / 1.1394343, true.shape))  # a 68 % half-width of 0.2 in ln F
+    scale, report = calibrate_sigma(fluxes, fluxes * 0.1, true)  # an uncertainty twice too small
     assert scale == pytest.approx(2.0, rel=0.03)
-    assert report["val_coverage68_raw"] == pytest.approx(0.383, abs=0.01)
+    assert report["val_coverage68_raw"] == pytest.approx(1 - np.exp(-0.5 * 1.1394343), abs=0.01)
     assert report["val_coverage68"] == pytest.approx(0.68, abs=0.002)
     assert report["val_coverage95"] == pytest.approx(0.95, abs=0.01)
 
@@ -125,7 +125,7 @@ def test_the_evaluation_reports_coverage_and_warns_when_it_is_off():
     for name, claimed in (("good", 0.1), ("overconfident", 0.03)):
         table = {"blend_id": cat["blend_id"]}
         for role in ("cen", "comp"):
-            table[f"{role}_flux"] = cat[f"{role}_flux"] * np.exp(rng.normal(0, 0.1, n))
+            table[f"{role}_flux"] = cat[f"{role}_flux"] * np.exp(rng.laplace(0, 0.1 / 1.1394343, n))
             table[f"{role}_flux_err"] = claimed * table[f"{role}_flux"]
         preds[name] = Prediction(pd.DataFrame(table), method=name)
     galaxies = ev.galaxy_table(cat, preds, zeropoint=25.0)
@@ -133,8 +133,8 @@ def test_the_evaluation_reports_coverage_and_warns_when_it_is_off():
     both = metrics[(metrics["group_by"] == "all") & (metrics["role"] == "both")].set_index("method")
     assert both.loc["good", "coverage68"] == pytest.approx(0.68, abs=0.02)
     assert both.loc["good", "coverage95"] == pytest.approx(0.95, abs=0.01)
-    assert both.loc["good", "z_std"] == pytest.approx(1.0, abs=0.03)
-    assert both.loc["overconfident", "coverage68"] < 0.3
+    assert both.loc["good", "pit_ks"] < 0.03 and both.loc["overconfident", "pit_ks"] > 0.2
+    assert both.loc["overconfident", "coverage68"] < 0.35
     assert metrics[metrics["group_by"] == "distance_px"]["coverage68"].notna().all()  # per bin too
     text = ev.summary_markdown(metrics, None, ev.iou_by_pair(galaxies), deep_methods=["good", "overconfident"])
     assert "## Flux uncertainties" in text
@@ -150,3 +150,30 @@ def test_the_evaluation_reports_coverage_and_warns_when_it_is_off():
     assert good.get_ydata()[at] == pytest.approx(0.68, abs=0.03) and over.get_ydata()[at] < 0.3
     assert len(by_d.patches) == 2 * 3 and len(by_m.patches) == 2 * 2  # one bar per method and bin
     assert pit.get_legend().get_texts()[0].get_text() == "good (8000 galaxies)"  # both galaxies of 4000 blends
+
+
+def test_the_sigma_loss_reaches_only_the_sigma_layer():
+    torch.manual_seed(0)
+    model = build_model(_cfg())
+    data = toy_blends(8)
+    out = model(torch.from_numpy(data.images))
+    log_flux_nll(out.fluxes, out.uncertainties, torch.tensor(data.fluxes)).backward()
+    for name, param in model.named_parameters():
+        moved = param.grad is not None and bool(param.grad.abs().sum() > 0)
+        assert moved == name.startswith("head.sigma."), name
+
+
+def test_a_sigma_head_leaves_the_trained_fluxes_exactly_as_without_it(tmp_path):
+    from blendphot.train import TrainConfig, fit
+
+    train, val = toy_blends(200, seed=1), toy_blends(100, seed=2)
+    fluxes = {}
+    for with_sigma in (False, True):
+        cfg = ModelConfig("blend2flux", image_size=32, filters=4, normalisation="linear", noise_sigma=0.05,
+                          flux_scale=30.0, flux_sigma=with_sigma)
+        tcfg = TrainConfig(epochs=3, learning_rate=1e-3, seed=4, flux_loss="log", lr_patience=0)
+        summary = fit(cfg, tcfg, train, val, tmp_path / str(with_sigma))
+        model, _ = load_model(summary["best_path"])
+        with torch.inference_mode():
+            fluxes[with_sigma] = model(torch.from_numpy(val.images)).fluxes
+    torch.testing.assert_close(fluxes[True], fluxes[False], rtol=0, atol=0)

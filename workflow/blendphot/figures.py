@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from statistics import NormalDist
 
 import matplotlib
 
@@ -23,7 +22,7 @@ import pandas as pd
 from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.evaluate import PAPER_DISTANCE_PX, PAPER_SEP_OUTCOMES, photometry_stats
-from blendphot.photometry import flux_to_mag
+from blendphot.photometry import flux_to_mag, interval_halfwidth, laplace_pit
 from blendphot.prediction import Prediction
 
 __all__ = [
@@ -423,7 +422,7 @@ def figure_sample(table1: pd.DataFrame, blends: pd.DataFrame, outcomes: pd.DataF
 
 
 def _z_scores(rows: pd.DataFrame) -> np.ndarray:
-    """(ln F_isolated − ln F) / σ_ln of the rows with a flux uncertainty."""
+    """(ln F_isolated − ln F) / s68 of the rows with a flux uncertainty (s68 = flux_err / flux)."""
     ok = (rows["flux"] > 0) & (rows["flux_err"] > 0) & (rows["flux_iso"] > 0)
     r = rows[ok]
     return (np.log(r["flux_iso"] / r["flux"]) / (r["flux_err"] / r["flux"])).to_numpy(float)
@@ -434,18 +433,17 @@ def figure_calibration(galaxies: pd.DataFrame, methods: list[str], colours: dict
     """Flux uncertainties of the networks with a σ head, against the isolated fluxes: the PIT
     histogram (flat when calibrated), the coverage of every central interval against its
     nominal level, and the 68 % coverage per bin of centre distance and of mag_self − mag_other."""
-    normal = NormalDist()
     fig, (pit, rel, by_d, by_m) = plt.subplots(1, 4, figsize=(17, 4.0))
     levels = np.linspace(0.02, 0.99, 50)
-    k = np.array([normal.inv_cdf((1 + p) / 2) for p in levels])
+    k = np.array([interval_halfwidth(p) for p in levels])
     for j, method in enumerate(methods):
         rows = galaxies[(galaxies["method"] == method) & galaxies["flux_err"].notna()]
         z = _z_scores(rows)
         colour = colours[method]
-        pit.hist([normal.cdf(v) for v in z], bins=20, range=(0, 1), density=True, histtype="step", lw=1.5,
+        pit.hist(laplace_pit(z), bins=20, range=(0, 1), density=True, histtype="step", lw=1.5,
                  color=colour, label=f"{method_label(method)} ({z.size} galaxies)")
         rel.plot(levels, [np.mean(np.abs(z) <= q) for q in k], color=colour, lw=1.5, label=method_label(method))
-        k68 = normal.inv_cdf(0.84)
+        k68 = interval_halfwidth(0.68)
         for ax, column, edges in ((by_d, "distance_px", distance_bins), (by_m, "mag_diff", mag_diff_bins)):
             cells = pd.cut(rows[column], edges, right=False)
             cover = [np.mean(np.abs(_z_scores(rows[cells == c])) <= k68) if (cells == c).any() else np.nan
@@ -454,7 +452,8 @@ def figure_calibration(galaxies: pd.DataFrame, methods: list[str], colours: dict
             ax.bar(x, cover, width=0.8 / max(len(methods), 1), color=colour, label=method_label(method))
             ax.set_xticks(np.arange(len(cover)), [f"{a:g}-{b:g}" for a, b in itertools.pairwise(edges)], fontsize=7)
     pit.axhline(1, color="k", ls="--", lw=0.8)
-    pit.set_xlabel("PIT = Φ(z)"), pit.set_ylabel("density"), pit.legend(fontsize=7, frameon=False, loc="lower center")
+    pit.set_xlabel("PIT (Laplace CDF of z)"), pit.set_ylabel("density")
+    pit.legend(fontsize=7, frameon=False, loc="lower center")
     pit.set_title("PIT (flat = calibrated)", fontsize=9)
     rel.plot([0, 1], [0, 1], "k--", lw=0.8)
     rel.set_xlabel("nominal coverage"), rel.set_ylabel("fraction inside the interval")

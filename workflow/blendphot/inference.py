@@ -59,7 +59,7 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
         start += len(x)
     catalog = pd.DataFrame({"blend_id": data.catalog["blend_id"].to_numpy(), "cen_flux": fluxes[:, 0],
                             "comp_flux": fluxes[:, 1]})
-    if sigmas is not None:  # the flux's 1σ (first order; the log-flux is Gaussian with σ = err / flux)
+    if sigmas is not None:  # 1σ-equivalent: ln F ± err / flux is the central 68 % interval
         catalog["cen_flux_err"], catalog["comp_flux_err"] = sigmas[:, 0], sigmas[:, 1]
     return Prediction(catalog=catalog, masks=masks_out if has_masks else None, method=method)
 

@@ -65,8 +65,8 @@ class ModelConfig:
     ``normalisation`` is ``"arcsinh"`` (arcsinh(F/σ)) or ``"linear"`` (F/σ, i.e. raw pixels
     up to a constant); ``noise_sigma`` (e-/s) and ``flux_scale`` (catalogue flux units) are
     measured on the training set. ``flux_sigma`` adds a second output per galaxy, the
-    standard deviation of its log-flux (a heteroscedastic Gaussian), multiplied by
-    ``sigma_scale``, the factor that calibrates it on the validation blends after training.
+    half-width of the 68 % interval of its log-flux (a heteroscedastic Laplace), multiplied
+    by ``sigma_scale``, the factor that calibrates it on the validation blends after training.
     """
 
     arch: str
@@ -210,21 +210,30 @@ class DenseStack(nn.Module):
         parts.append(last)
         self.net = nn.Sequential(*parts)
 
-    def forward(self, x):
-        hidden = self.net[:-1](x)
+    @property
+    def hidden_features(self) -> int:
+        return self.net[-1].in_features
+
+    def forward(self, x, *, with_hidden: bool = False):
+        """The outputs (float32), and with ``with_hidden`` the last hidden layer's (float32)."""
+        hidden = self.net[:-1](x).float()
         kind = hidden.device.type
         if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
             with torch.autocast(device_type=kind, enabled=False):
-                return self.net[-1](hidden.float())
-        return self.net[-1](hidden.float())
+                out = self.net[-1](hidden)
+        else:
+            out = self.net[-1](hidden)
+        return (out, hidden) if with_hidden else out
 
 
 class _FluxHead(nn.Module):
     """ConvPool → DenseStack → FluxOutput on an already normalised (N, C, S, S) input.
 
-    Returns (fluxes, uncertainties): with ``flux_sigma`` the dense stack has two more outputs,
-    the log of each galaxy's log-flux standard deviation σ; the uncertainty is the flux's
-    standard deviation to first order, F·σ·``sigma_scale`` (None without ``flux_sigma``).
+    Returns (fluxes, uncertainties). With ``flux_sigma`` a linear layer reads the last hidden
+    layer, detached, into the log of s68, the half-width of the 68 % interval of each galaxy's
+    log-flux: it is learnt on the features the fluxes are made of, and its loss never moves the
+    fluxes. The uncertainty is F·s68·``sigma_scale``, the flux's 1σ-equivalent error (None
+    without ``flux_sigma``).
     """
 
     def __init__(self, cfg: ModelConfig, in_channels: int):
@@ -233,17 +242,18 @@ class _FluxHead(nn.Module):
         self.features = ConvPool(in_channels, cfg.filters, cfg.conv_layers, bias=bias, pooling=cfg.pooling)
         side = cfg.image_size // 2 ** (cfg.conv_layers - 1)
         self.dense = DenseStack(self.features.out_channels * side * side, cfg.dense_units or cfg.filters,
-                                cfg.dense_layers, 4 if cfg.flux_sigma else 2, cfg.dense_activation, bias=bias)
+                                cfg.dense_layers, 2, cfg.dense_activation, bias=bias)
         self.flux = FluxOutput(cfg.flux_scale, cfg.flux_output)
+        self.sigma = nn.Linear(self.dense.hidden_features, 2) if cfg.flux_sigma else None
         self.sigma_scale = float(cfg.sigma_scale)  # set by calibration: a config value, not a weight
 
     def forward(self, x):
-        out = self.dense(self.features(x))
-        fluxes = self.flux(out[:, :2])
-        if out.shape[1] == 2:
-            return fluxes, None
-        log_sigma = out[:, 2:].float().clamp(-9.0, 3.0)  # σ of ln F within [1e-4, 20]
-        return fluxes, fluxes * log_sigma.exp() * self.sigma_scale
+        if self.sigma is None:
+            return self.flux(self.dense(self.features(x))), None
+        out, hidden = self.dense(self.features(x), with_hidden=True)
+        fluxes = self.flux(out)
+        log_sigma = self.sigma(hidden.detach()).float().clamp(-9.0, 3.0)  # s68 of ln F within [1e-4, 20]
+        return fluxes, fluxes.detach() * log_sigma.exp() * self.sigma_scale
 
 
 class Blend2Flux(nn.Module):

@@ -25,15 +25,45 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INTERVAL_K", "KRON_FACTOR", "KRON_MIN_RADIUS", "KRON_MOMENT_SCALE", "background_level",
-           "correct_neighbours", "delta_mag", "flux_to_mag", "kron_photometry", "mag_to_flux"]
+__all__ = [
+    "INTERVAL_K",
+    "KRON_FACTOR",
+    "KRON_MIN_RADIUS",
+    "KRON_MOMENT_SCALE",
+    "LAPLACE_68",
+    "background_level",
+    "correct_neighbours",
+    "delta_mag",
+    "flux_to_mag",
+    "interval_halfwidth",
+    "kron_photometry",
+    "laplace_pit",
+    "mag_to_flux",
+]
 
 KRON_FACTOR = 2.5  # SExtractor's PHOT_AUTOPARAMS, first value
 KRON_MIN_RADIUS = 1.75  # pixels: SExtractor's minimum diameter of 3.5 px
 KRON_MOMENT_SCALE = 6.0  # the Kron radius is measured within 6x the isophotal ellipse
 _SUBPIX = 5  # SExtractor's sub-pixel sampling of aperture edges
-# Flux uncertainties are Gaussian in ln F: the central p % interval is ln F ± k σ_ln.
-INTERVAL_K = {68: 0.99446, 95: 1.95996}
+# Flux uncertainties: ln F follows a Laplace distribution (the networks' errors have heavier
+# tails than a Gaussian's: bench/bench_science.py), and flux_err / flux = s68 is the
+# half-width of its central 68 % interval. A Laplace's 68 % half-width is ln(1/0.32) scales.
+LAPLACE_68 = 1.1394343
+
+
+def interval_halfwidth(p: float) -> float:
+    """Half-width of the central interval holding ``p`` of a Laplace, in units of its 68 % half-width."""
+    return float(-np.log1p(-p) / LAPLACE_68)
+
+
+def laplace_pit(z):
+    """The Laplace CDF of ``z`` = (ln F_true − ln F) / s68: uniform on [0, 1] when the
+    uncertainties are right (the probability integral transform)."""
+    x = np.asarray(z, float) * LAPLACE_68
+    return np.where(x < 0, 0.5 * np.exp(np.minimum(x, 0)), 1 - 0.5 * np.exp(-np.maximum(x, 0)))
+
+
+INTERVAL_K = {68: 1.0, 95: interval_halfwidth(0.95)}  # in units of s68: 1 and 2.629
 
 
 def flux_to_mag(flux, zeropoint: float):

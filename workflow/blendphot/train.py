@@ -53,7 +53,7 @@ from blendphot.data import Batches, fingerprint, noise_sigma
 from blendphot.device import device_facts, resolve_device, set_determinism
 from blendphot.errors import BlendphotError, InputError
 from blendphot.models import ModelConfig, ModelOutput, build_model, count_parameters
-from blendphot.photometry import INTERVAL_K
+from blendphot.photometry import INTERVAL_K, LAPLACE_68
 
 __all__ = [
     "TrainConfig",
@@ -131,18 +131,19 @@ def log_flux_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 
 def log_flux_nll(pred: torch.Tensor, sigma: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """Gaussian negative log-likelihood of the true log-flux, mean over galaxies (constant
-    dropped): 0.5 (ln true − ln pred)² / σ_ln² + ln σ_ln, σ_ln = ``sigma`` / ``pred``. The
-    predicted flux is detached: the likelihood teaches the uncertainty, the flux loss the flux."""
-    sigma_ln = sigma.float() / pred.float()
-    residual = (true.float().log() - pred.float().detach().log()) / sigma_ln
-    return (0.5 * residual**2 + sigma_ln.log()).mean()
+    """Laplace negative log-likelihood of the true log-flux, mean over galaxies (constant
+    dropped): |ln true − ln pred| / b + ln b, with b = s68 / ln(1/0.32) the scale whose 68 %
+    half-width is s68 = ``sigma`` / ``pred``. The predicted flux is detached: the likelihood
+    teaches the uncertainty, the flux loss the flux."""
+    pred = pred.detach().float()
+    scale = sigma.float() / pred / LAPLACE_68
+    return ((true.float().log() - pred.log()).abs() / scale + scale.log()).mean()
 
 
 def calibrate_sigma(fluxes: np.ndarray, sigmas: np.ndarray, true: np.ndarray) -> tuple[float, dict]:
-    """The factor s by which the predicted σ must be multiplied for the central 68 % interval
-    (ln F ± 0.994 s σ_ln) to hold 68 % of the galaxies, from (N, 2) fluxes, their
-    uncertainties and the true fluxes; and the coverages of the 68 % and 95 % intervals
+    """The factor s by which the predicted uncertainties must be multiplied for the central
+    68 % interval (ln F ± s · flux_err / flux) to hold 68 % of the galaxies, from (N, 2) fluxes,
+    their uncertainties and the true fluxes; and the coverages of the 68 % and 95 % intervals
     before and after."""
     z = np.abs(np.log(true / fluxes)) / (sigmas / fluxes)
     z = z[np.isfinite(z)]
@@ -194,8 +195,11 @@ def trivial_mape(train_fluxes: np.ndarray, fluxes: np.ndarray) -> float:
     return float(mape(torch.full_like(target, median_flux(train_fluxes)), target))
 
 
-def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput, fluxes, masks):
-    """(total loss, {part: value}) of one batch of model outputs."""
+def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput, fluxes, masks, *,
+               with_sigma: bool = True):
+    """(total loss, {part: value}) of one batch of model outputs. The σ head's likelihood
+    (``flux_nll``) enters the total only ``with_sigma``: it trains, but the validation loss
+    that picks the best epoch and steers the learning rate is the fluxes' and masks' alone."""
     parts, terms = {}, []
     if out.fluxes is not None:
         parts["flux_mape"] = mape(out.fluxes, fluxes)
@@ -204,7 +208,8 @@ def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput,
         flux_term = parts["flux_log" if train_cfg.flux_loss == "log" else "flux_mape"]
         if out.uncertainties is not None:
             parts["flux_nll"] = log_flux_nll(out.fluxes, out.uncertainties, fluxes)
-            flux_term = flux_term + parts["flux_nll"]
+            if with_sigma:
+                flux_term = flux_term + parts["flux_nll"]
         terms.append((train_cfg.flux_weight, flux_term))
     if out.mask_logits is not None:
         logits, target = out.mask_logits.float(), mask_targets(masks, model_cfg.mask_channels)
@@ -249,16 +254,16 @@ def evaluate(model, batches: Batches, model_cfg: ModelConfig, train_cfg: TrainCo
     abs_pct, ious, covered = [], [], []
     for x, y, m in batches:
         out = model(x)
-        loss, parts = batch_loss(model_cfg, train_cfg, out, y, m)
+        loss, parts = batch_loss(model_cfg, train_cfg, out, y, m, with_sigma=False)
         b = x.shape[0]
         n += b
         for key, value in {"loss": loss, **parts}.items():
             sums[key] = sums.get(key, 0.0) + value.detach().float() * b
         if out.fluxes is not None:
             abs_pct.append(100 * (out.fluxes.float() - y).abs() / y)
-        if out.uncertainties is not None:  # the 68 % interval of the uncalibrated σ
-            sigma_ln = out.uncertainties.float() / out.fluxes.float()
-            covered.append(((y.float().log() - out.fluxes.float().log()).abs() <= INTERVAL_K[68] * sigma_ln).float())
+        if out.uncertainties is not None:  # the 68 % interval, before calibration
+            s68 = out.uncertainties.float() / out.fluxes.float()
+            covered.append(((y.float().log() - out.fluxes.float().log()).abs() <= INTERVAL_K[68] * s68).float())
         if out.mask_logits is not None:
             ious.append(iou(out.mask_logits[:, :2] > 0, m))
     metrics = {k: float(v) / max(n, 1) for k, v in sums.items()}
