@@ -450,7 +450,8 @@ def figure_calibration(galaxies: pd.DataFrame, methods: list[str], colours: dict
                      for c in cells.cat.categories]
             x = np.arange(len(cover)) + (j - (len(methods) - 1) / 2) * 0.8 / max(len(methods), 1)
             ax.bar(x, cover, width=0.8 / max(len(methods), 1), color=colour, label=method_label(method))
-            ax.set_xticks(np.arange(len(cover)), [f"{a:g}-{b:g}" for a, b in itertools.pairwise(edges)], fontsize=7)
+            ax.set_xticks(np.arange(len(cover)), [f"{a:.3g} to {b:.3g}" for a, b in itertools.pairwise(edges)],
+                          fontsize=7, rotation=25)
     pit.axhline(1, color="k", ls="--", lw=0.8)
     pit.set_xlabel("PIT (Laplace CDF of z)"), pit.set_ylabel("density")
     pit.legend(fontsize=7, frameon=False, loc="lower center")
