@@ -14,6 +14,17 @@ from blendphot.config import validate_config
 
 
 @pytest.fixture
+def one_torch_thread():
+    """torch on one CPU thread for the test (bitwise-reproducible kernels), as before after it."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def default_config():
     import yaml
 

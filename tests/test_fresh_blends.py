@@ -18,14 +18,8 @@ from tests.toy import toy_blends, toy_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE = {"rule": "candels_blender", "max_mag_diff": 2.0, "min_shift_re": 0.5, "max_shift": 12}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# bitwise-reproducible CPU kernels (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fresh(n=64, seed=11, pool_seed=0, **kw):

@@ -28,14 +28,8 @@ from blendphot.train import (
 from tests.toy import toy_blends
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # bitwise-reproducible CPU kernels, same as the subprocess below
-    yield
-    torch.set_num_threads(previous)
+# bitwise-reproducible CPU kernels (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_config(arch="blend2flux", data=None, **kw):

@@ -14,13 +14,8 @@ from blendphot.train import calibrate_sigma, load_checkpoint, load_model, log_fl
 from tests.toy import toy_blends
 from tests.workflow_helpers import ROOT
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# bitwise-reproducible CPU kernels (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(**kw):
