@@ -4,6 +4,7 @@
     blendphot download URL DEST [--sha256 HEX]
     blendphot mock-stampset results/ my-stampset/ [--archive]
     blendphot config-reference [--write config/README.md | --check config/README.md]
+    blendphot predict results/train/blend2flux/model.pt my_blends/ my_predictions/
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     where = ref.add_mutually_exclusive_group()
     where.add_argument("--write", metavar="FILE", help="replace the generated table in FILE (config/README.md)")
     where.add_argument("--check", metavar="FILE", help="fail when FILE's table is not the schema's")
+    pr = sub.add_parser("predict", help="a trained model over blends of your own (a blend folder or a .npy "
+                                        "array of (N, S, S) blends in e-/s)")
+    pr.add_argument("model", help="a trained model, e.g. results/train/blend2flux/model.pt")
+    pr.add_argument("blends", help="a blend folder (images.npy, catalog.csv) or one .npy array of blends")
+    pr.add_argument("out", help="the prediction folder to write (predictions.csv, masks.npy, model.json)")
+    pr.add_argument("--zeropoint", type=float, default=25.9463, help="AB zero point of the magnitudes "
+                                                                    "(default: CANDELS F160W, 25.9463)")
+    pr.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    pr.add_argument("--batch-size", type=int, default=256)
+    pr.add_argument("--noise-tolerance", type=float, default=1.5,
+                    help="largest ratio between the blends' background noise and the training blends' (1.5)")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
@@ -54,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             root, n = mock_stampset(args.results, args.dest, size=args.size, pixel_scale=args.pixel_scale,
                                     archive=args.archive)
             print(f"{root}: {n} stamps (truth.csv beside them)")
+        elif args.command == "predict":
+            from blendphot.inference import run_predict
+
+            pred = run_predict(args.model, args.blends, args.out, zeropoint=args.zeropoint, device=args.device,
+                               batch_size=args.batch_size, noise_tolerance=args.noise_tolerance)
+            print(f"{args.out}: {len(pred.catalog)} blends measured by {pred.method}")
         elif args.command == "config-reference":
             from blendphot.config import reference_markdown, write_reference
 

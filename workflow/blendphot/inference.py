@@ -1,9 +1,14 @@
-"""Running a trained network over a split of blends, into the shared prediction format."""
+"""Running a trained network over blends, into the shared prediction format: the workflow's
+predict stage (:func:`run_predict_model`) and ``blendphot predict`` on blends of one's own
+(:func:`run_predict`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -14,25 +19,32 @@ import torch
 from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.blend import Blends
-from blendphot.data import Batches
+from blendphot.data import Batches, noise_sigma
 from blendphot.device import resolve_device
+from blendphot.errors import InputError
 from blendphot.models import count_parameters
+from blendphot.photometry import flux_to_mag
 from blendphot.prediction import Prediction
 from blendphot.train import autocast
 
-__all__ = ["predict_model", "run_predict_model"]
+__all__ = ["predict_model", "run_predict", "run_predict_model"]
+
+# Magnitude error of a 1σ-equivalent relative flux error: 2.5 / ln 10.
+MAG_PER_LN_FLUX = 1.0857362
 
 
 @torch.inference_mode()
 def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bool = True,
-                  channels_last: bool = True, masks_out: np.ndarray | None = None, method: str = "") -> Prediction:
+                  channels_last: bool = True, masks_out: np.ndarray | None = None, method: str = "",
+                  progress=None) -> Prediction:
     """Run a trained model (built by :func:`blendphot.models.build_model`) over a split of blends.
 
     Flux models fill ``cen_flux``/``comp_flux`` (and ``cen_flux_err``/``comp_flux_err`` with a
     σ head, ``flux_sigma``); mask models write thresholded (p > 0.5)
     central and companion masks into ``masks_out`` (an (N, 2, S, S) uint8 array, e.g. a
     memmap from :func:`blendphot.io.create_array`) or a new array. Batches are served as in
-    training (:class:`blendphot.data.Batches`), in order.
+    training (:class:`blendphot.data.Batches`), in order; ``progress(n)`` is called with the
+    number of blends of each batch done.
     """
     device = torch.device(device)
     arch = model.cfg.arch
@@ -57,6 +69,8 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
         if out.mask_logits is not None:
             masks_out[rows] = (out.mask_logits[:, :2] > 0).cpu().numpy()
         start += len(x)
+        if progress is not None:
+            progress(len(x))
     catalog = pd.DataFrame({"blend_id": data.catalog["blend_id"].to_numpy(), "cen_flux": fluxes[:, 0],
                             "comp_flux": fluxes[:, 1]})
     if sigmas is not None:  # 1σ-equivalent: ln F ± err / flux is the central 68 % interval
@@ -86,3 +100,90 @@ def run_predict_model(model_path: str | Path, blends_dir: str | Path, out_dir: s
     io.write_json(Path(out_dir) / "model.json", {"name": name, "n_parameters": count_parameters(model),
                                                  **dataclasses.asdict(cfg)})
     return {"blends": len(blends), "blends_per_s": len(blends) / max(elapsed, 1e-9)}
+
+
+PREDICT_FILES = ("predictions.csv", "masks.npy", "model.json")
+
+
+def _user_blends(path: Path) -> Blends:
+    """A blend folder of the project's format, or one ``.npy`` array of (N, S, S) blends."""
+    if path.is_dir():
+        return Blends.load(path, masks=False)
+    if path.suffix != ".npy":
+        raise InputError(f"{path}: give a blend folder (images.npy, catalog.csv) or one .npy array of blends")
+    images = np.asarray(io.load_array(path, mmap=False), dtype=np.float32)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise InputError(f"{path}: blends must be an (N, S, S) array of square images, got shape {images.shape}")
+    finite = np.isfinite(images).all(axis=(1, 2))
+    if not finite.all():
+        raise InputError(f"{path}: non-finite pixels in {int((~finite).sum())} blends (first: index "
+                         f"{int(np.argmin(finite))})")
+    return Blends(images, None, pd.DataFrame({"blend_id": np.arange(len(images))}), source=str(path))
+
+
+def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | Path, *, zeropoint: float,
+                device: str | torch.device = "auto", batch_size: int = 256, noise_tolerance: float = 1.5,
+                show_progress: bool = True) -> Prediction:
+    """``blendphot predict``: a trained model (``results/train/<m>/model.pt``) over blends of
+    one's own, in e-/s per pixel, into a prediction folder ``out_dir``.
+
+    The blends are checked against what the model was trained on: the stamp size, finite
+    pixels, and the background noise (the training stage's estimator), which must be within a
+    factor ``noise_tolerance`` of the training blends' (other units, another zero point or
+    another depth would otherwise give wrong fluxes without a word). ``predictions.csv`` holds
+    blend_id, the blend catalogue's other columns when it has them (``catalog_<name>`` where a
+    name is taken, e.g. ``catalog_cen_flux``, the isolated flux), cen/comp flux, their AB
+    magnitudes at ``zeropoint``, their 1σ-equivalent errors with a σ head, ``model`` (its
+    folder's name) and ``model_sha256`` (the first 12 hex digits of the checkpoint's); mask
+    models add ``masks.npy``. Written to a temporary folder and renamed: nothing partial.
+    """
+    from tqdm import tqdm
+
+    from blendphot.train import load_model
+
+    model_path, blends_path, out = Path(model_path), Path(blends_path), Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(f.name not in PREDICT_FILES for f in out.iterdir())):
+        raise InputError(f"{out}: exists and holds other files than a prediction's; give a new folder")
+    device = resolve_device(device, what="prediction")
+    model, cfg = load_model(model_path, device)
+    blends = _user_blends(blends_path)
+    if blends.size != cfg.image_size:
+        raise InputError(f"{blends_path}: blends of {blends.size} x {blends.size} pixels, but {model_path} was "
+                         f"trained on {cfg.image_size} x {cfg.image_size}")
+    sigma = noise_sigma(blends.images)
+    ratio = sigma / cfg.noise_sigma
+    if not 1 / noise_tolerance <= ratio <= noise_tolerance:
+        raise InputError(f"{blends_path}: background noise {sigma:.4g} per pixel, {ratio:.2f} times the "
+                         f"{cfg.noise_sigma:.4g} e-/s of the blends {model_path} was trained on: other units, "
+                         "another zero point or another depth; give the blends in e-/s at the training data's "
+                         f"depth, or accept the difference with a larger noise tolerance (now {noise_tolerance})")
+    has_masks = architecture(cfg.arch).masks
+    with tqdm(total=len(blends), unit="blend", desc=f"predict {model_path.parent.name}",
+              disable=not show_progress) as bar:
+        pred = predict_model(model, blends, device=device, batch_size=batch_size, amp=device.type == "cuda",
+                             channels_last=True, method=model_path.parent.name, progress=bar.update)
+    cat = pred.catalog
+    given = blends.catalog.drop(columns="blend_id").reset_index(drop=True)
+    given.columns = [f"catalog_{c}" if c in cat.columns else c for c in given.columns]  # e.g. catalog_cen_flux
+    cat = pd.concat([cat, given], axis=1)
+    for role in ("cen", "comp"):
+        cat[f"{role}_mag"] = flux_to_mag(cat[f"{role}_flux"], zeropoint)
+        if f"{role}_flux_err" in cat:
+            cat[f"{role}_mag_err"] = MAG_PER_LN_FLUX * cat[f"{role}_flux_err"] / cat[f"{role}_flux"]
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
+    cat["model"], cat["model_sha256"] = model_path.parent.name, digest
+    pred = Prediction(cat, masks=pred.masks if has_masks else None, method=pred.method)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        tmp.mkdir(parents=True)
+        pred.save(tmp)
+        io.write_json(tmp / "model.json", {"name": model_path.parent.name, "path": str(model_path),
+                                           "sha256": digest, "n_parameters": count_parameters(model),
+                                           "zeropoint": zeropoint, "noise_sigma_blends": sigma,
+                                           **dataclasses.asdict(cfg)})
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return pred
