@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from blendphot.cli import main
@@ -77,3 +78,90 @@ def test_a_folder_of_other_files_is_never_overwritten(trained, tmp_path, capsys)
     assert main(["predict", str(model), str(root / "blends"), str(tmp_path)]) == 1
     assert "holds other files than a prediction's" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def _mosaic(path, *, n=3, size=200, scale_arcsec=0.06, with_wcs=True, seed=4):
+    """A noisy FITS mosaic with ``n`` blends of the toy kind pasted at known places; returns
+    the central galaxies' 0-based pixel positions and the stamps a 32-pixel cut gives."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, 0.05, (size, size)).astype(np.float32)
+    blends = toy_blends(n, seed=seed, noise=0.0)
+    centres = [(40 + 60 * k, 50 + 45 * k) for k in range(n)]  # (x, y)
+    for (x, y), blend in zip(centres, blends.images, strict=True):
+        image[y - 16:y + 16, x - 16:x + 16] += blend
+    header = fits.Header()
+    if with_wcs:
+        w = WCS(naxis=2)
+        w.wcs.ctype, w.wcs.crval = ["RA---TAN", "DEC--TAN"], [53.1, -27.8]
+        w.wcs.crpix, w.wcs.cdelt = [size / 2, size / 2], [-scale_arcsec / 3600, scale_arcsec / 3600]
+        header = w.to_header()
+    fits.PrimaryHDU(image, header=header).writeto(path)
+    stamps = np.stack([image[y - 16:y + 16, x - 16:x + 16] for x, y in centres])
+    return centres, stamps
+
+
+def test_a_fits_mosaic_with_a_table_of_pairs_gives_the_numbers_of_its_stamps(trained, tmp_path):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    _, model, _ = trained
+    centres, stamps = _mosaic(tmp_path / "mosaic.fits")
+    np.save(tmp_path / "stamps.npy", stamps)
+    wcs = WCS(fits.getheader(tmp_path / "mosaic.fits"))
+    ra, dec = wcs.all_pix2world([c[0] for c in centres], [c[1] for c in centres], 0)
+    pd.DataFrame({"id": ["a", "b", "c"], "ra": ra, "dec": dec}).to_csv(tmp_path / "pairs.csv", index=False)
+    pd.DataFrame({"x": [c[0] for c in centres], "y": [c[1] for c in centres]}).to_csv(tmp_path / "xy.csv", index=False)
+    kw = {"zeropoint": 25.0, "device": "cpu", "show_progress": False}
+    sky = run_predict(model, tmp_path / "mosaic.fits", tmp_path / "sky", pairs=tmp_path / "pairs.csv", **kw).catalog
+    pix = run_predict(model, tmp_path / "mosaic.fits", tmp_path / "pix", pairs=tmp_path / "xy.csv", **kw).catalog
+    ref = run_predict(model, tmp_path / "stamps.npy", tmp_path / "ref", **kw).catalog
+    for col in ("cen_flux", "comp_flux", "cen_flux_err"):
+        np.testing.assert_array_equal(sky[col], ref[col], err_msg=col)
+        np.testing.assert_array_equal(pix[col], ref[col], err_msg=col)
+    assert list(sky["id"]) == ["a", "b", "c"] and np.allclose(sky["x"], [c[0] for c in centres])
+
+
+@pytest.mark.parametrize("case, message", [
+    ("edge", r"pairs\.csv: 1 of 2 pairs cannot be measured, each needs a 32-pixel stamp of data around its central "
+             r"galaxy: id edge \(within 16 px of the edge or off it\)"),
+    ("no_wcs", r"mosaic\.fits: no celestial WCS in the header"),
+    ("scale", r"mosaic\.fits: 0\.1 arcsec per pixel, but the model was trained at 0\.06"),
+    ("no_pairs", r"mosaic\.fits: a FITS image needs a table of pairs \(--pairs\)"),
+    ("columns", r"pairs\.csv: the pairs table needs the central galaxy's ra and dec"),
+])
+def test_a_mosaic_that_cannot_be_measured_says_why(trained, tmp_path, case, message):
+    _, model, _ = trained
+    centres, _ = _mosaic(tmp_path / "mosaic.fits", n=1, with_wcs=case != "no_wcs",
+                         scale_arcsec=0.1 if case == "scale" else 0.06)
+    table = pd.DataFrame({"id": ["ok", "edge"], "x": [centres[0][0], 5], "y": [centres[0][1], 100]})
+    if case == "columns":
+        table = table.rename(columns={"x": "col", "y": "row"})
+    table.to_csv(tmp_path / "pairs.csv", index=False)
+    with pytest.raises(Exception, match=message):
+        run_predict(model, tmp_path / "mosaic.fits", tmp_path / "out", zeropoint=25.0, device="cpu",
+                    show_progress=False, pairs=None if case == "no_pairs" else tmp_path / "pairs.csv")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mask_model_on_a_mosaic_writes_masks_with_each_stamps_wcs(tmp_path):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    train, val = toy_blends(60, seed=1), toy_blends(20, seed=2)
+    summary = fit(toy_config("unet", data=train), TrainConfig(epochs=1, seed=3), train, val, tmp_path / "state")
+    model = tmp_path / "train/unet/model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(summary["best_path"].read_bytes())
+    centres, _ = _mosaic(tmp_path / "mosaic.fits", n=2)
+    pd.DataFrame({"x": [c[0] for c in centres], "y": [c[1] for c in centres]}).to_csv(tmp_path / "p.csv", index=False)
+    run_predict(model, tmp_path / "mosaic.fits", tmp_path / "out", zeropoint=25.0, device="cpu",
+                show_progress=False, pairs=tmp_path / "p.csv")
+    mosaic = WCS(fits.getheader(tmp_path / "mosaic.fits"))
+    with fits.open(tmp_path / "out/masks.fits") as hdul:
+        assert len(hdul) == 3 and hdul[1].data.shape == (2, 32, 32)
+        for (x, y), hdu in zip(centres, hdul[1:], strict=True):
+            stamp = WCS(hdu.header).celestial  # the stamp's pixel (16, 16) is the central galaxy's place on the sky
+            np.testing.assert_allclose(stamp.all_pix2world(16, 16, 0), mosaic.all_pix2world(x, y, 0))

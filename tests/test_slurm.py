@@ -127,14 +127,13 @@ def test_tiny_workflow_on_slurm(cluster, mlflow_server):
 def long_training_config(workdir: Path, epochs: int) -> Path:
     """The tiny config with blend2flux trained longer, so that it can be stopped mid-way."""
     tiny = (workdir / "tests/config/tiny.yaml").read_text()
-    assert "blend2flux: {arch: blend2flux, filters: 4}" in tiny
+    entry = "blend2flux: {arch: blend2flux, filters: 4, flux_sigma: true}"
+    assert entry in tiny
     path = workdir / f"tests/config/tiny_{epochs}_epochs.yaml"
     # a resumable checkpoint after every epoch (the default is every 300 s), so that the job is
     # still training, with a recent checkpoint, when the test stops it
     assert "train:\n  epochs: 2\n" in tiny
-    path.write_text(tiny.replace("blend2flux: {arch: blend2flux, filters: 4}",
-                                 f"blend2flux: {{arch: blend2flux, filters: 4, epochs: {epochs},"
-                                 " early_stopping_patience: 1000}")
+    path.write_text(tiny.replace(entry, f"{entry[:-1]}, epochs: {epochs}, early_stopping_patience: 1000}}")
                     .replace("train:\n  epochs: 2\n", "train:\n  epochs: 2\n  checkpoint_interval_s: 0\n"))
     return path
 

@@ -40,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("predict", help="a trained model over blends of your own (a blend folder or a .npy "
                                         "array of (N, S, S) blends in e-/s)")
     pr.add_argument("model", help="a trained model, e.g. results/train/blend2flux/model.pt")
-    pr.add_argument("blends", help="a blend folder (images.npy, catalog.csv) or one .npy array of blends")
+    pr.add_argument("blends", help="a blend folder (images.npy, catalog.csv), one .npy array of blends, or a "
+                                   "FITS image with --pairs")
+    pr.add_argument("--pairs", help="with a FITS image: CSV of the central galaxies (ra, dec in degrees, or 0-based "
+                                    "pixel x, y; id optional), one stamp cut around each")
+    pr.add_argument("--weight", help="with a FITS image: its inverse-variance weight map (0 = no data)")
+    pr.add_argument("--pixel-scale", type=float, default=0.06,
+                    help="arcsec per pixel of the model's training images; a FITS image must match (0.06)")
     pr.add_argument("out", help="the prediction folder to write (predictions.csv, masks.npy, model.json)")
     pr.add_argument("--zeropoint", type=float, default=25.9463, help="AB zero point of the magnitudes "
                                                                     "(default: CANDELS F160W, 25.9463)")
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             from blendphot.inference import run_predict
 
             pred = run_predict(args.model, args.blends, args.out, zeropoint=args.zeropoint, device=args.device,
-                               batch_size=args.batch_size, noise_tolerance=args.noise_tolerance)
+                               batch_size=args.batch_size, noise_tolerance=args.noise_tolerance, pairs=args.pairs,
+                               weight=args.weight, pixel_scale=args.pixel_scale)
             print(f"{args.out}: {len(pred.catalog)} blends measured by {pred.method}")
         elif args.command == "config-reference":
             from blendphot.config import reference_markdown, write_reference

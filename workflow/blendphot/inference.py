@@ -102,7 +102,7 @@ def run_predict_model(model_path: str | Path, blends_dir: str | Path, out_dir: s
     return {"blends": len(blends), "blends_per_s": len(blends) / max(elapsed, 1e-9)}
 
 
-PREDICT_FILES = ("predictions.csv", "masks.npy", "model.json")
+PREDICT_FILES = ("predictions.csv", "masks.npy", "masks.fits", "model.json")
 
 
 def _user_blends(path: Path) -> Blends:
@@ -121,11 +121,77 @@ def _user_blends(path: Path) -> Blends:
     return Blends(images, None, pd.DataFrame({"blend_id": np.arange(len(images))}), source=str(path))
 
 
+def _blends_from_mosaic(image_path: Path, pairs_path: Path, weight_path: Path | None, *, size: int,
+                        pixel_scale: float) -> tuple[Blends, object]:
+    """Stamps of ``size`` pixels centred on each pair's central galaxy (``ra``/``dec`` in
+    degrees, or 0-based pixel ``x``/``y``; ``id`` optional) cut from a FITS mosaic, with its
+    weight map when given (weight 0: no data). Returns the blends (catalogue: blend_id, id, x,
+    y, crpix1, crpix2 and the table's other columns) and the mosaic's WCS."""
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    from blendphot.stamps import cut_stamps, open_mosaic
+
+    pairs = io.read_csv(pairs_path)
+    pixels = {"x", "y"} <= set(pairs.columns)
+    if not pixels and not {"ra", "dec"} <= set(pairs.columns):
+        raise InputError(f"{pairs_path}: the pairs table needs the central galaxy's ra and dec (degrees) or its "
+                         f"0-based pixel x and y; it has {', '.join(pairs.columns)}")
+    if len(pairs) == 0:
+        raise InputError(f"{pairs_path}: no pairs")
+    pairs = pairs.assign(gid=pairs["id"] if "id" in pairs else np.arange(len(pairs)))
+    handle, data, wcs = open_mosaic(image_path)
+    with handle:
+        if not wcs.has_celestial:
+            raise InputError(f"{image_path}: no celestial WCS in the header, so its pixel scale cannot be checked "
+                             "against the model's training data")
+        scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600)  # the header's degrees, in arcsec
+        if abs(scale / pixel_scale - 1) > 0.01:
+            raise InputError(f"{image_path}: {scale:.4g} arcsec per pixel, but the model was trained at "
+                             f"{pixel_scale:g} (--pixel-scale): resample the image first")
+        if weight_path is not None:
+            whandle, weight, _ = open_mosaic(weight_path)
+        else:
+            whandle, weight = contextlib.nullcontext(), np.ones(data.shape, np.float32)
+        with whandle:
+            if weight.shape != data.shape:
+                raise InputError(f"{weight_path}: weight map of shape {weight.shape}, but {image_path} is "
+                                 f"{data.shape}")
+            stamps = cut_stamps(data, weight, wcs, pairs, size=size, image_name=str(image_path), pixels=pixels)
+    if len(stamps.dropped):
+        first = stamps.dropped.head(5)
+        why = {"mosaic_edge": f"within {size // 2} px of the edge or off it", "missing_data": "no data in its stamp"}
+        listed = ", ".join(f"{g} ({why.get(r, r)})" for g, r in zip(first["gid"], first["reason"], strict=True))
+        raise InputError(f"{pairs_path}: {len(stamps.dropped)} of {len(pairs)} pairs cannot be measured, each needs "
+                         f"a {size}-pixel stamp of data around its central galaxy: id {listed}")
+    catalog = stamps.catalog.drop(columns=["id"], errors="ignore").rename(columns={"gid": "id"})
+    catalog.insert(0, "blend_id", np.arange(len(catalog)))
+    return Blends(stamps.images, None, catalog, source=str(image_path)), wcs
+
+
+def _write_mask_fits(path: Path, masks: np.ndarray, catalog: pd.DataFrame, wcs) -> None:
+    """One image extension per pair, (2, S, S) uint8 (central, companion), with the stamp's WCS."""
+    from astropy.io import fits
+
+    hdus = [fits.PrimaryHDU()]
+    for row, cube in zip(catalog.itertuples(), masks, strict=True):
+        w = wcs.deepcopy()
+        w.wcs.crpix = [row.crpix1, row.crpix2]
+        hdu = fits.ImageHDU(data=np.asarray(cube, np.uint8), header=w.to_header(), name=f"PAIR_{row.id}")
+        hdu.header["PLANE1"], hdu.header["PLANE2"] = "central galaxy mask", "companion galaxy mask"
+        hdus.append(hdu)
+    fits.HDUList(hdus).writeto(path)
+
+
 def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | Path, *, zeropoint: float,
                 device: str | torch.device = "auto", batch_size: int = 256, noise_tolerance: float = 1.5,
-                show_progress: bool = True) -> Prediction:
+                show_progress: bool = True, pairs: str | Path | None = None, weight: str | Path | None = None,
+                pixel_scale: float = 0.06) -> Prediction:
     """``blendphot predict``: a trained model (``results/train/<m>/model.pt``) over blends of
-    one's own, in e-/s per pixel, into a prediction folder ``out_dir``.
+    one's own, in e-/s per pixel, into a prediction folder ``out_dir``. ``blends_path`` is a
+    blend folder, a ``.npy`` array of blends, or a FITS mosaic with ``pairs`` (a CSV table of
+    the central galaxies' positions) and optionally its ``weight`` map: the stamps are then cut
+    around each central galaxy, the mosaic's pixel scale must be ``pixel_scale``, and mask
+    models also write ``masks.fits``, one extension per pair with the stamp's WCS.
 
     The blends are checked against what the model was trained on: the stamp size, finite
     pixels, and the background noise (the training stage's estimator), which must be within a
@@ -146,7 +212,15 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
         raise InputError(f"{out}: exists and holds other files than a prediction's; give a new folder")
     device = resolve_device(device, what="prediction")
     model, cfg = load_model(model_path, device)
-    blends = _user_blends(blends_path)
+    wcs = None
+    if blends_path.name.endswith((".fits", ".fits.gz", ".fit")):
+        if pairs is None:
+            raise InputError(f"{blends_path}: a FITS image needs a table of pairs (--pairs) saying where the central "
+                             "galaxies are")
+        blends, wcs = _blends_from_mosaic(blends_path, Path(pairs), Path(weight) if weight else None,
+                                          size=cfg.image_size, pixel_scale=pixel_scale)
+    else:
+        blends = _user_blends(blends_path)
     if blends.size != cfg.image_size:
         raise InputError(f"{blends_path}: blends of {blends.size} x {blends.size} pixels, but {model_path} was "
                          f"trained on {cfg.image_size} x {cfg.image_size}")
@@ -177,6 +251,8 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
     try:
         tmp.mkdir(parents=True)
         pred.save(tmp)
+        if wcs is not None and pred.masks is not None:
+            _write_mask_fits(tmp / "masks.fits", pred.masks, cat, wcs)
         io.write_json(tmp / "model.json", {"name": model_path.parent.name, "path": str(model_path),
                                            "sha256": digest, "n_parameters": count_parameters(model),
                                            "zeropoint": zeropoint, "noise_sigma_blends": sigma,

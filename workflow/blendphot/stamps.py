@@ -167,15 +167,19 @@ def open_mosaic(path: str | os.PathLike):
 
 
 def cut_stamps(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd.DataFrame, *, size: int,
-               max_missing_fraction: float = 0.0, image_name: str = "image") -> Stamps:
-    """Cut ``size`` x ``size`` stamps centred on each catalogue position (``ra``, ``dec``).
+               max_missing_fraction: float = 0.0, image_name: str = "image", pixels: bool = False) -> Stamps:
+    """Cut ``size`` x ``size`` stamps centred on each catalogue position (``ra``, ``dec``; or
+    0-based pixel ``x``, ``y`` with ``pixels``).
 
     The galaxy lands on pixel ``(size // 2, size // 2)`` of its stamp (to within half a
     pixel); ``crpix1/2`` give the stamp's WCS reference pixel so its WCS can be rebuilt.
     """
     if image.shape != weight.shape:
         raise InputError(f"{image_name}: image shape {image.shape} differs from weight shape {weight.shape}")
-    x, y = wcs.all_world2pix(catalog["ra"].to_numpy(), catalog["dec"].to_numpy(), 0)
+    if pixels:
+        x, y = catalog["x"].to_numpy(float), catalog["y"].to_numpy(float)
+    else:
+        x, y = wcs.all_world2pix(catalog["ra"].to_numpy(), catalog["dec"].to_numpy(), 0)
     ny, nx = image.shape
     half = size // 2
     ix, iy = np.floor(x + 0.5).astype(int), np.floor(y + 0.5).astype(int)
