@@ -144,6 +144,12 @@ def test_a_mosaic_that_cannot_be_measured_says_why(trained, tmp_path, case, mess
         run_predict(model, tmp_path / "mosaic.fits", tmp_path / "out", zeropoint=25.0, device="cpu",
                     show_progress=False, pairs=None if case == "no_pairs" else tmp_path / "pairs.csv")
     assert not (tmp_path / "out").exists()
+    if case == "edge":  # --skip measures the others and lists the one left out
+        pred = run_predict(model, tmp_path / "mosaic.fits", tmp_path / "out", zeropoint=25.0, device="cpu",
+                           show_progress=False, pairs=tmp_path / "pairs.csv", skip=True)
+        assert list(pred.catalog["id"]) == ["ok"]
+        skipped = pd.read_csv(tmp_path / "out/skipped.csv")
+        assert list(skipped["id"]) == ["edge"] and "edge" in skipped["reason"][0]
 
 
 def test_a_mask_model_on_a_mosaic_writes_masks_with_each_stamps_wcs(tmp_path):

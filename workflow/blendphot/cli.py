@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--pairs", help="with a FITS image: CSV of the central galaxies (ra, dec in degrees, or 0-based "
                                     "pixel x, y; id optional), one stamp cut around each")
     pr.add_argument("--weight", help="with a FITS image: its inverse-variance weight map (0 = no data)")
+    pr.add_argument("--skip", action="store_true", help="with a FITS image: leave out the pairs too close to its "
+                                                        "edge or without data (listed in skipped.csv) instead of "
+                                                        "stopping")
     pr.add_argument("--pixel-scale", type=float, default=0.06,
                     help="arcsec per pixel of the model's training images; a FITS image must match (0.06)")
     pr.add_argument("out", help="the prediction folder to write (predictions.csv, masks.npy, model.json)")
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
             pred = run_predict(args.model, args.blends, args.out, zeropoint=args.zeropoint, device=args.device,
                                batch_size=args.batch_size, noise_tolerance=args.noise_tolerance, pairs=args.pairs,
-                               weight=args.weight, pixel_scale=args.pixel_scale)
+                               weight=args.weight, pixel_scale=args.pixel_scale, skip=args.skip)
             print(f"{args.out}: {len(pred.catalog)} blends measured by {pred.method}")
         elif args.command == "config-reference":
             from blendphot.config import reference_markdown, write_reference

@@ -102,7 +102,7 @@ def run_predict_model(model_path: str | Path, blends_dir: str | Path, out_dir: s
     return {"blends": len(blends), "blends_per_s": len(blends) / max(elapsed, 1e-9)}
 
 
-PREDICT_FILES = ("predictions.csv", "masks.npy", "masks.fits", "model.json")
+PREDICT_FILES = ("predictions.csv", "masks.npy", "masks.fits", "model.json", "skipped.csv")
 
 
 def _user_blends(path: Path) -> Blends:
@@ -122,11 +122,12 @@ def _user_blends(path: Path) -> Blends:
 
 
 def _blends_from_mosaic(image_path: Path, pairs_path: Path, weight_path: Path | None, *, size: int,
-                        pixel_scale: float) -> tuple[Blends, object]:
+                        pixel_scale: float, skip: bool = False) -> tuple[Blends, object, pd.DataFrame]:
     """Stamps of ``size`` pixels centred on each pair's central galaxy (``ra``/``dec`` in
     degrees, or 0-based pixel ``x``/``y``; ``id`` optional) cut from a FITS mosaic, with its
     weight map when given (weight 0: no data). Returns the blends (catalogue: blend_id, id, x,
-    y, crpix1, crpix2 and the table's other columns) and the mosaic's WCS."""
+    y, crpix1, crpix2 and the table's other columns), the mosaic's WCS and the pairs left out
+    (``skip``; without it, a pair that cannot be measured is an error naming it)."""
     from astropy.wcs.utils import proj_plane_pixel_scales
 
     from blendphot.stamps import cut_stamps, open_mosaic
@@ -157,15 +158,16 @@ def _blends_from_mosaic(image_path: Path, pairs_path: Path, weight_path: Path | 
                 raise InputError(f"{weight_path}: weight map of shape {weight.shape}, but {image_path} is "
                                  f"{data.shape}")
             stamps = cut_stamps(data, weight, wcs, pairs, size=size, image_name=str(image_path), pixels=pixels)
-    if len(stamps.dropped):
-        first = stamps.dropped.head(5)
-        why = {"mosaic_edge": f"within {size // 2} px of the edge or off it", "missing_data": "no data in its stamp"}
-        listed = ", ".join(f"{g} ({why.get(r, r)})" for g, r in zip(first["gid"], first["reason"], strict=True))
-        raise InputError(f"{pairs_path}: {len(stamps.dropped)} of {len(pairs)} pairs cannot be measured, each needs "
-                         f"a {size}-pixel stamp of data around its central galaxy: id {listed}")
+    why = {"mosaic_edge": f"within {size // 2} px of the edge or off it", "missing_data": "no data in its stamp"}
+    skipped = pd.DataFrame({"id": stamps.dropped["gid"], "reason": stamps.dropped["reason"].map(why)})
+    if len(skipped) and (not skip or len(skipped) == len(pairs)):
+        listed = ", ".join(f"{i} ({r})" for i, r in zip(skipped["id"][:5], skipped["reason"][:5], strict=True))
+        raise InputError(f"{pairs_path}: {len(skipped)} of {len(pairs)} pairs cannot be measured, each needs a "
+                         f"{size}-pixel stamp of data around its central galaxy: id {listed}"
+                         + ("" if skip else "; --skip leaves them out"))
     catalog = stamps.catalog.drop(columns=["id"], errors="ignore").rename(columns={"gid": "id"})
     catalog.insert(0, "blend_id", np.arange(len(catalog)))
-    return Blends(stamps.images, None, catalog, source=str(image_path)), wcs
+    return Blends(stamps.images, None, catalog, source=str(image_path)), wcs, skipped
 
 
 def _write_mask_fits(path: Path, masks: np.ndarray, catalog: pd.DataFrame, wcs) -> None:
@@ -185,7 +187,7 @@ def _write_mask_fits(path: Path, masks: np.ndarray, catalog: pd.DataFrame, wcs) 
 def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | Path, *, zeropoint: float,
                 device: str | torch.device = "auto", batch_size: int = 256, noise_tolerance: float = 1.5,
                 show_progress: bool = True, pairs: str | Path | None = None, weight: str | Path | None = None,
-                pixel_scale: float = 0.06) -> Prediction:
+                pixel_scale: float = 0.06, skip: bool = False) -> Prediction:
     """``blendphot predict``: a trained model (``results/train/<m>/model.pt``) over blends of
     one's own, in e-/s per pixel, into a prediction folder ``out_dir``. ``blends_path`` is a
     blend folder, a ``.npy`` array of blends, or a FITS mosaic with ``pairs`` (a CSV table of
@@ -212,13 +214,13 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
         raise InputError(f"{out}: exists and holds other files than a prediction's; give a new folder")
     device = resolve_device(device, what="prediction")
     model, cfg = load_model(model_path, device)
-    wcs = None
+    wcs, skipped = None, None
     if blends_path.name.endswith((".fits", ".fits.gz", ".fit")):
         if pairs is None:
             raise InputError(f"{blends_path}: a FITS image needs a table of pairs (--pairs) saying where the central "
                              "galaxies are")
-        blends, wcs = _blends_from_mosaic(blends_path, Path(pairs), Path(weight) if weight else None,
-                                          size=cfg.image_size, pixel_scale=pixel_scale)
+        blends, wcs, skipped = _blends_from_mosaic(blends_path, Path(pairs), Path(weight) if weight else None,
+                                                   size=cfg.image_size, pixel_scale=pixel_scale, skip=skip)
     else:
         blends = _user_blends(blends_path)
     if blends.size != cfg.image_size:
@@ -253,6 +255,8 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
         pred.save(tmp)
         if wcs is not None and pred.masks is not None:
             _write_mask_fits(tmp / "masks.fits", pred.masks, cat, wcs)
+        if skipped is not None and len(skipped):
+            io.write_csv(tmp / "skipped.csv", skipped)
         io.write_json(tmp / "model.json", {"name": model_path.parent.name, "path": str(model_path),
                                            "sha256": digest, "n_parameters": count_parameters(model),
                                            "zeropoint": zeropoint, "noise_sigma_blends": sigma,
