@@ -171,3 +171,24 @@ def test_a_mask_model_on_a_mosaic_writes_masks_with_each_stamps_wcs(tmp_path):
         for (x, y), hdu in zip(centres, hdul[1:], strict=True):
             stamp = WCS(hdu.header).celestial  # the stamp's pixel (16, 16) is the central galaxy's place on the sky
             np.testing.assert_allclose(stamp.all_pix2world(16, 16, 0), mosaic.all_pix2world(x, y, 0))
+
+
+def test_a_model_logged_by_a_training_run_predicts_from_its_mlflow_uri(trained, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    root, model, _ = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(experiment)
+    client.log_artifact(run.info.run_id, str(model), "model")  # as the train stage logs it
+    client.set_terminated(run.info.run_id)
+    args = ["predict", f"runs:/{run.info.run_id}/model", str(root / "blends"), str(tmp_path / "out"),
+            "--tracking-uri", uri, "--name", "b2f"]
+    assert main(args) == 0
+    run_predict(model, root / "blends", tmp_path / "local", zeropoint=25.9463, device="cpu", show_progress=False)
+    np.testing.assert_array_equal(Prediction.load(tmp_path / "out").catalog["cen_flux"],
+                                  Prediction.load(tmp_path / "local").catalog["cen_flux"])
+    assert main(["predict", "runs:/0123456789abcdef/model", str(root / "blends"), str(tmp_path / "x"),
+                 "--tracking-uri", uri]) == 1
+    assert "runs:/0123456789abcdef/model: cannot download the model from MLflow" in capsys.readouterr().err

@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--check", metavar="FILE", help="fail when FILE's table is not the schema's")
     pr = sub.add_parser("predict", help="a trained model over blends of your own (a blend folder or a .npy "
                                         "array of (N, S, S) blends in e-/s)")
-    pr.add_argument("model", help="a trained model, e.g. results/train/blend2flux/model.pt")
+    pr.add_argument("model", help="a trained model, e.g. results/train/blend2flux/model.pt, or the MLflow URI of "
+                                  "a training run's model, runs:/<run_id>/model")
+    pr.add_argument("--tracking-uri", help="with an MLflow URI: the tracking server or store "
+                                           "(e.g. sqlite:///results/mlflow/mlflow.db)")
     pr.add_argument("blends", help="a blend folder (images.npy, catalog.csv), one .npy array of blends, or a "
                                    "FITS image with --pairs")
     pr.add_argument("--pairs", help="with a FITS image: CSV of the central galaxies (ra, dec in degrees, or 0-based "
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--pixel-scale", type=float, default=0.06,
                     help="arcsec per pixel of the model's training images; a FITS image must match (0.06)")
     pr.add_argument("out", help="the prediction folder to write (predictions.csv, masks.npy, model.json)")
+    pr.add_argument("--name", help="the method's name in the output (default: the model's folder, e.g. blend2flux)")
     pr.add_argument("--zeropoint", type=float, default=25.9463, help="AB zero point of the magnitudes "
                                                                     "(default: CANDELS F160W, 25.9463)")
     pr.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
@@ -76,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
                                     archive=args.archive)
             print(f"{root}: {n} stamps (truth.csv beside them)")
         elif args.command == "predict":
-            from blendphot.inference import run_predict
+            from blendphot.inference import fetch_model, run_predict
 
-            pred = run_predict(args.model, args.blends, args.out, zeropoint=args.zeropoint, device=args.device,
+            model = fetch_model(args.model, args.tracking_uri)
+            pred = run_predict(model, args.blends, args.out, zeropoint=args.zeropoint, device=args.device,
                                batch_size=args.batch_size, noise_tolerance=args.noise_tolerance, pairs=args.pairs,
-                               weight=args.weight, pixel_scale=args.pixel_scale, skip=args.skip)
+                               weight=args.weight, pixel_scale=args.pixel_scale, skip=args.skip, name=args.name)
             print(f"{args.out}: {len(pred.catalog)} blends measured by {pred.method}")
         elif args.command == "config-reference":
             from blendphot.config import reference_markdown, write_reference

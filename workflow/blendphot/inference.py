@@ -184,10 +184,33 @@ def _write_mask_fits(path: Path, masks: np.ndarray, catalog: pd.DataFrame, wcs) 
     fits.HDUList(hdus).writeto(path)
 
 
+def fetch_model(model: str | Path, tracking_uri: str | None = None) -> Path:
+    """A model checkpoint's local path: ``model`` itself, or for an MLflow artifact URI of a
+    training run (``runs:/<run_id>/model``, as the train stage logs it, or any URI MLflow can
+    download) the downloaded ``model.pt``, from ``tracking_uri`` (MLflow's default otherwise)."""
+    text = str(model)
+    if ":/" not in text:
+        return Path(model)
+    import tempfile
+
+    import mlflow.artifacts
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, tracking_uri=tracking_uri,
+                                                         dst_path=tempfile.mkdtemp(prefix="blendphot-model-")))
+    except Exception as exc:
+        raise InputError(f"{text}: cannot download the model from MLflow (tracking URI "
+                         f"{tracking_uri or 'MLflow default'}): {type(exc).__name__}: {exc}") from exc
+    found = [local] if local.is_file() else sorted(local.rglob("model.pt"))
+    if len(found) != 1:
+        raise InputError(f"{text}: expected one model.pt in the MLflow artifact, found {len(found)}")
+    return found[0]
+
+
 def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | Path, *, zeropoint: float,
                 device: str | torch.device = "auto", batch_size: int = 256, noise_tolerance: float = 1.5,
                 show_progress: bool = True, pairs: str | Path | None = None, weight: str | Path | None = None,
-                pixel_scale: float = 0.06, skip: bool = False) -> Prediction:
+                pixel_scale: float = 0.06, skip: bool = False, name: str | None = None) -> Prediction:
     """``blendphot predict``: a trained model (``results/train/<m>/model.pt``) over blends of
     one's own, in e-/s per pixel, into a prediction folder ``out_dir``. ``blends_path`` is a
     blend folder, a ``.npy`` array of blends, or a FITS mosaic with ``pairs`` (a CSV table of
@@ -201,8 +224,8 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
     another depth would otherwise give wrong fluxes without a word). ``predictions.csv`` holds
     blend_id, the blend catalogue's other columns when it has them (``catalog_<name>`` where a
     name is taken, e.g. ``catalog_cen_flux``, the isolated flux), cen/comp flux, their AB
-    magnitudes at ``zeropoint``, their 1σ-equivalent errors with a σ head, ``model`` (its
-    folder's name) and ``model_sha256`` (the first 12 hex digits of the checkpoint's); mask
+    magnitudes at ``zeropoint``, their 1σ-equivalent errors with a σ head, ``model`` (``name``,
+    by default the checkpoint's folder) and ``model_sha256`` (the first 12 hex digits of the checkpoint's); mask
     models add ``masks.npy``. Written to a temporary folder and renamed: nothing partial.
     """
     from tqdm import tqdm
@@ -210,6 +233,7 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
     from blendphot.train import load_model
 
     model_path, blends_path, out = Path(model_path), Path(blends_path), Path(out_dir)
+    name = name or model_path.parent.name
     if out.exists() and (not out.is_dir() or any(f.name not in PREDICT_FILES for f in out.iterdir())):
         raise InputError(f"{out}: exists and holds other files than a prediction's; give a new folder")
     device = resolve_device(device, what="prediction")
@@ -234,10 +258,10 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
                          "another zero point or another depth; give the blends in e-/s at the training data's "
                          f"depth, or accept the difference with a larger noise tolerance (now {noise_tolerance})")
     has_masks = architecture(cfg.arch).masks
-    with tqdm(total=len(blends), unit="blend", desc=f"predict {model_path.parent.name}",
+    with tqdm(total=len(blends), unit="blend", desc=f"predict {name}",
               disable=not show_progress) as bar:
         pred = predict_model(model, blends, device=device, batch_size=batch_size, amp=device.type == "cuda",
-                             channels_last=True, method=model_path.parent.name, progress=bar.update)
+                             channels_last=True, method=name, progress=bar.update)
     cat = pred.catalog
     given = blends.catalog.drop(columns="blend_id").reset_index(drop=True)
     given.columns = [f"catalog_{c}" if c in cat.columns else c for c in given.columns]  # e.g. catalog_cen_flux
@@ -247,7 +271,7 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
         if f"{role}_flux_err" in cat:
             cat[f"{role}_mag_err"] = MAG_PER_LN_FLUX * cat[f"{role}_flux_err"] / cat[f"{role}_flux"]
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
-    cat["model"], cat["model_sha256"] = model_path.parent.name, digest
+    cat["model"], cat["model_sha256"] = name, digest
     pred = Prediction(cat, masks=pred.masks if has_masks else None, method=pred.method)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
@@ -257,7 +281,7 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
             _write_mask_fits(tmp / "masks.fits", pred.masks, cat, wcs)
         if skipped is not None and len(skipped):
             io.write_csv(tmp / "skipped.csv", skipped)
-        io.write_json(tmp / "model.json", {"name": model_path.parent.name, "path": str(model_path),
+        io.write_json(tmp / "model.json", {"name": name, "path": str(model_path),
                                            "sha256": digest, "n_parameters": count_parameters(model),
                                            "zeropoint": zeropoint, "noise_sigma_blends": sigma,
                                            **dataclasses.asdict(cfg)})

@@ -28,6 +28,7 @@ with stage(snakemake) as run:
     run.log_metrics({"parameters": summary["parameters"], "best_epoch": summary["best_epoch"],
                      "epochs_run": summary["epochs_run"], "trivial_val_mape": summary["trivial_val_mape"],
                      "noise_sigma": summary["noise_sigma"], "flux_scale": summary["flux_scale"],
-                     **{f"best_{k}": v for k, v in summary["best"].items() if k != "epoch"}})
+                     **{f"best_{k}": v for k, v in summary["best"].items() if k != "epoch"},
+                     **{f"calibration_{k}": v for k, v in summary["calibration"].items()}})
     run.log_artifact(out.model, "model")
     run.log_artifact(out.history)
