@@ -17,7 +17,10 @@ phase so that a slot that ends early still leaves what was measured:
 4. ``fit()`` for 2 epochs, killed, and resumed to 3 (the resume is checked);
 5. one epoch of the U-Net and of blend2mask2flux at the paper's sizes;
 6. the paper's schedule extrapolated: 70 epochs over ``--paper-train`` blends (config/paper.yaml:
-   18 000), from the measured fit() epoch time.
+   18 000), from the measured fit() epoch time;
+7. fresh blends (``train.blends: fresh``): one epoch of ``--paper-train`` blends drawn on one
+   CPU core from a 1300-galaxy pool, against the measured training step rate (the draw runs in
+   a thread beside training, so it must outpace the steps).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from blendphot.blend import Blends  # noqa: E402
+from blendphot.blend import Blends, FreshBlends  # noqa: E402
 from blendphot.data import Batches  # noqa: E402
 from blendphot.device import device_facts, set_determinism  # noqa: E402
 from blendphot.models import ModelConfig, build_model, count_parameters  # noqa: E402
@@ -157,6 +160,28 @@ def staged_loader(data: Blends, device, *, batch: int = 128) -> dict | None:
     return {"identical_to_resident": same, "samples_per_s": round(n / (time.perf_counter() - t0), 1)}
 
 
+def fresh_draw(n_pool: int, n_blends: int, size: int, step_rate: float | None) -> dict:
+    """Blends/s of one fresh epoch (augmented, the candels_blender rule) from a synthetic pool of
+    ``n_pool`` noisy stamps, best of two epochs, and its ratio to ``step_rate`` (samples/s)."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 0.01, (n_pool, size, size)).astype(np.float32)
+    masks = (rng.random((n_pool, size, size)) > 0.9).astype(np.uint8)
+    pool = pd.DataFrame({"gid": [f"g{i}" for i in range(n_pool)], "cls": "disk", "flux_auto": 1.0,
+                         "mag_auto": rng.uniform(19, 23.5, n_pool),
+                         "re_arcsec": rng.lognormal(np.log(0.35), 0.4, n_pool)})
+    rule = {"rule": "candels_blender", "max_mag_diff": 2.0, "min_shift_re": 0.5, "max_shift": size // 2}
+    sampler = FreshBlends(images, masks, pool, n_blends, settings=rule, pixel_scale=0.06, seed=0)
+    seconds = []
+    for epoch in range(2):
+        t0 = time.perf_counter()
+        sampler.epoch(epoch)
+        seconds.append(time.perf_counter() - t0)
+    rate = n_blends / min(seconds)
+    ratio = round(rate / step_rate, 2) if step_rate else None
+    return {"pool": n_pool, "blends": n_blends, "blends_per_s": round(rate, 1), "training_samples_per_s": step_rate,
+            "draw_over_step_rate": ratio}
+
+
 class _Killed(Exception):
     pass
 
@@ -257,6 +282,9 @@ def main():
 
             phase(f"one_epoch_{arch}", 60, one_epoch)
     fitted = result["phases"].get("fit_2_epochs_then_resume_to_3", {}).get("result")
+    step_rate = float(np.median(fitted["samples_per_s"])) if fitted else None
+    pool_blends = (64, 256) if args.toy else (1300, args.paper_train)
+    phase("fresh_blends_draw", 60, lambda: fresh_draw(*pool_blends, size, step_rate))
     if fitted:
         per_blend = float(np.median(fitted["epoch_time_s"])) / n_train
         result["paper_blend2flux_70_epochs_h"] = round(70 * args.paper_train * per_blend / 3600, 3)

@@ -20,3 +20,5 @@ def test_gpu_check_runs_every_phase_at_toy_size(tmp_path):
     assert phases["syncs_in_20_training_steps"]["result"] is None  # counted on a GPU only
     assert phases["staged_loader"]["result"] is None
     assert result["paper_blend2flux_70_epochs_h"] > 0 and result["facts"]["device"] == "cpu"
+    fresh = phases["fresh_blends_draw"]["result"]
+    assert fresh["blends_per_s"] > 0 and fresh["draw_over_step_rate"] > 0
