@@ -225,8 +225,9 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
     blend_id, the blend catalogue's other columns when it has them (``catalog_<name>`` where a
     name is taken, e.g. ``catalog_cen_flux``, the isolated flux), cen/comp flux, their AB
     magnitudes at ``zeropoint``, their 1σ-equivalent errors with a σ head, ``model`` (``name``,
-    by default the checkpoint's folder) and ``model_sha256`` (the first 12 hex digits of the checkpoint's); mask
-    models add ``masks.npy``. Written to a temporary folder and renamed: nothing partial.
+    by default the checkpoint's folder) and ``model_sha256`` (the first 12 hex digits of the
+    checkpoint's); mask models add ``masks.npy``; pairs left out (``skip``) are listed in
+    ``skipped.csv``. Written to a temporary folder and renamed: nothing partial.
     """
     from tqdm import tqdm
 
@@ -258,8 +259,7 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
                          "another zero point or another depth; give the blends in e-/s at the training data's "
                          f"depth, or accept the difference with a larger noise tolerance (now {noise_tolerance})")
     has_masks = architecture(cfg.arch).masks
-    with tqdm(total=len(blends), unit="blend", desc=f"predict {name}",
-              disable=not show_progress) as bar:
+    with tqdm(total=len(blends), unit="blend", desc=f"predict {name}", disable=not show_progress) as bar:
         pred = predict_model(model, blends, device=device, batch_size=batch_size, amp=device.type == "cuda",
                              channels_last=True, method=name, progress=bar.update)
     cat = pred.catalog
