@@ -137,13 +137,18 @@ def test_the_evaluation_reports_coverage_and_warns_when_it_is_off():
 
     from blendphot import figures as fg
 
-    fig = fg.figure_calibration(galaxies, ["good", "overconfident"], {"good": "C0", "overconfident": "C1"},
-                                distance_bins=[0, 10, 20, 40], mag_diff_bins=[-2, 0, 2])
+    fig = fg.figure_calibration(galaxies, metrics, ["good", "overconfident"], {"good": "C0", "overconfident": "C1"})
     pit, rel, by_d, by_m = fig.axes
     good, over = rel.get_lines()[:2]
     at = np.argmin(np.abs(good.get_xdata() - 0.68))
     assert good.get_ydata()[at] == pytest.approx(0.68, abs=0.03) and over.get_ydata()[at] < 0.3
-    assert len(by_d.patches) == 2 * 3 and len(by_m.patches) == 2 * 2  # one bar per method and bin
+    # one bar per method and bin, the evaluation's own coverage (summarise's default bins: 5 and 6 filled)
+    for ax, group_by in ((by_d, "distance_px"), (by_m, "mag_diff")):
+        cells = metrics[(metrics["group_by"] == group_by) & (metrics["role"] == "both")
+                        & (metrics["reference"] == "isolated")]
+        assert [b.get_height() for b in ax.patches] == list(cells["coverage68"])
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(cells.loc[cells["method"] == "good", "group"])
+    assert len(by_d.patches) == 2 * 5 and len(by_m.patches) == 2 * 6
     assert pit.get_legend().get_texts()[0].get_text() == "good (8000 galaxies)"  # both galaxies of 4000 blends
 
 

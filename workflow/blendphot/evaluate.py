@@ -33,7 +33,7 @@ from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.errors import InputError
-from blendphot.photometry import INTERVAL_K, delta_mag, flux_to_mag, laplace_pit
+from blendphot.photometry import INTERVAL_K, delta_mag, flux_to_mag, laplace_pit, log_flux_z
 from blendphot.prediction import Prediction
 
 __all__ = [
@@ -218,12 +218,12 @@ def uncertainty_stats(flux: np.ndarray, flux_err: np.ndarray, reference: np.ndar
     coverage68 / coverage95 (fractions inside the central 68 % / 95 % intervals), pit_ks (the
     largest gap between the PIT's cumulative distribution and the uniform one: 0 when the
     uncertainties are right) and s68 (its median)."""
-    flux, flux_err, reference = (np.asarray(a, float) for a in (flux, flux_err, reference))
-    ok = np.isfinite(flux) & np.isfinite(flux_err) & (flux > 0) & (flux_err > 0) & (reference > 0)
+    z = log_flux_z(flux, flux_err, reference)
+    ok = np.isfinite(z)
     if not ok.any():
         return {"n_sigma": 0, **dict.fromkeys(("coverage68", "coverage95", "pit_ks", "s68"), np.nan)}
-    s68 = flux_err[ok] / flux[ok]
-    z = np.log(reference[ok] / flux[ok]) / s68
+    s68 = np.asarray(flux_err, float)[ok] / np.asarray(flux, float)[ok]
+    z = z[ok]
     pit = np.sort(laplace_pit(z))
     n = pit.size
     ks = max(np.max(np.arange(1, n + 1) / n - pit), np.max(pit - np.arange(n) / n))

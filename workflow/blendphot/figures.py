@@ -22,7 +22,7 @@ import pandas as pd
 from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.evaluate import PAPER_DISTANCE_PX, PAPER_SEP_OUTCOMES, photometry_stats
-from blendphot.photometry import flux_to_mag, interval_halfwidth, laplace_pit
+from blendphot.photometry import flux_to_mag, interval_halfwidth, laplace_pit, log_flux_z
 from blendphot.prediction import Prediction
 
 __all__ = [
@@ -395,10 +395,9 @@ def figure_sample(table1: pd.DataFrame, blends: pd.DataFrame, outcomes: pd.DataF
     dist.hist(d, bins=np.arange(0, max(64.0, d.max() + 2) if d.size else 64.0, 2), color="#3b75af", alpha=0.6,
               density=True, label=f"this run ({d.size} test blends)")
     ours = np.percentile(d, list(PAPER_DISTANCE_PX)) if d.size else [np.nan] * len(PAPER_DISTANCE_PX)
-    for (q, theirs), mine in zip(PAPER_DISTANCE_PX.items(), ours, strict=True):
+    for i, ((q, theirs), mine) in enumerate(zip(PAPER_DISTANCE_PX.items(), ours, strict=True)):
         dist.axvline(theirs, color="k", ls="--", lw=0.8)
-        dist.text(theirs, dist.get_ylim()[1] * (0.95 - 0.12 * list(PAPER_DISTANCE_PX).index(q)),
-                  f" p{q}: {theirs:g} / {mine:.1f}", fontsize=7)
+        dist.text(theirs, dist.get_ylim()[1] * (0.95 - 0.12 * i), f" p{q}: {theirs:g} / {mine:.1f}", fontsize=7)
     dist.set_xlabel("centre distance (pixels)"), dist.set_ylabel("density")
     dist.set_title("test blends; dashed: paper's percentiles (paper / this run)", fontsize=9)
     dist.legend(fontsize=7, frameon=False, loc="center right")
@@ -421,37 +420,29 @@ def figure_sample(table1: pd.DataFrame, blends: pd.DataFrame, outcomes: pd.DataF
     return fig
 
 
-def _z_scores(rows: pd.DataFrame) -> np.ndarray:
-    """(ln F_isolated − ln F) / s68 of the rows with a flux uncertainty (s68 = flux_err / flux)."""
-    ok = (rows["flux"] > 0) & (rows["flux_err"] > 0) & (rows["flux_iso"] > 0)
-    r = rows[ok]
-    return (np.log(r["flux_iso"] / r["flux"]) / (r["flux_err"] / r["flux"])).to_numpy(float)
-
-
-def figure_calibration(galaxies: pd.DataFrame, methods: list[str], colours: dict, *, distance_bins,
-                       mag_diff_bins) -> plt.Figure:
+def figure_calibration(galaxies: pd.DataFrame, metrics: pd.DataFrame, methods: list[str], colours: dict) -> plt.Figure:
     """Flux uncertainties of the networks with a σ head, against the isolated fluxes: the PIT
-    histogram (flat when calibrated), the coverage of every central interval against its
-    nominal level, and the 68 % coverage per bin of centre distance and of mag_self − mag_other."""
+    histogram (flat when calibrated) and the coverage of every central interval against its
+    nominal level, per galaxy from ``galaxies``; and the evaluation's 68 % coverage per bin of
+    centre distance and of mag_self − mag_other, both galaxies (``metrics``)."""
     fig, (pit, rel, by_d, by_m) = plt.subplots(1, 4, figsize=(17, 4.0))
     levels = np.linspace(0.02, 0.99, 50)
     k = np.array([interval_halfwidth(p) for p in levels])
+    binned = metrics[(metrics["role"] == "both") & (metrics["reference"] == "isolated")]
     for j, method in enumerate(methods):
-        rows = galaxies[(galaxies["method"] == method) & galaxies["flux_err"].notna()]
-        z = _z_scores(rows)
+        rows = galaxies[galaxies["method"] == method]
+        z = log_flux_z(rows["flux"], rows["flux_err"], rows["flux_iso"])
+        z = z[np.isfinite(z)]
         colour = colours[method]
         pit.hist(laplace_pit(z), bins=20, range=(0, 1), density=True, histtype="step", lw=1.5,
                  color=colour, label=f"{method_label(method)} ({z.size} galaxies)")
         rel.plot(levels, [np.mean(np.abs(z) <= q) for q in k], color=colour, lw=1.5, label=method_label(method))
-        k68 = interval_halfwidth(0.68)
-        for ax, column, edges in ((by_d, "distance_px", distance_bins), (by_m, "mag_diff", mag_diff_bins)):
-            cells = pd.cut(rows[column], edges, right=False)
-            cover = [np.mean(np.abs(_z_scores(rows[cells == c])) <= k68) if (cells == c).any() else np.nan
-                     for c in cells.cat.categories]
-            x = np.arange(len(cover)) + (j - (len(methods) - 1) / 2) * 0.8 / max(len(methods), 1)
-            ax.bar(x, cover, width=0.8 / max(len(methods), 1), color=colour, label=method_label(method))
-            ax.set_xticks(np.arange(len(cover)), [f"{a:.3g} to {b:.3g}" for a, b in itertools.pairwise(edges)],
-                          fontsize=7, rotation=25)
+        width = 0.8 / max(len(methods), 1)
+        for ax, group_by in ((by_d, "distance_px"), (by_m, "mag_diff")):
+            cells = binned[(binned["method"] == method) & (binned["group_by"] == group_by)]
+            x = np.arange(len(cells)) + (j - (len(methods) - 1) / 2) * width
+            ax.bar(x, cells["coverage68"], width=width, color=colour, label=method_label(method))
+            ax.set_xticks(np.arange(len(cells)), cells["group"], fontsize=7, rotation=25)
     pit.axhline(1, color="k", ls="--", lw=0.8)
     pit.set_xlabel("PIT (Laplace CDF of z)"), pit.set_ylabel("density")
     pit.legend(fontsize=7, frameon=False, loc="lower center")
@@ -503,8 +494,8 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
     if name == "figure12":
         return figure12(galaxies, params["mask_methods"] + ["sep"], colours)
     if name == "calibration":
-        return figure_calibration(galaxies, params["sigma_methods"], colours, distance_bins=params["distance_bins_px"],
-                                  mag_diff_bins=params["mag_diff_bins"])
+        return figure_calibration(galaxies, io.read_csv(inputs.metrics, required=["group_by", "coverage68"]),
+                                  params["sigma_methods"], colours)
     catalog = io.read_csv(inputs.catalog, required=["blend_id", "distance_px"])
     masks = {m: Prediction.load(path, masks=True).masks
              for m, path in zip(params["mask_methods"], inputs.predictions, strict=True)}

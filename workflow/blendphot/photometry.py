@@ -38,6 +38,7 @@ __all__ = [
     "interval_halfwidth",
     "kron_photometry",
     "laplace_pit",
+    "log_flux_z",
     "mag_to_flux",
 ]
 
@@ -64,6 +65,16 @@ def laplace_pit(z):
 
 
 INTERVAL_K = {68: 1.0, 95: interval_halfwidth(0.95)}  # in units of s68: 1 and 2.629
+
+
+def log_flux_z(flux, flux_err, reference) -> np.ndarray:
+    """z = (ln reference − ln flux) / s68, s68 = flux_err / flux: a flux's error in units of
+    its uncertainty (``|z| <= INTERVAL_K[p]`` inside the central p % interval); NaN where a
+    flux, uncertainty or reference is missing or not positive."""
+    flux, flux_err, reference = (np.asarray(a, float) for a in (flux, flux_err, reference))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log(reference / flux) / (flux_err / flux)
+    return np.where((flux > 0) & (flux_err > 0) & (reference > 0) & np.isfinite(z), z, np.nan)
 
 
 def flux_to_mag(flux, zeropoint: float):

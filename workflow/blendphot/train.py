@@ -53,7 +53,7 @@ from blendphot.data import Batches, fingerprint, noise_sigma
 from blendphot.device import device_facts, resolve_device, set_determinism
 from blendphot.errors import BlendphotError, InputError
 from blendphot.models import ModelConfig, ModelOutput, build_model, count_parameters
-from blendphot.photometry import INTERVAL_K, LAPLACE_68
+from blendphot.photometry import INTERVAL_K, LAPLACE_68, log_flux_z
 
 __all__ = [
     "TrainConfig",
@@ -145,7 +145,7 @@ def calibrate_sigma(fluxes: np.ndarray, sigmas: np.ndarray, true: np.ndarray) ->
     68 % interval (ln F ± s · flux_err / flux) to hold 68 % of the galaxies, from (N, 2) fluxes,
     their uncertainties and the true fluxes; and the coverages of the 68 % and 95 % intervals
     before and after."""
-    z = np.abs(np.log(true / fluxes)) / (sigmas / fluxes)
+    z = np.abs(log_flux_z(fluxes, sigmas, true))
     z = z[np.isfinite(z)]
     if z.size == 0:
         raise BlendphotError("no finite flux uncertainty to calibrate on the validation blends")

@@ -150,7 +150,7 @@ if MASK_MODELS:
     }
     FIGURE_INPUTS |= {"figure10": _MASK_INPUTS, "figure11": _MASK_INPUTS, "figure12": EVALUATED}
 if SIGMA_MODELS:
-    FIGURE_INPUTS["calibration"] = EVALUATED
+    FIGURE_INPUTS["calibration"] = {**EVALUATED, "metrics": "results/evaluate/metrics.csv"}
 
 
 def figure_inputs(wildcards):
@@ -172,11 +172,7 @@ def figure_params(wildcards):
     if name in ("figure10", "figure11", "figure12"):
         params |= {"mask_methods": MASK_MODELS, "examples": FIG["examples"]}
     if name == "calibration":
-        params |= {
-            "sigma_methods": SIGMA_MODELS,
-            "distance_bins_px": config["evaluate"]["distance_bins_px"],
-            "mag_diff_bins": config["evaluate"]["mag_diff_bins"],
-        }
+        params["sigma_methods"] = SIGMA_MODELS
     return params
 
 
