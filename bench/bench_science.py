@@ -28,7 +28,7 @@ from blendphot.evaluate import mask_health, mask_iou, photometry_stats, uncertai
 from blendphot.inference import predict_model
 from blendphot.models import ModelConfig
 from blendphot.prediction import Prediction
-from blendphot.train import TrainConfig, calibrate_sigma, fit, load_model, median_flux
+from blendphot.train import TrainConfig, calibrate_model, fit, load_model, median_flux
 
 ZP = 25.9463
 DEMO = dict(epochs=15, batch_size=32, learning_rate=1e-3, lr_factor=0.5, lr_patience=3, early_stopping_patience=5)
@@ -126,9 +126,7 @@ def main():
             iso = score(pred.catalog, test, ("cen_flux", "comp_flux"))
             sigma = {}
             if cfg.flux_sigma:  # calibrated on the validation blends, as run_train_model does
-                v = predict_model(model, val, device="cpu", amp=False).catalog
-                scale, _ = calibrate_sigma(v[["cen_flux", "comp_flux"]].to_numpy(),
-                                           v[["cen_flux_err", "comp_flux_err"]].to_numpy(), val.targets())
+                scale, _ = calibrate_model(model, val, target=target)
                 flux = pred.catalog[["cen_flux", "comp_flux"]].to_numpy().ravel()
                 err = scale * pred.catalog[["cen_flux_err", "comp_flux_err"]].to_numpy().ravel()
                 u = uncertainty_stats(flux, err, test.catalog[["cen_flux", "comp_flux"]].to_numpy().ravel())

@@ -59,6 +59,7 @@ __all__ = [
     "TrainConfig",
     "autocast",
     "batch_loss",
+    "calibrate_model",
     "calibrate_sigma",
     "evaluate",
     "fit",
@@ -153,6 +154,15 @@ def calibrate_sigma(fluxes: np.ndarray, sigmas: np.ndarray, true: np.ndarray) ->
     report = {f"val_coverage{p}_raw": float(np.mean(z <= k)) for p, k in INTERVAL_K.items()}
     report |= {f"val_coverage{p}": float(np.mean(z <= k * scale)) for p, k in INTERVAL_K.items()}
     return scale, report
+
+
+def calibrate_model(model, val: Blends, *, target: str = "isolated", device="cpu") -> tuple[float, dict]:
+    """:func:`calibrate_sigma` of a model with a σ head on the validation blends ``val``."""
+    from blendphot.inference import predict_model
+
+    cat = predict_model(model, val, device=device, amp=False, channels_last=False).catalog
+    return calibrate_sigma(cat[["cen_flux", "comp_flux"]].to_numpy(), cat[["cen_flux_err", "comp_flux_err"]].to_numpy(),
+                           val.targets(target))
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -295,9 +305,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
-def load_model(path: str | Path, device="cpu"):
-    """(model in eval mode, ModelConfig) from a checkpoint written by :func:`fit`."""
-    state = load_checkpoint(path)
+def load_model(path: str | Path | dict, device="cpu"):
+    """(model in eval mode, ModelConfig) from a checkpoint written by :func:`fit`, or from one
+    already read by :func:`load_checkpoint`."""
+    state = path if isinstance(path, dict) else load_checkpoint(path)
     cfg = ModelConfig.from_dict(state["model_config"])
     model = build_model(cfg)
     model.load_state_dict(state["model"])
@@ -559,13 +570,8 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
         raise BlendphotError("training ended before the first epoch finished")
     calibration = {}
     if model_cfg.flux_sigma:  # the σ head, calibrated on the validation blends
-        from blendphot.inference import predict_model
-
         state = load_checkpoint(summary["best_path"])
-        model, _ = load_model(summary["best_path"], device)
-        cat = predict_model(model, val, device=device, amp=False, channels_last=False).catalog
-        scale, calibration = calibrate_sigma(cat[["cen_flux", "comp_flux"]].to_numpy(),
-                                             cat[["cen_flux_err", "comp_flux_err"]].to_numpy(), val.targets(target))
+        scale, calibration = calibrate_model(load_model(state, device)[0], val, target=target, device=device)
         state["model_config"]["sigma_scale"] = scale
         calibration["sigma_scale"] = scale
         log.info("flux uncertainties: calibration factor %.3f on the validation blends; 68/95 %% coverage "
