@@ -64,6 +64,13 @@ def test_stamps_centre_edge_and_missing_data():
     assert abs(x - 64) < 0.51 and abs(y - 64) < 0.51
 
 
+def test_a_weight_map_of_another_shape_is_named():
+    w = _wcs(256)
+    with pytest.raises(InputError, match=r"^wht.fits: weight map of shape \(200, 256\), but drz.fits is \(256, 256\)$"):
+        cut_stamps(np.zeros((256, 256), np.float32), np.ones((200, 256), np.float32), w, _catalog(w, [(128, 128)]),
+                   size=64, image_name="drz.fits", weight_name="wht.fits")
+
+
 def test_nan_region_inside_footprint_stops_with_file_name():
     n = 512
     w = _wcs(n)

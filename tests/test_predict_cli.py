@@ -59,7 +59,7 @@ def test_a_bare_npy_array_of_blends_works(trained, tmp_path):
 @pytest.mark.parametrize("spoil, message", [
     (lambda im: im[:, :16, :16], "blends of 16 x 16 pixels, but .*model.pt was trained on 32 x 32"),
     (lambda im: np.where(np.arange(32)[None, :, None] == 5, np.nan, im),
-     r"blends\.npy: non-finite pixels in 50 blends \(first: index 0\)"),
+     r"blends\.npy: non-finite pixels in 50 blends \(first: row 0, blend_id 0\)"),
     (lambda im: 3 * im, r"blends\.npy: background noise .* [23]\.\d\d times the .* e-/s of the blends "
                         r".*model\.pt was trained on"),
 ])

@@ -104,9 +104,10 @@ class Blends:
             return np.full((len(self), 2), np.nan, np.float32)
         return self.targets("isolated")
 
-    def check_finite(self, *, chunk: int = 1024) -> None:
+    def check_finite(self, *, chunk: int = 1024, where: str | None = None) -> None:
         """Every pixel finite, read ``chunk`` blends at a time (a memory map stays one): an
-        error naming the images file and the first bad blend otherwise."""
+        error naming the images file (``where``, else the folder's images.npy) and the first
+        bad blend otherwise."""
         bad, first = 0, None
         for start in range(0, len(self), chunk):
             finite = np.isfinite(self.images[start:start + chunk]).all(axis=(1, 2))
@@ -114,7 +115,8 @@ class Blends:
             if first is None and not finite.all():
                 first = start + int(np.argmin(finite))
         if bad:
-            raise InputError(f"{self.source}/{self.FILES['images']}: non-finite pixels in {bad} blends "
+            where = where or f"{self.source}/{self.FILES['images']}"
+            raise InputError(f"{where}: non-finite pixels in {bad} blends "
                              f"(first: row {first}, blend_id {self.catalog['blend_id'].iloc[first]})")
 
     def targets(self, target: str = "isolated") -> np.ndarray:

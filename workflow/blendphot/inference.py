@@ -114,11 +114,9 @@ def _user_blends(path: Path) -> Blends:
     images = np.asarray(io.load_array(path, mmap=False), dtype=np.float32)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise InputError(f"{path}: blends must be an (N, S, S) array of square images, got shape {images.shape}")
-    finite = np.isfinite(images).all(axis=(1, 2))
-    if not finite.all():
-        raise InputError(f"{path}: non-finite pixels in {int((~finite).sum())} blends (first: index "
-                         f"{int(np.argmin(finite))})")
-    return Blends(images, None, pd.DataFrame({"blend_id": np.arange(len(images))}), source=str(path))
+    blends = Blends(images, None, pd.DataFrame({"blend_id": np.arange(len(images))}), source=str(path))
+    blends.check_finite(where=str(path))
+    return blends
 
 
 def _blends_from_mosaic(image_path: Path, pairs_path: Path, weight_path: Path | None, *, size: int,
@@ -154,10 +152,8 @@ def _blends_from_mosaic(image_path: Path, pairs_path: Path, weight_path: Path | 
         else:
             whandle, weight = contextlib.nullcontext(), np.ones(data.shape, np.float32)
         with whandle:
-            if weight.shape != data.shape:
-                raise InputError(f"{weight_path}: weight map of shape {weight.shape}, but {image_path} is "
-                                 f"{data.shape}")
-            stamps = cut_stamps(data, weight, wcs, pairs, size=size, image_name=str(image_path), pixels=pixels)
+            stamps = cut_stamps(data, weight, wcs, pairs, size=size, image_name=str(image_path),
+                                weight_name=str(weight_path or "weight"), pixels=pixels)
     why = {"mosaic_edge": f"within {size // 2} px of the edge or off it", "missing_data": "no data in its stamp"}
     skipped = pd.DataFrame({"id": stamps.dropped["gid"], "reason": stamps.dropped["reason"].map(why)})
     if len(skipped) and (not skip or len(skipped) == len(pairs)):

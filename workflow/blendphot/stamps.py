@@ -167,7 +167,8 @@ def open_mosaic(path: str | os.PathLike):
 
 
 def cut_stamps(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd.DataFrame, *, size: int,
-               max_missing_fraction: float = 0.0, image_name: str = "image", pixels: bool = False) -> Stamps:
+               max_missing_fraction: float = 0.0, image_name: str = "image", weight_name: str = "weight",
+               pixels: bool = False) -> Stamps:
     """Cut ``size`` x ``size`` stamps centred on each catalogue position (``ra``, ``dec``; or
     0-based pixel ``x``, ``y`` with ``pixels``).
 
@@ -175,7 +176,7 @@ def cut_stamps(image: np.ndarray, weight: np.ndarray, wcs, catalog: pd.DataFrame
     pixel); ``crpix1/2`` give the stamp's WCS reference pixel so its WCS can be rebuilt.
     """
     if image.shape != weight.shape:
-        raise InputError(f"{image_name}: image shape {image.shape} differs from weight shape {weight.shape}")
+        raise InputError(f"{weight_name}: weight map of shape {weight.shape}, but {image_name} is {image.shape}")
     if pixels:
         x, y = catalog["x"].to_numpy(float), catalog["y"].to_numpy(float)
     else:
@@ -237,6 +238,7 @@ def run_cut_stamps(image_path, weight_path, selected_path, out_dir, *, field: st
     weight_handle, weight, _ = open_mosaic(weight_path)
     with image_handle, weight_handle:
         stamps = cut_stamps(image, weight, wcs, catalog, size=settings["size"],
-                            max_missing_fraction=settings["max_missing_fraction"], image_name=str(image_path))
+                            max_missing_fraction=settings["max_missing_fraction"], image_name=str(image_path),
+                            weight_name=str(weight_path))
     stamps.save(out_dir)
     return stamps
