@@ -11,13 +11,20 @@ import pandas as pd
 from blendphot.blend import FreshBlends, make_blends
 
 
-def main(n_pool=1150, n_blends=20000, repeats=3):
-    rng = np.random.default_rng(0)
-    images = rng.normal(0, 0.01, (n_pool, 128, 128)).astype(np.float32)
-    masks = (rng.random((n_pool, 128, 128)) > 0.9).astype(np.uint8)
+def synthetic_pool(n_pool: int, size: int = 128, seed: int = 0):
+    """(images, masks, pool catalogue) of ``n_pool`` noise stamps with the columns the blender
+    reads: a stand-in for the clean stage's galaxies when only the speed matters."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(0, 0.01, (n_pool, size, size)).astype(np.float32)
+    masks = (rng.random((n_pool, size, size)) > 0.9).astype(np.uint8)
     pool = pd.DataFrame({"gid": [f"g{i}" for i in range(n_pool)], "cls": "disk",
                          "mag_auto": rng.uniform(19, 23.5, n_pool), "flux_auto": 1.0,
                          "re_arcsec": rng.lognormal(np.log(0.35), 0.4, n_pool)})
+    return images, masks, pool
+
+
+def main(n_pool=1150, n_blends=20000, repeats=3):
+    images, masks, pool = synthetic_pool(n_pool)
     kw = dict(max_mag_diff=2.0, min_shift_re=0.5, max_shift=64)
     out_i = np.zeros((n_blends, 128, 128), np.float32)
     out_m = np.zeros((n_blends, 2, 128, 128), np.uint8)

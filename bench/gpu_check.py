@@ -39,6 +39,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_blend import synthetic_pool  # noqa: E402
 
 from blendphot.blend import Blends, FreshBlends  # noqa: E402
 from blendphot.data import Batches  # noqa: E402
@@ -163,12 +166,7 @@ def staged_loader(data: Blends, device, *, batch: int = 128) -> dict | None:
 def fresh_draw(n_pool: int, n_blends: int, size: int, step_rate: float | None) -> dict:
     """Blends/s of one fresh epoch (augmented, the candels_blender rule) from a synthetic pool of
     ``n_pool`` noisy stamps, best of two epochs, and its ratio to ``step_rate`` (samples/s)."""
-    rng = np.random.default_rng(0)
-    images = rng.normal(0, 0.01, (n_pool, size, size)).astype(np.float32)
-    masks = (rng.random((n_pool, size, size)) > 0.9).astype(np.uint8)
-    pool = pd.DataFrame({"gid": [f"g{i}" for i in range(n_pool)], "cls": "disk", "flux_auto": 1.0,
-                         "mag_auto": rng.uniform(19, 23.5, n_pool),
-                         "re_arcsec": rng.lognormal(np.log(0.35), 0.4, n_pool)})
+    images, masks, pool = synthetic_pool(n_pool, size)
     rule = {"rule": "candels_blender", "max_mag_diff": 2.0, "min_shift_re": 0.5, "max_shift": size // 2}
     sampler = FreshBlends(images, masks, pool, n_blends, settings=rule, pixel_scale=0.06, seed=0)
     seconds = []
