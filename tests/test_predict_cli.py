@@ -186,6 +186,7 @@ def test_a_model_logged_by_a_training_run_predicts_from_its_mlflow_uri(trained, 
     args = ["predict", f"runs:/{run.info.run_id}/model", str(root / "blends"), str(tmp_path / "out"),
             "--tracking-uri", uri, "--name", "b2f"]
     assert main(args) == 0
+    assert json.loads((tmp_path / "out/model.json").read_text())["path"] == f"runs:/{run.info.run_id}/model"
     run_predict(model, root / "blends", tmp_path / "local", zeropoint=25.9463, device="cpu", show_progress=False)
     np.testing.assert_array_equal(Prediction.load(tmp_path / "out").catalog["cen_flux"],
                                   Prediction.load(tmp_path / "local").catalog["cen_flux"])

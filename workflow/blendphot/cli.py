@@ -80,12 +80,16 @@ def main(argv: list[str] | None = None) -> int:
                                     archive=args.archive)
             print(f"{root}: {n} stamps (truth.csv beside them)")
         elif args.command == "predict":
+            import tempfile
+
             from blendphot.inference import fetch_model, run_predict
 
-            model = fetch_model(args.model, args.tracking_uri)
-            pred = run_predict(model, args.blends, args.out, zeropoint=args.zeropoint, device=args.device,
-                               batch_size=args.batch_size, noise_tolerance=args.noise_tolerance, pairs=args.pairs,
-                               weight=args.weight, pixel_scale=args.pixel_scale, skip=args.skip, name=args.name)
+            with tempfile.TemporaryDirectory(prefix="blendphot-model-") as download:  # an MLflow model, if any
+                model = fetch_model(args.model, download, args.tracking_uri)
+                pred = run_predict(model, args.blends, args.out, zeropoint=args.zeropoint, device=args.device,
+                                   batch_size=args.batch_size, noise_tolerance=args.noise_tolerance, pairs=args.pairs,
+                                   weight=args.weight, pixel_scale=args.pixel_scale, skip=args.skip, name=args.name,
+                                   source=args.model)
             print(f"{args.out}: {len(pred.catalog)} blends measured by {pred.method}")
         elif args.command == "config-reference":
             from blendphot.config import reference_markdown, write_reference

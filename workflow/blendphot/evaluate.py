@@ -279,7 +279,7 @@ def summarise(galaxies: pd.DataFrame, *, zeropoint: float, outlier_dmag: float =
                     part = grouped.get_group((method, group))
                     s = photometry_stats(part[flux_col].to_numpy(), part[ref_col].to_numpy(),
                                          zeropoint=zeropoint, outlier_dmag=outlier_dmag)
-                    if with_sigma and method in with_sigma:
+                    if method in with_sigma:
                         s |= uncertainty_stats(part[flux_col].to_numpy(), part["flux_err"].to_numpy(),
                                                part[ref_col].to_numpy())
                     rows.append({"method": method, "role": role, "reference": reference, "group_by": group_by,

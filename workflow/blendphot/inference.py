@@ -180,20 +180,19 @@ def _write_mask_fits(path: Path, masks: np.ndarray, catalog: pd.DataFrame, wcs) 
     fits.HDUList(hdus).writeto(path)
 
 
-def fetch_model(model: str | Path, tracking_uri: str | None = None) -> Path:
+def fetch_model(model: str | Path, dst: str | Path, tracking_uri: str | None = None) -> Path:
     """A model checkpoint's local path: ``model`` itself, or for an MLflow artifact URI of a
     training run (``runs:/<run_id>/model``, as the train stage logs it, or any URI MLflow can
-    download) the downloaded ``model.pt``, from ``tracking_uri`` (MLflow's default otherwise)."""
+    download) the ``model.pt`` downloaded into the folder ``dst``, from ``tracking_uri``
+    (MLflow's default otherwise)."""
     text = str(model)
     if ":/" not in text:
         return Path(model)
-    import tempfile
-
     import mlflow.artifacts
 
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, tracking_uri=tracking_uri,
-                                                         dst_path=tempfile.mkdtemp(prefix="blendphot-model-")))
+                                                         dst_path=str(dst)))
     except Exception as exc:
         raise InputError(f"{text}: cannot download the model from MLflow (tracking URI "
                          f"{tracking_uri or 'MLflow default'}): {type(exc).__name__}: {exc}") from exc
@@ -206,7 +205,8 @@ def fetch_model(model: str | Path, tracking_uri: str | None = None) -> Path:
 def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | Path, *, zeropoint: float,
                 device: str | torch.device = "auto", batch_size: int = 256, noise_tolerance: float = 1.5,
                 show_progress: bool = True, pairs: str | Path | None = None, weight: str | Path | None = None,
-                pixel_scale: float = 0.06, skip: bool = False, name: str | None = None) -> Prediction:
+                pixel_scale: float = 0.06, skip: bool = False, name: str | None = None,
+                source: str | None = None) -> Prediction:
     """``blendphot predict``: a trained model (``results/train/<m>/model.pt``) over blends of
     one's own, in e-/s per pixel, into a prediction folder ``out_dir``. ``blends_path`` is a
     blend folder, a ``.npy`` array of blends, or a FITS mosaic with ``pairs`` (a CSV table of
@@ -223,7 +223,8 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
     magnitudes at ``zeropoint``, their 1σ-equivalent errors with a σ head, ``model`` (``name``,
     by default the checkpoint's folder) and ``model_sha256`` (the first 12 hex digits of the
     checkpoint's); mask models add ``masks.npy``; pairs left out (``skip``) are listed in
-    ``skipped.csv``. Written to a temporary folder and renamed: nothing partial.
+    ``skipped.csv``; ``model.json`` records the model's ``source`` (a URI it was downloaded
+    from) or path. Written to a temporary folder and renamed: nothing partial.
     """
     from tqdm import tqdm
 
@@ -277,7 +278,7 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
             _write_mask_fits(tmp / "masks.fits", pred.masks, cat, wcs)
         if skipped is not None and len(skipped):
             io.write_csv(tmp / "skipped.csv", skipped)
-        io.write_json(tmp / "model.json", {"name": name, "path": str(model_path),
+        io.write_json(tmp / "model.json", {"name": name, "path": source or str(model_path),
                                            "sha256": digest, "n_parameters": count_parameters(model),
                                            "zeropoint": zeropoint, "noise_sigma_blends": sigma,
                                            **dataclasses.asdict(cfg)})
