@@ -94,8 +94,8 @@ def throughput(cfg: ModelConfig, data: Blends, device, *, batch: int, amp: bool,
     def run(n):
         done = 0
         while done < n:
-            for x, y, m in batches:
-                train_step(model, opt, cfg, tcfg, x, y, m)
+            for x, y, m, c in batches:
+                train_step(model, opt, cfg, tcfg, x, y, m, c)
                 done += 1
                 if done == n:
                     return
@@ -129,8 +129,8 @@ def count_syncs(cfg: ModelConfig, data: Blends, device, *, steps: int = 20) -> d
     total = torch.zeros((), device=device)
     next(batches)  # the epoch's start (its order moves to the device once) is not a step
     def step():
-        x, y, m = next(batches)
-        total.add_(train_step(model, opt, cfg, tcfg, x, y, m).float() * x.shape[0])
+        x, y, m, c = next(batches)
+        total.add_(train_step(model, opt, cfg, tcfg, x, y, m, c).float() * x.shape[0])
 
     counts = {}
     for name, n in (("first_step", 1), (f"next_{steps}_steps", steps)):

@@ -79,7 +79,7 @@ def test_fresh_blends_repeat_bit_for_bit_for_a_seed_and_differ_between_epochs_an
     # the same seed gives the same batches
     batches = [list(Batches(a.epoch(2), 16, torch.device("cpu"), shuffle=True,
                             generator=torch.Generator().manual_seed(5))) for _ in range(2)]
-    for (x1, y1, _), (x2, y2, _) in zip(*batches, strict=True):
+    for (x1, y1, *_), (x2, y2, *_) in zip(*batches, strict=True):
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
 
 

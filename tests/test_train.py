@@ -158,7 +158,7 @@ def test_seeded_batches_repeat_and_cover_every_blend():
 
     def order(seed):
         batches = Batches(data, 16, torch.device("cpu"), shuffle=True, generator=torch.Generator().manual_seed(seed))
-        return torch.cat([y[:, 0] for _, y, _ in batches])
+        return torch.cat([b.fluxes[:, 0] for b in batches])
 
     assert torch.equal(order(1), order(1)) and not torch.equal(order(1), order(2))
     assert sorted(order(1).tolist()) == sorted(data.fluxes[:, 0].tolist())

@@ -8,7 +8,8 @@ from blendphot.blend import Blends
 def toy_blends(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, sigma_px: float = 2.0) -> Blends:
     """``n`` blends: a central blob and a companion 4-10 px away, fluxes log-uniform in [10, 100].
 
-    The masks are the pixels where each blob exceeds 1 % of its peak.
+    The masks are the pixels where each blob exceeds 1 % of its peak; the central galaxy's
+    isolated image is its blob plus half the noise (the companion's is the rest).
     """
     rng = np.random.default_rng(seed)
     flux = 10 ** rng.uniform(1, 2, size=(n, 2))
@@ -19,13 +20,17 @@ def toy_blends(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, si
     yy, xx = np.mgrid[:size, :size]
     images = rng.normal(0, noise, size=(n, size, size))
     masks = np.zeros((n, 2, size, size), np.uint8)
+    central = 0.5 * images
     for k in range(2):
         x0, y0 = centres[:, 2 * k, None, None], centres[:, 2 * k + 1, None, None]
         profile = np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma_px ** 2))
         images += flux[:, k, None, None] * profile / (2 * np.pi * sigma_px ** 2)
+        if k == 0:
+            central += flux[:, 0, None, None] * profile / (2 * np.pi * sigma_px ** 2)
         masks[:, k] = profile > 0.01
     catalog = pd.DataFrame({"blend_id": np.arange(n), "cen_flux": flux[:, 0], "comp_flux": flux[:, 1]})
-    return Blends(images=images.astype(np.float32), masks=masks, catalog=catalog, source="toy blends")
+    return Blends(images=images.astype(np.float32), masks=masks, catalog=catalog, source="toy blends",
+                  central=central.astype(np.float32))
 
 
 def toy_pool(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, pixel_scale: float = 0.06):

@@ -43,13 +43,23 @@ class Architecture:
     init_from: str | None = None
     palette: tuple[str, ...] = ("#ff7f0e", "#b35900")
 
+    @property
+    def predicts_fluxes(self) -> bool:
+        """Whether its predictions hold fluxes: from a flux head, or measured on its images."""
+        return self.fluxes or self.images
+
+    @property
+    def predicts_masks(self) -> bool:
+        """Whether its predictions hold masks: thresholded mask logits, or its images' segments."""
+        return self.masks or self.images
+
     def __post_init__(self):
         if not (self.fluxes or self.masks or self.images):
             raise ValueError(f"architecture {self.name!r} produces nothing")
         if self.fluxes != bool(self.flux_head_channels):
             raise ValueError(f"architecture {self.name!r}: fluxes come from a flux head and only from one")
-        if self.masks and not self.unet:
-            raise ValueError(f"architecture {self.name!r}: masks come from a U-Net")
+        if (self.masks or self.images) and not self.unet:
+            raise ValueError(f"architecture {self.name!r}: masks and images come from a U-Net")
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -64,6 +74,10 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("blend2mask2flux", "blendphot.models:Blend2Mask2Flux", fluxes=True, masks=True,
                      flux_head_channels=3, unet=True, init_from="unet",
                      palette=("#d62728", "#9b1c1c", "#f08080")),
+        # Beyond the paper: blend -> the two galaxies' images (a U-Net splitting the blend's
+        # light pixel by pixel), measured afterwards like any image.
+        Architecture("blend2image", "blendphot.models:Blend2Image", images=True, unet=True,
+                     palette=("#1f77b4", "#0b3d66", "#6baed6")),
     )
 }
 
@@ -77,10 +91,10 @@ def architecture(name: str) -> Architecture:
 
 
 def has_fluxes(models: dict[str, dict]) -> list[str]:
-    """Names of the ``train.models`` entries whose architecture outputs fluxes."""
-    return [name for name, entry in models.items() if architecture(entry["arch"]).fluxes]
+    """Names of the ``train.models`` entries whose predictions hold fluxes (:attr:`Architecture.predicts_fluxes`)."""
+    return [name for name, entry in models.items() if architecture(entry["arch"]).predicts_fluxes]
 
 
 def has_masks(models: dict[str, dict]) -> list[str]:
-    """Names of the ``train.models`` entries whose architecture outputs masks."""
-    return [name for name, entry in models.items() if architecture(entry["arch"]).masks]
+    """Names of the ``train.models`` entries whose predictions hold masks (:attr:`Architecture.predicts_masks`)."""
+    return [name for name, entry in models.items() if architecture(entry["arch"]).predicts_masks]

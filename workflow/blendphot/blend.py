@@ -70,14 +70,20 @@ class Blends:
         None when loaded without them
     catalog : one row per blend (``catalog.csv``, see :func:`make_blends`)
     source : the folder it was read from, for error messages
+    central : (N, S, S) float32, e-/s: the central galaxy's isolated stamp as it lies in the
+        blend (``central.npy``); the companion's is ``images - central`` (:attr:`isolated`).
+        What an image network learns and is scored against; None when not loaded or unknown
+        (blends to predict)
     """
 
     images: np.ndarray
     masks: np.ndarray | None
     catalog: pd.DataFrame
     source: str = "blends"
+    central: np.ndarray | None = None
 
-    FILES: ClassVar[dict[str, str]] = {"images": "images.npy", "masks": "masks.npy", "catalog": "catalog.csv"}
+    FILES: ClassVar[dict[str, str]] = {"images": "images.npy", "masks": "masks.npy", "catalog": "catalog.csv",
+                                       "central": "central.npy"}
 
     def __post_init__(self):
         n = len(self.catalog)
@@ -87,6 +93,9 @@ class Blends:
         if self.masks is not None and self.masks.shape != (n, 2, *self.images.shape[1:]):
             raise InputError(f"{self.source}: masks of shape {self.masks.shape}, expected "
                              f"{(n, 2, *self.images.shape[1:])}")
+        if self.central is not None and self.central.shape != self.images.shape:
+            raise InputError(f"{self.source}: central images of shape {self.central.shape}, expected "
+                             f"{self.images.shape}")
 
     def __len__(self) -> int:
         return len(self.catalog)
@@ -103,6 +112,15 @@ class Blends:
         if not all(c in self.catalog for c in FLUX_COLUMNS):
             return np.full((len(self), 2), np.nan, np.float32)
         return self.targets("isolated")
+
+    def isolated(self, rows=slice(None)) -> np.ndarray:
+        """(n, 2, S, S) float32: the isolated images of the central galaxy and the companion in
+        the blends ``rows`` (their sum is the blend, pixel for pixel)."""
+        if self.central is None:
+            raise InputError(f"{self.source}: the central galaxies' isolated images "
+                             f"({self.FILES['central']}) are needed and were not loaded")
+        cen = np.asarray(self.central[rows], np.float32)
+        return np.stack([cen, np.asarray(self.images[rows], np.float32) - cen], axis=1)
 
     def check_finite(self, *, chunk: int = 1024, where: str | None = None) -> None:
         """Every pixel finite, read ``chunk`` blends at a time (a memory map stays one): an
@@ -141,12 +159,13 @@ class Blends:
     @staticmethod
     @contextlib.contextmanager
     def allocate(directory: str | Path, n: int, size: int):
-        """Memory-mapped ``images.npy`` and ``masks.npy`` of ``n`` blends, written in place
-        chunk by chunk; both files appear only if the block succeeds."""
+        """Memory-mapped ``images.npy``, ``masks.npy`` and ``central.npy`` of ``n`` blends,
+        written in place chunk by chunk; the files appear only if the block succeeds."""
         d = Path(directory)
         with io.create_array(d / Blends.FILES["images"], (n, size, size), np.float32) as images, \
-                io.create_array(d / Blends.FILES["masks"], (n, 2, size, size), np.uint8) as masks:
-            yield images, masks
+                io.create_array(d / Blends.FILES["masks"], (n, 2, size, size), np.uint8) as masks, \
+                io.create_array(d / Blends.FILES["central"], (n, size, size), np.float32) as central:
+            yield images, masks, central
 
     def save(self, directory: str | Path, *, arrays: bool = True) -> None:
         """Write the three files (``arrays=False``: the catalogue only, the arrays having been
@@ -156,22 +175,30 @@ class Blends:
             io.save_array(d / self.FILES["images"], np.asarray(self.images, np.float32))
             if self.masks is not None:
                 io.save_array(d / self.FILES["masks"], np.asarray(self.masks, np.uint8))
+            if self.central is not None:
+                io.save_array(d / self.FILES["central"], np.asarray(self.central, np.float32))
         io.write_csv(d / self.FILES["catalog"], self.catalog)
 
     @classmethod
-    def load(cls, directory: str | Path, *, masks: bool = True, in_memory: bool = True) -> Blends:
+    def load(cls, directory: str | Path, *, masks: bool = True, in_memory: bool = True,
+             central: bool = False) -> Blends:
         """Read one split. ``in_memory`` reads the images into a private array and checks every
-        pixel is finite (what training needs); otherwise they stay memory-mapped."""
+        pixel is finite (what training needs); otherwise they stay memory-mapped. ``central``
+        reads the central galaxies' isolated images too (an error naming the file if absent)."""
         d = Path(directory)
         catalog = io.read_csv(d / cls.FILES["catalog"], required=("blend_id",))
         images = io.load_array(d / cls.FILES["images"])
         m = io.load_array(d / cls.FILES["masks"]) if masks else None
+        c = io.load_array(d / cls.FILES["central"]) if central else None
         if in_memory:
             images = np.array(images, dtype=np.float32)
             m = np.array(m, dtype=np.uint8) if m is not None else None
-        blends = cls(images=images, masks=m, catalog=catalog, source=str(d))
+            c = np.array(c, dtype=np.float32) if c is not None else None
+        blends = cls(images=images, masks=m, catalog=catalog, source=str(d), central=c)
         if in_memory:
             blends.check_finite()
+            if c is not None and not np.isfinite(c).all():
+                raise InputError(f"{d / cls.FILES['central']}: non-finite pixels")
         return blends
 
 
@@ -268,7 +295,7 @@ def turned_stack(a: np.ndarray) -> np.ndarray:
 
 def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.ndarray, dx: np.ndarray,
             dy: np.ndarray, *, out_images: np.ndarray | None = None, out_masks: np.ndarray | None = None,
-            chunk: int = 512):
+            out_central: np.ndarray | None = None, chunk: int = 512):
     """Sum each central stamp and its companion translated by (dx, dy) pixels (zero fill).
 
     Parameters
@@ -278,6 +305,7 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
     cen, comp, dx, dy : (N,) int arrays
     out_images, out_masks : optional preallocated (N, S, S) float32 and (N, 2, S, S) uint8
         outputs (e.g. ``.npy`` memmaps), filled chunk by chunk
+    out_central : optional (N, S, S) float32 output, filled with each blend's central stamp
 
     Returns
     -------
@@ -297,6 +325,8 @@ def compose(images: np.ndarray, masks: np.ndarray, cen: np.ndarray, comp: np.nda
         stop = min(start + chunk, n)
         img, msk = out_images[start:stop], out_masks[start:stop]  # contiguous views
         np.take(images, cen[start:stop], axis=0, out=img)
+        if out_central is not None:
+            out_central[start:stop] = img
         msk[:] = 0
         # Python ints make the per-blend slicing several times cheaper than NumPy scalars.
         rows = zip(*(v[start:stop].tolist() for v in (cen, comp, dy, dx, ys0, ys1, xs0, xs1)), strict=True)
@@ -311,7 +341,8 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
                 max_mag_diff: float, min_shift_re: float, max_shift: int, pixel_scale: float,
                 rng: np.random.Generator, split: str = "", out_images: np.ndarray | None = None,
                 out_masks: np.ndarray | None = None, augment: bool = False,
-                turned: tuple[np.ndarray, np.ndarray] | None = None) -> Blends:
+                turned: tuple[np.ndarray, np.ndarray] | None = None, central: bool = False,
+                out_central: np.ndarray | None = None) -> Blends:
     """Draw ``n`` blends from one split's pool of isolated galaxies.
 
     ``pool`` rows align with ``images``/``masks`` and need the columns gid, cls, mag_auto,
@@ -325,6 +356,8 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
     symmetry of the square (columns cen_/comp_transform), drawn after everything else, so the
     pairs and shifts are those of the same ``rng`` without it; ``turned`` holds the pool's
     images and masks under every symmetry (:func:`turned_stack`) when the caller keeps them.
+    ``central`` (or an ``out_central`` to fill) keeps each blend's central stamp
+    (:attr:`Blends.central`); it changes nothing else.
     """
     images = np.asarray(images, dtype=np.float32)
     masks = np.asarray(masks, dtype=np.uint8)
@@ -345,14 +378,17 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
                                                        max_shift=max_shift, candidates=candidates)
     else:
         raise ValueError(f"unknown blending rule {rule!r}")
+    if central and out_central is None:
+        out_central = np.empty((n, images.shape[-1], images.shape[-1]), np.float32)
     if augment:
         cen_t, comp_t = rng.integers(0, 8, size=(2, n))
         stack_images, stack_masks = turned if turned is not None else (turned_stack(images), turned_stack(masks))
         g = len(images)
         blends, blend_masks = compose(stack_images, stack_masks, cen + g * cen_t, comp + g * comp_t, dx, dy,
-                                      out_images=out_images, out_masks=out_masks)
+                                      out_images=out_images, out_masks=out_masks, out_central=out_central)
     else:
-        blends, blend_masks = compose(images, masks, cen, comp, dx, dy, out_images=out_images, out_masks=out_masks)
+        blends, blend_masks = compose(images, masks, cen, comp, dx, dy, out_images=out_images, out_masks=out_masks,
+                                      out_central=out_central)
 
     dist = np.hypot(dx, dy)
     cat = pd.DataFrame({"blend_id": np.arange(n), "split": split,
@@ -369,7 +405,8 @@ def make_blends(images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: in
     cat["mag_diff"] = cat["cen_mag"] - cat["comp_mag"]
     if augment:
         cat["cen_transform"], cat["comp_transform"] = cen_t, comp_t
-    return Blends(images=blends, masks=blend_masks, catalog=cat, source=f"blends of split {split!r}")
+    return Blends(images=blends, masks=blend_masks, catalog=cat, source=f"blends of split {split!r}",
+                  central=out_central)
 
 
 def load_pool(clean_dir: str | Path, galaxies_path: str | Path, split: str):
@@ -398,10 +435,10 @@ def run_make_blends(clean_dir: str | Path, galaxies_path: str | Path, out_dir: s
 
     images, masks, pool = load_pool(clean_dir, galaxies_path, split)
     n = settings["n_blends"][split]
-    with Blends.allocate(out_dir, n, images.shape[-1]) as (out_images, out_masks):
+    with Blends.allocate(out_dir, n, images.shape[-1]) as (out_images, out_masks, out_central):
         blends = make_blends(images, masks, pool, n, **_rule_settings(settings), pixel_scale=pixel_scale,
                              rng=np.random.default_rng(child_seed(seed, f"blend_{split}")),
-                             split=split, out_images=out_images, out_masks=out_masks)
+                             split=split, out_images=out_images, out_masks=out_masks, out_central=out_central)
     blends.save(out_dir, arrays=False)
     return blends
 
@@ -416,15 +453,17 @@ class FreshBlends:
     killed one would have. Only the pool's galaxies appear, so a galaxy of another split can
     never enter a batch. The pool is kept under all eight symmetries (8 times its memory: about
     1 GB for the paper's 1500 training galaxies), so that drawing an epoch only copies pixels.
+    ``central`` keeps each blend's central stamp, the target of an image network.
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, pool: pd.DataFrame, n: int, *, settings: dict,
-                 pixel_scale: float, seed: np.random.SeedSequence | int, augment: bool = True, split: str = "train"):
+                 pixel_scale: float, seed: np.random.SeedSequence | int, augment: bool = True, split: str = "train",
+                 central: bool = False):
         if n < 1:
             raise InputError(f"fresh training blends need blend.n_blends.{split} >= 1 (blends per epoch)")
         self.images, self.masks, self.pool, self.n = images, masks, pool, n
         self.rule = _rule_settings(settings)
-        self.pixel_scale, self.augment, self.split = pixel_scale, augment, split
+        self.pixel_scale, self.augment, self.split, self.central = pixel_scale, augment, split, central
         self.seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.source = f"fresh blends of split {split!r}"
         self.turned = (turned_stack(images), turned_stack(masks)) if augment else None
@@ -446,7 +485,7 @@ class FreshBlends:
         ss = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, k))
         blends = make_blends(self.images, self.masks, self.pool, self.n, **self.rule, pixel_scale=self.pixel_scale,
                              rng=np.random.default_rng(ss), split=self.split, augment=self.augment,
-                             turned=self.turned)
+                             turned=self.turned, central=self.central)
         blends.source = f"{self.source}, epoch {k}"
         self.draw_s[k] = time.perf_counter() - t0
         self._last = (k, blends)

@@ -320,7 +320,8 @@ def forward_flops(entry: dict, size: int) -> float:
         for level in range(depth - 1):
             c, side = f * 2 ** level, size // 2 ** level
             macs += side * side * (2 * c * c + 9 * (2 * c * c + c * c))  # 2x2 up-conv from 2c, block
-        return macs + size * size * f * (3 if entry.get("overlap_channel") else 2)
+        out = 1 if arch.images else (3 if entry.get("overlap_channel") else 2)
+        return macs + size * size * f * out
 
     arch = architecture(entry["arch"])
     macs = unet() if arch.unet else 0.0

@@ -13,6 +13,12 @@ Definitions (the paper's; ``mag = zp - 2.5 log10(flux)``):
   printed on the paper's panels): 100 mean |mag_blend - mag_isolated| / mag_isolated.
 - completeness: the fraction of galaxies the method gave a flux for (sep may find nothing).
 - IoU (eq. 2) of a predicted and a true mask: |A ∩ B| / |A ∪ B|.
+- Deblended images (an image network), each galaxy's against its isolated stamp, over the
+  pixels of its true mask M: χ²/pixel = mean over M of ((pred − true) / σ)², σ the blend's
+  background noise (a perfect noise-free image scores about 1/2 there: the isolated stamp
+  carries one of the blend's two noise layers); the flux-weighted residual
+  Σ_M |pred − true| / Σ_M true; and SSIM (Wang et al. 2004; 7×7 uniform window, K1 = 0.01,
+  K2 = 0.03, data range that of the true image) over the whole stamp.
 
 The reference is the isolated photometry (the blend catalogue's ``cen_flux``/``comp_flux``:
 sep FLUX_AUTO on the cleaned stamp, the paper's ground truth). Where the survey's true fluxes
@@ -34,12 +40,14 @@ from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.errors import InputError
 from blendphot.photometry import INTERVAL_K, delta_mag, flux_to_mag, laplace_pit, log_flux_z
-from blendphot.prediction import Prediction
+from blendphot.prediction import PREDICTION_COLUMNS, Prediction
 
 __all__ = [
     "ROLES",
     "galaxy_table",
     "headline",
+    "image_metrics",
+    "image_summary",
     "iou",
     "iou_by_pair",
     "latex_table",
@@ -47,6 +55,7 @@ __all__ = [
     "photometry_stats",
     "run_evaluate",
     "sep_outcomes",
+    "ssim",
     "summarise",
     "summary_markdown",
     "table1",
@@ -86,6 +95,72 @@ def mask_iou(pred: np.ndarray, true: np.ndarray, *, chunk: int = 512) -> np.ndar
 SAME_BLOB_IOU = 0.9  # a central and a companion mask this alike are one blob
 
 
+def _box_mean(a: np.ndarray, win: int) -> np.ndarray:
+    """Mean over every ``win`` × ``win`` window lying wholly inside the last two axes."""
+    c = np.cumsum(np.cumsum(a, axis=-1, dtype=np.float64), axis=-2)
+    c = np.pad(c, [(0, 0)] * (a.ndim - 2) + [(1, 0), (1, 0)])
+    return (c[..., win:, win:] - c[..., :-win, win:] - c[..., win:, :-win] + c[..., :-win, :-win]) / win ** 2
+
+
+def ssim(pred: np.ndarray, true: np.ndarray, *, win: int = 7, k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+    """Mean structural similarity of images (..., H, W) against references of the same shape,
+    one value per image: scikit-image's ``structural_similarity`` with its defaults (uniform
+    window, sample covariances) and ``data_range`` the reference's max − min, averaged over
+    the windows that lie wholly inside the image."""
+    x, y = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    data_range = y.max(axis=(-2, -1)) - y.min(axis=(-2, -1))
+    c1 = ((k1 * data_range) ** 2)[..., None, None]
+    c2 = ((k2 * data_range) ** 2)[..., None, None]
+    norm = win * win / (win * win - 1.0)
+    mx, my = _box_mean(x, win), _box_mean(y, win)
+    vx = norm * (_box_mean(x * x, win) - mx * mx)
+    vy = norm * (_box_mean(y * y, win) - my * my)
+    vxy = norm * (_box_mean(x * y, win) - mx * my)
+    s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.mean(axis=(-2, -1))
+
+
+def image_metrics(pred: np.ndarray, blends: Blends, noise_sigma: float, *, chunk: int = 256) -> dict[str, np.ndarray]:
+    """χ²/pixel, flux-weighted residual and SSIM (see the module docstring) of (N, 2, S, S)
+    deblended images against the isolated images of ``blends`` (:meth:`Blends.isolated`),
+    within their masks, read ``chunk`` blends at a time: a dict of (N, 2) arrays ``chi2``,
+    ``residual``, ``ssim`` (χ² and residual NaN where a true mask is empty)."""
+    n = len(blends)
+    if pred.shape != (n, 2, blends.size, blends.size) or blends.masks is None:
+        raise ValueError(f"deblended images {pred.shape} do not match the {n} blends with masks of {blends.source}")
+    out = {k: np.full((n, 2), np.nan) for k in ("chi2", "residual", "ssim")}
+    for s in range(0, n, chunk):
+        rows = slice(s, s + chunk)
+        p, t = np.asarray(pred[rows], np.float64), blends.isolated(rows).astype(np.float64)
+        m = np.asarray(blends.masks[rows], bool)
+        npix = m.sum(axis=(-2, -1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["chi2"][s:s + chunk] = np.where(m, ((p - t) / noise_sigma) ** 2, 0).sum(axis=(-2, -1)) / npix
+            out["residual"][s:s + chunk] = (np.where(m, np.abs(p - t), 0).sum(axis=(-2, -1))
+                                            / np.where(m, t, 0).sum(axis=(-2, -1)))
+        out["ssim"][s:s + chunk] = ssim(p, t)
+    for k in ("chi2", "residual"):
+        out[k][~np.isfinite(out[k])] = np.nan
+    return out
+
+
+def image_summary(galaxies: pd.DataFrame) -> pd.DataFrame:
+    """Per image method and role (cen, comp, both): n, median χ²/pixel, median flux-weighted
+    residual and mean SSIM, from the galaxy table's ``img_*`` columns."""
+    if "img_chi2" not in galaxies:
+        return pd.DataFrame(columns=["method", "role", "n", "chi2_median", "residual_median", "ssim_mean"])
+    g = galaxies[galaxies["img_ssim"].notna()]
+    rows = []
+    for method in g["method"].unique():
+        for role in ("cen", "comp", "both"):
+            part = g[(g["method"] == method) & ((g["role"] == role) | (role == "both"))]
+            rows.append({"method": method, "role": role, "n": len(part),
+                         "chi2_median": float(part["img_chi2"].median()),
+                         "residual_median": float(part["img_residual"].median()),
+                         "ssim_mean": float(part["img_ssim"].mean())})
+    return pd.DataFrame(rows)
+
+
 def mask_health(masks: np.ndarray, *, chunk: int = 512) -> dict:
     """How often a mask method's output has lost its meaning, over (N, 2, S, S) masks: the
     fraction of blends whose central / companion channel is empty, and whose two channels
@@ -115,7 +190,8 @@ def mask_warnings(health: dict[str, dict], *, limit: float = 0.5) -> list[str]:
 
 
 def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, zeropoint: float,
-                 true_masks: np.ndarray | None = None, sep: Prediction | None = None) -> pd.DataFrame:
+                 true_masks: np.ndarray | None = None, sep: Prediction | None = None,
+                 images: dict[str, dict[str, np.ndarray]] | None = None) -> pd.DataFrame:
     """One row per (method, blend, galaxy role): the long table every statistic and figure reads.
 
     Parameters
@@ -125,6 +201,8 @@ def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, z
         catalogue's order (checked on ``blend_id``)
     true_masks : (N, 2, S, S) masks of the isolated galaxies, for the IoU of mask methods
     sep : the baseline's prediction, whose detection outcome labels every method's rows
+    images : per image method, its :func:`image_metrics` (the columns img_chi2, img_residual,
+        img_ssim; NaN for the other methods)
 
     Columns: method, blend_id, role (cen/comp), cls, other_cls, pair (the two classes, sorted),
     mag_iso, flux_iso, flux (the method's; NaN if none), flux_err (its 1σ uncertainty, for a
@@ -167,6 +245,9 @@ def galaxy_table(catalog: pd.DataFrame, predictions: dict[str, Prediction], *, z
                 "sep_found": sep.catalog[f"{role}_flux"].notna().to_numpy() if sep is not None else False,
                 "iou": ious[:, k] if ious is not None else np.nan,
             })
+            if images:
+                for key in ("chi2", "residual", "ssim"):
+                    frame[f"img_{key}"] = images[method][key][:, k] if method in images else np.nan
             if has_truth:
                 frame["flux_true"] = catalog[f"{role}_flux_true"].to_numpy(float)
                 frame["dmag_true"] = delta_mag(flux, frame["flux_true"])
@@ -380,7 +461,8 @@ def _md(frame: pd.DataFrame) -> str:
 
 
 def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious: pd.DataFrame,
-                     *, deep_methods: list[str], mask_notes: list[str] | None = None) -> str:
+                     *, deep_methods: list[str], mask_notes: list[str] | None = None,
+                     image_table: pd.DataFrame | None = None) -> str:
     """``results/summary.md``: the headline table, sep's outcomes, IoU (with ``mask_notes``,
     the warnings of :func:`mask_warnings`), and the DL/sep ratios."""
     parts = ["# blendphot results on the test blends\n",
@@ -414,6 +496,13 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
             parts += [f"\n**Warning: {r.method} ({r.role}, against {r.reference}): coverage {r.coverage68:.2f} / "
                       f"{r.coverage95:.2f} of nominal 0.68 / 0.95: its uncertainties are miscalibrated.**\n"
                       for r in off.itertuples() if r.role == "both" and r.reference == "isolated"]
+    if image_table is not None and not image_table.empty:
+        parts += ["\n## Deblended images (against the isolated stamps, within each galaxy's true mask)\n",
+                  "chi2: mean ((pred − true) / σ)² per pixel, σ the blend's noise (a perfect noise-free image scores "
+                  "about 0.5: the isolated stamp holds one of the blend's two noise layers); "
+                  "residual: Σ|pred − true| / Σ true; SSIM over the stamp (1: identical). Their fluxes are in the tables above: <name> measured "
+                  "with the isolated galaxies' Kron photometry, <name>_sum the plain sum of the image.\n",
+                  _md(image_table)]
     if outcomes is not None:
         parts += ["\n## sep detection outcomes (paper: two 75 %, one 22 %, more 3 %)\n", _md(outcomes)]
     if not ious.empty:
@@ -439,16 +528,22 @@ def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path],
     """The evaluate stage: score every method on the test blends, write the tables and summary.
 
     ``prediction_dirs`` maps each network to its prediction folder; ``out`` maps the stage's
-    output names (galaxies, metrics, iou, sep_outcomes, table1..3, headline and their ``_tex``,
-    summary) to paths; ``settings`` is the config's ``evaluate`` section. Returns the headline
+    output names (galaxies, metrics, iou, images, sep_outcomes, table1..3, headline and their
+    ``_tex``, summary) to paths; ``settings`` is the config's ``evaluate`` section. Returns the headline
     table and the IoU table.
     """
-    blends = Blends.load(blends_dir, in_memory=False)
     sep = Prediction.load(sep_dir, method="sep")
-    predictions = {name: Prediction.load(path, method=name) for name, path in prediction_dirs.items()}
+    predictions = {name: Prediction.load(path, method=name, images=True) for name, path in prediction_dirs.items()}
     infos = {name: json.loads((Path(path) / "model.json").read_text()) for name, path in prediction_dirs.items()}
+    with_images = [name for name, pred in predictions.items() if pred.images is not None]
+    blends = Blends.load(blends_dir, in_memory=False, central=bool(with_images))
+    images = {name: image_metrics(predictions[name].images, blends, infos[name]["noise_sigma"]) for name in with_images}
+    for name in with_images:  # the plain sums of the deblended images, scored as one more method
+        cat = predictions[name].catalog
+        sums = cat.assign(cen_flux=cat["cen_flux_sum"], comp_flux=cat["comp_flux_sum"])[list(PREDICTION_COLUMNS)]
+        predictions[f"{name}_sum"] = Prediction(sums, method=f"{name}_sum")
     galaxies = galaxy_table(blends.catalog, {**predictions, "sep": sep}, zeropoint=zeropoint,
-                            true_masks=blends.masks, sep=sep)
+                            true_masks=blends.masks, sep=sep, images=images)
     metrics = summarise(galaxies, zeropoint=zeropoint, outlier_dmag=settings["outlier_dmag"],
                         mag_diff_bins=settings["mag_diff_bins"], distance_bins_px=settings["distance_bins_px"],
                         distance_bins_own_re=settings["distance_bins_own_re"])
@@ -464,14 +559,16 @@ def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path],
     io.write_csv(out["galaxies"], galaxies)
     io.write_csv(out["metrics"], metrics)
     io.write_csv(out["iou"], ious)
+    image_table = image_summary(galaxies)
+    io.write_csv(out["images"], image_table)
     io.write_csv(out["sep_outcomes"], outcomes)
     for name, (table, caption) in tables.items():
         io.write_csv(out[name], table)
         with io.atomic_path(out[f"{name}_tex"], ".tex") as tmp:
             tmp.write_text(latex_table(table, caption=caption, label=f"tab:{name}"))
-    flux_networks = [m for m in prediction_dirs if architecture(infos[m]["arch"]).fluxes]
+    flux_networks = [m for m in prediction_dirs if architecture(infos[m]["arch"]).predicts_fluxes]
     health = {name: mask_health(pred.masks) for name, pred in predictions.items() if pred.masks is not None}
     with io.atomic_path(out["summary"], ".md") as tmp:
-        tmp.write_text(summary_markdown(metrics, outcomes, ious, deep_methods=flux_networks,
+        tmp.write_text(summary_markdown(metrics, outcomes, ious, deep_methods=flux_networks, image_table=image_table,
                                         mask_notes=mask_warnings(health)))
     return tables["headline"][0], ious

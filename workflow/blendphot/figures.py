@@ -10,6 +10,7 @@ fraction, MAPE on magnitude), computed by :func:`blendphot.evaluate.photometry_s
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,7 @@ import pandas as pd
 
 from blendphot import io
 from blendphot.architectures import architecture
+from blendphot.blend import Blends
 from blendphot.evaluate import PAPER_DISTANCE_PX, PAPER_SEP_OUTCOMES, photometry_stats
 from blendphot.photometry import flux_to_mag, interval_halfwidth, laplace_pit, log_flux_z
 from blendphot.prediction import Prediction
@@ -38,6 +40,7 @@ __all__ = [
     "figure11",
     "figure12",
     "figure_calibration",
+    "figure_deblend",
     "figure_sample",
     "method_colours",
     "method_label",
@@ -47,7 +50,7 @@ __all__ = [
 ]
 
 FIGURES = ("figure1", "figure2", "figure5", "figure6", "figure7", "figure8", "figure9", "figure10", "figure11",
-           "figure12", "sample", "calibration")
+           "figure12", "sample", "calibration", "deblend")
 CLASSES = ("bulge", "bulge_disk", "disk", "irregular")
 CLASS_COLOURS = {"bulge": "#e6b800", "bulge_disk": "#3b75af", "disk": "#c0392b", "irregular": "#8fd175",
                  "all": "#0b1f4b"}
@@ -326,6 +329,48 @@ def figure10(images, true_masks, pred_masks, catalog: pd.DataFrame, galaxies: pd
     return fig
 
 
+def figure_deblend(blends: np.ndarray, isolated: np.ndarray, deblended: np.ndarray, catalog: pd.DataFrame,
+                   galaxies: pd.DataFrame, method: str, noise_sigma: float, *, examples: int = 4) -> plt.Figure:
+    """Per example blend (rows, spread over the centre distance): the blend, then for the
+    central galaxy and the companion the isolated stamp, ``method``'s deblended image (same
+    stretch) and their residual in units of the blend's noise σ (±5 σ), with the galaxy's
+    Δmag (Kron on the deblended image against the isolated photometry) and SSIM.
+
+    ``isolated`` and ``deblended`` are (N, 2, S, S) arrays (or memmaps), rows those of ``catalog``.
+    """
+    picks = example_blends(catalog, examples)
+    fig, axes = plt.subplots(examples, 7, figsize=(14, 2.1 * examples), squeeze=False)
+    titles = ["blend", "isolated central", f"{method_label(method)}", "residual / σ", "isolated companion",
+              f"{method_label(method)}", "residual / σ"]
+    for r, k in enumerate(picks):
+        _show(axes[r, 0], np.asarray(blends[k]), titles[0] if r == 0 else None)
+        axes[r, 0].set_ylabel(f"d = {catalog['distance_px'].iloc[k]:.1f} px", fontsize=8)
+        rows = galaxies[(galaxies["method"] == method) & (galaxies["blend_id"] == catalog["blend_id"].iloc[k])]
+        rows = rows.set_index("role")
+        for j, role in enumerate(("cen", "comp")):
+            true, pred = np.asarray(isolated[k, j]), np.asarray(deblended[k, j])
+            norm = _stretch(true)
+            for c, (image, title) in enumerate(((true, titles[1 + 3 * j]), (pred, titles[2 + 3 * j])), start=1 + 3 * j):
+                ax = axes[r, c]
+                ax.imshow(image, origin="lower", cmap="gray_r", norm=norm, interpolation="nearest")
+                ax.set_xticks([]), ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(title, fontsize=9)
+            ax = axes[r, 3 + 3 * j]
+            ax.imshow((pred - true) / noise_sigma, origin="lower", cmap="RdBu_r", vmin=-5, vmax=5,
+                      interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[3 + 3 * j], fontsize=9)
+            if role in rows.index:
+                g = rows.loc[role]
+                axes[r, 2 + 3 * j].text(0.97, 0.03, f"Δmag {g['dmag']:+.2f}\nSSIM {g['img_ssim']:.2f}",
+                                        transform=axes[r, 2 + 3 * j].transAxes, ha="right", va="bottom", fontsize=7,
+                                        bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
+    fig.tight_layout()
+    return fig
+
+
 def _ious(galaxies: pd.DataFrame, method: str, blend_id) -> tuple[float, float]:
     rows = galaxies[(galaxies["method"] == method) & (galaxies["blend_id"] == blend_id)].set_index("role")
     return float(rows.loc["cen", "iou"]), float(rows.loc["comp", "iou"])
@@ -497,6 +542,13 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
         return figure_calibration(galaxies, io.read_csv(inputs.metrics, required=["group_by", "coverage68"]),
                                   params["sigma_methods"], colours)
     catalog = io.read_csv(inputs.catalog, required=["blend_id", "distance_px"])
+    if name == "deblend":  # the first image network
+        method, path = params["image_methods"][0], inputs.predictions[0]
+        blends = Blends.load(Path(inputs.images).parent, masks=False, in_memory=False, central=True)
+        pred = Prediction.load(path, masks=False, images=True)
+        info = json.loads((Path(path) / "model.json").read_text())
+        return figure_deblend(blends.images, _Isolated(blends), pred.images, catalog, galaxies, method,
+                              info["noise_sigma"], examples=params["examples"])
     masks = {m: Prediction.load(path, masks=True).masks
              for m, path in zip(params["mask_methods"], inputs.predictions, strict=True)}
     if name == "figure10":  # a network with masks and fluxes when there is one
@@ -506,6 +558,17 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
     if name == "figure11":
         return figure11(io.load_array(inputs.masks), masks, catalog, galaxies, examples=params["examples"])
     raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+
+
+class _Isolated:
+    """``blends.isolated()`` read one blend at a time: ``iso[k, j]``."""
+
+    def __init__(self, blends: Blends):
+        self.blends = blends
+
+    def __getitem__(self, index):
+        k, j = index
+        return self.blends.isolated(slice(k, k + 1))[0, j]
 
 
 def run_plot_figure(name: str, inputs, outputs: list[str], params: dict) -> None:

@@ -35,30 +35,37 @@ MAG_PER_LN_FLUX = 1.0857362
 
 @torch.inference_mode()
 def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bool = True,
-                  channels_last: bool = True, masks_out: np.ndarray | None = None, method: str = "",
+                  channels_last: bool = True, masks_out: np.ndarray | None = None,
+                  images_out: np.ndarray | None = None, clean_params=None, method: str = "",
                   progress=None) -> Prediction:
     """Run a trained model (built by :func:`blendphot.models.build_model`) over a split of blends.
 
     Flux models fill ``cen_flux``/``comp_flux`` (and ``cen_flux_err``/``comp_flux_err`` with a
     σ head, ``flux_sigma``); mask models write thresholded (p > 0.5)
     central and companion masks into ``masks_out`` (an (N, 2, S, S) uint8 array, e.g. a
-    memmap from :func:`blendphot.io.create_array`) or a new array. Batches are served as in
-    training (:class:`blendphot.data.Batches`), in order; ``progress(n)`` is called with the
-    number of blends of each batch done.
+    memmap from :func:`blendphot.io.create_array`) or a new array. Image models write the
+    deblended images into ``images_out`` ((N, 2, S, S) float32) or a new array; their fluxes
+    (Kron, and the plain sums ``cen_flux_sum``/``comp_flux_sum``) and masks are measured on
+    those images by :func:`blendphot.deblend.measure_deblended` with ``clean_params`` (the
+    clean stage's detection settings; its defaults when None), the companion at the
+    catalogue's ``dx``, ``dy`` when it has them. Batches are served as in training
+    (:class:`blendphot.data.Batches`), in order; ``progress(n)`` is called with the number of
+    blends of each batch done, and of each blend measured.
     """
     device = torch.device(device)
-    arch = model.cfg.arch
+    spec = architecture(model.cfg.arch)
     model = model.to(device).eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    n = len(data)
+    n, shape = len(data), data.images.shape[1:]
     fluxes = np.full((n, 2), np.nan)
     sigmas = np.full((n, 2), np.nan) if model.cfg.flux_sigma else None
-    has_masks = architecture(arch).masks
-    if has_masks and masks_out is None:
-        masks_out = np.zeros((n, 2, *data.images.shape[1:]), dtype=np.uint8)
+    if spec.predicts_masks and masks_out is None:
+        masks_out = np.zeros((n, 2, *shape), dtype=np.uint8)
+    if spec.images and images_out is None:
+        images_out = np.zeros((n, 2, *shape), dtype=np.float32)
     start = 0
-    for x, _, _ in Batches(data, batch_size, device, shuffle=False, channels_last=channels_last):
+    for x, *_ in Batches(data, batch_size, device, shuffle=False, channels_last=channels_last):
         with autocast(device, amp):
             out = model(x)
         rows = slice(start, start + len(x))
@@ -68,6 +75,8 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
             sigmas[rows] = out.uncertainties.float().cpu().numpy()
         if out.mask_logits is not None:
             masks_out[rows] = (out.mask_logits[:, :2] > 0).cpu().numpy()
+        if out.images is not None:
+            images_out[rows] = out.images.float().cpu().numpy()
         start += len(x)
         if progress is not None:
             progress(len(x))
@@ -75,26 +84,40 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
                             "comp_flux": fluxes[:, 1]})
     if sigmas is not None:  # 1σ-equivalent: ln F ± err / flux is the central 68 % interval
         catalog["cen_flux_err"], catalog["comp_flux_err"] = sigmas[:, 0], sigmas[:, 1]
-    return Prediction(catalog=catalog, masks=masks_out if has_masks else None, method=method)
+    if spec.images:
+        from blendphot.deblend import measure_deblended
+
+        shift = [data.catalog[k].to_numpy(float) if k in data.catalog else np.full(n, np.nan) for k in ("dx", "dy")]
+        measured = measure_deblended(images_out, *shift, clean_params, masks_out=masks_out, progress=progress)
+        for key in ("cen_flux", "comp_flux", "cen_flux_sum", "comp_flux_sum"):
+            catalog[key] = measured[key]
+    return Prediction(catalog=catalog, masks=masks_out if spec.predicts_masks else None, method=method,
+                      images=images_out if spec.images else None)
 
 
 def run_predict_model(model_path: str | Path, blends_dir: str | Path, out_dir: str | Path, *, name: str,
-                      device: str | torch.device = "auto", amp: bool = True, channels_last: bool = True) -> dict:
+                      device: str | torch.device = "auto", amp: bool = True, channels_last: bool = True,
+                      clean: dict | None = None) -> dict:
     """The predict_model stage: one trained network over a split of blends, written as a
     :class:`~blendphot.prediction.Prediction` folder with the network's ``model.json``
-    (architecture, size). ``device``, ``amp`` and ``channels_last`` are runtime choices.
+    (architecture, size). ``device``, ``amp`` and ``channels_last`` are runtime choices;
+    ``clean`` (the config's ``clean``) sets how an image network's outputs are measured.
     Returns the throughput figures."""
+    from blendphot.clean import CleanParams
     from blendphot.train import load_model
 
     device = resolve_device(device, what=f"prediction of {name}")
     model, cfg = load_model(model_path, device)
     blends = Blends.load(blends_dir, masks=False)
-    has_masks = architecture(cfg.arch).masks
-    masks = Prediction.allocate_masks(out_dir, len(blends), blends.size) if has_masks else contextlib.nullcontext()
+    spec = architecture(cfg.arch)
+    size = blends.size
+    masks = Prediction.allocate_masks(out_dir, len(blends), size) if spec.predicts_masks else contextlib.nullcontext()
+    images = Prediction.allocate_images(out_dir, len(blends), size) if spec.images else contextlib.nullcontext()
+    params = CleanParams(**clean) if clean else None
     start = time.perf_counter()
-    with masks as masks_out:
+    with masks as masks_out, images as images_out:
         pred = predict_model(model, blends, device=device, amp=amp, channels_last=channels_last, masks_out=masks_out,
-                             method=name)
+                             images_out=images_out, clean_params=params, method=name)
     elapsed = time.perf_counter() - start
     pred.save(out_dir, masks=False)
     io.write_json(Path(out_dir) / "model.json", {"name": name, "n_parameters": count_parameters(model),
@@ -102,7 +125,8 @@ def run_predict_model(model_path: str | Path, blends_dir: str | Path, out_dir: s
     return {"blends": len(blends), "blends_per_s": len(blends) / max(elapsed, 1e-9)}
 
 
-PREDICT_FILES = ("predictions.csv", "masks.npy", "masks.fits", "model.json", "skipped.csv")
+PREDICT_FILES = ("predictions.csv", "masks.npy", "masks.fits", "images.npy", "images.fits", "model.json",
+                 "skipped.csv")
 
 
 def _user_blends(path: Path) -> Blends:
@@ -166,16 +190,20 @@ def _blends_from_mosaic(image_path: Path, pairs_path: Path, weight_path: Path | 
     return Blends(stamps.images, None, catalog, source=str(image_path)), wcs, skipped
 
 
-def _write_mask_fits(path: Path, masks: np.ndarray, catalog: pd.DataFrame, wcs) -> None:
-    """One image extension per pair, (2, S, S) uint8 (central, companion), with the stamp's WCS."""
+def _write_stamp_fits(path: Path, cubes: np.ndarray, catalog: pd.DataFrame, wcs, *, kind: str) -> None:
+    """One image extension per pair, (2, S, S) (central, companion): uint8 masks (``kind``
+    "mask") or float32 deblended images in e-/s ("image"), with the stamp's WCS."""
     from astropy.io import fits
 
+    dtype = np.uint8 if kind == "mask" else np.float32
     hdus = [fits.PrimaryHDU()]
-    for row, cube in zip(catalog.itertuples(), masks, strict=True):
+    for row, cube in zip(catalog.itertuples(), cubes, strict=True):
         w = wcs.deepcopy()
         w.wcs.crpix = [row.crpix1, row.crpix2]
-        hdu = fits.ImageHDU(data=np.asarray(cube, np.uint8), header=w.to_header(), name=f"PAIR_{row.id}")
-        hdu.header["PLANE1"], hdu.header["PLANE2"] = "central galaxy mask", "companion galaxy mask"
+        hdu = fits.ImageHDU(data=np.asarray(cube, dtype), header=w.to_header(), name=f"PAIR_{row.id}")
+        hdu.header["PLANE1"], hdu.header["PLANE2"] = f"central galaxy {kind}", f"companion galaxy {kind}"
+        if kind == "image":
+            hdu.header["BUNIT"] = "electron/s"
         hdus.append(hdu)
     fits.HDUList(hdus).writeto(path)
 
@@ -255,8 +283,9 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
                          f"{cfg.noise_sigma:.4g} e-/s of the blends {model_path} was trained on: other units, "
                          "another zero point or another depth; give the blends in e-/s at the training data's "
                          f"depth, or accept the difference with a larger noise tolerance (now {noise_tolerance})")
-    has_masks = architecture(cfg.arch).masks
-    with tqdm(total=len(blends), unit="blend", desc=f"predict {name}", disable=not show_progress) as bar:
+    spec = architecture(cfg.arch)
+    total = len(blends) * (2 if spec.images else 1)  # image models: inference, then measurement
+    with tqdm(total=total, unit="blend", desc=f"predict {name}", disable=not show_progress) as bar:
         pred = predict_model(model, blends, device=device, batch_size=batch_size, amp=device.type == "cuda",
                              channels_last=True, method=name, progress=bar.update)
     cat = pred.catalog
@@ -269,13 +298,15 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
             cat[f"{role}_mag_err"] = MAG_PER_LN_FLUX * cat[f"{role}_flux_err"] / cat[f"{role}_flux"]
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
     cat["model"], cat["model_sha256"] = name, digest
-    pred = Prediction(cat, masks=pred.masks if has_masks else None, method=pred.method)
+    pred = Prediction(cat, masks=pred.masks, method=pred.method, images=pred.images)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         tmp.mkdir(parents=True)
         pred.save(tmp)
         if wcs is not None and pred.masks is not None:
-            _write_mask_fits(tmp / "masks.fits", pred.masks, cat, wcs)
+            _write_stamp_fits(tmp / "masks.fits", pred.masks, cat, wcs, kind="mask")
+        if wcs is not None and pred.images is not None:
+            _write_stamp_fits(tmp / "images.fits", pred.images, cat, wcs, kind="image")
         if skipped is not None and len(skipped):
             io.write_csv(tmp / "skipped.csv", skipped)
         io.write_json(tmp / "model.json", {"name": name, "path": source or str(model_path),

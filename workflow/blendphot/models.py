@@ -19,6 +19,9 @@ U-Net (Fig. 4)
 blend2mask2flux
     the U-Net, whose mask probabilities are concatenated with the blend (3 channels) into
     a smaller blend2flux. It returns both the fluxes and the mask logits.
+blend2image (beyond the paper)
+    the U-Net with one output channel: the fraction of each pixel's light that belongs to
+    the central galaxy, which splits the blend into the two galaxies' images.
 
 Every model starts with :class:`InputNorm` (raw pixels in e-/s → network scale) and ends,
 for fluxes, with :class:`FluxOutput`. Both are part of the model, so a checkpoint maps raw
@@ -49,8 +52,8 @@ from torch import nn
 
 from blendphot.architectures import ARCHITECTURES, architecture
 
-__all__ = ["ARCHITECTURES", "Blend2Flux", "Blend2Mask2Flux", "ConvPool", "DenseStack", "DoubleConv", "Down",
-           "FluxOutput", "InputNorm", "ModelConfig", "ModelOutput", "UNet", "Up", "build_model",
+__all__ = ["ARCHITECTURES", "Blend2Flux", "Blend2Image", "Blend2Mask2Flux", "ConvPool", "DenseStack", "DoubleConv",
+           "Down", "FluxOutput", "InputNorm", "ModelConfig", "ModelOutput", "UNet", "Up", "build_model",
            "count_parameters", "mask_probabilities"]
 
 _MASK_PRIOR_LOGIT = -2.944  # logit(0.05)
@@ -300,7 +303,7 @@ class Up(nn.Module):
 class UNet(nn.Module):
     """Blend (N, S, S) → mask logits (N, C, S, S), channels central, companion[, overlap]."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, out_channels: int | None = None, prior_logit: float = _MASK_PRIOR_LOGIT):
         super().__init__()
         self.cfg = cfg
         widths = [cfg.unet_filters * 2 ** i for i in range(cfg.unet_depth)]
@@ -312,10 +315,10 @@ class UNet(nn.Module):
             self.register_buffer("centre", (torch.hypot((yy - c).float(), (xx - c).float()) / half)[None, None])
         self.downs = nn.ModuleList(Down(a, b) for a, b in itertools.pairwise(widths))
         self.ups = nn.ModuleList(Up(b, a) for a, b in zip(reversed(widths[:-1]), reversed(widths[1:]), strict=True))
-        self.outc = nn.Conv2d(widths[0], cfg.mask_channels, 1)
-        # Start from "mostly background" (p = 5 %), not p = 50 %: galaxies cover a few per
-        # cent of a stamp, and an unbiased start spends its first epochs learning just that.
-        nn.init.constant_(self.outc.bias, _MASK_PRIOR_LOGIT)
+        self.outc = nn.Conv2d(widths[0], out_channels or cfg.mask_channels, 1)
+        # Masks start from "mostly background" (p = 5 %), not p = 50 %: galaxies cover a few
+        # per cent of a stamp, and an unbiased start spends its first epochs learning just that.
+        nn.init.constant_(self.outc.bias, prior_logit)
 
     def forward(self, blend: torch.Tensor) -> ModelOutput:
         return ModelOutput(mask_logits=self.decode(self.norm(blend)))
@@ -353,6 +356,30 @@ class Blend2Mask2Flux(nn.Module):
             masks = masks * x  # each galaxy's masked light: degree 1 in the blend, like x
         fluxes, uncertainties = self.head(torch.cat([x, masks], dim=1))
         return ModelOutput(fluxes=fluxes, mask_logits=logits, uncertainties=uncertainties)
+
+
+class Blend2Image(nn.Module):
+    """Blend (N, S, S) → the two galaxies' images (N, 2, S, S), e-/s: central, companion.
+
+    A U-Net gives, per pixel, the logit of the fraction α of the blend's light that is the
+    central galaxy's; the central image is α × blend and the companion's (1 − α) × blend. The
+    two images add up to the blend pixel for pixel, noise included (no light is made or lost,
+    as in scarlet's flux re-distribution), and α ∈ [0, 1] is a bounded target that a network
+    learns like a mask. Fluxes are measured on the images afterwards
+    (:func:`blendphot.deblend.measure_deblended`), exactly as the isolated galaxies were.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.unet = UNet(cfg, out_channels=1, prior_logit=0.0)  # no prior for either galaxy
+
+    def forward(self, blend: torch.Tensor) -> ModelOutput:
+        x = self.unet.norm(blend)
+        alpha = torch.sigmoid(self.unet.decode(x).float())
+        raw = (blend if blend.ndim == 4 else blend.unsqueeze(1)).float()
+        central = alpha * raw
+        return ModelOutput(images=torch.cat([central, raw - central], dim=1))
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -63,6 +63,7 @@ __all__ = [
     "calibrate_sigma",
     "evaluate",
     "fit",
+    "image_losses",
     "iou",
     "load_checkpoint",
     "load_model",
@@ -205,12 +206,35 @@ def trivial_mape(train_fluxes: np.ndarray, fluxes: np.ndarray) -> float:
     return float(mape(torch.full_like(target, median_flux(train_fluxes)), target))
 
 
-def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput, fluxes, masks, *,
+def image_losses(images: torch.Tensor, central: torch.Tensor, noise_sigma: float) -> dict[str, torch.Tensor]:
+    """The losses of deblended images (B, 2, S, S) against the central galaxy's isolated image
+    (B, S, S), whose companion is the rest of the blend (the images sum to it):
+
+    ``image_asinh``, the training loss: the mean squared difference of arcsinh(image / σ) over
+        both images, the network's own input scale: linear in the noise, the relative error
+        of each pixel well above it, so faint galaxies and outskirts count as much as cores;
+    ``image_chi2``: the mean squared residual of the central image in units of the blend's
+        noise σ (the companion's residual is the same with the other sign), reported only.
+    """
+    inv = 1.0 / noise_sigma
+    pred = images.float()
+    true = torch.stack([central.float(), pred.sum(dim=1) - central.float()], dim=1)
+    return {"image_asinh": (torch.asinh(pred * inv) - torch.asinh(true * inv)).square().mean(),
+            "image_chi2": ((pred[:, 0] - true[:, 0]) * inv).square().mean()}
+
+
+def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput, fluxes, masks, central=None, *,
                with_sigma: bool = True):
     """(total loss, {part: value}) of one batch of model outputs. The σ head's likelihood
     (``flux_nll``) enters the total only ``with_sigma``: it trains, but the validation loss
-    that picks the best epoch and steers the learning rate is the fluxes' and masks' alone."""
+    that picks the best epoch and steers the learning rate is the fluxes' and masks' alone.
+    Deblended images are scored against ``central`` (:func:`image_losses`)."""
     parts, terms = {}, []
+    if out.images is not None:
+        if central is None:
+            raise ValueError("an image network's loss needs the central galaxies' isolated images")
+        parts |= image_losses(out.images, central, model_cfg.noise_sigma)
+        terms.append((1.0, parts["image_asinh"]))
     if out.fluxes is not None:
         parts["flux_mape"] = mape(out.fluxes, fluxes)
         if train_cfg.flux_loss == "log":
@@ -239,12 +263,12 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
-def train_step(model, optimizer, model_cfg: ModelConfig, train_cfg: TrainConfig, x, y, m) -> torch.Tensor:
+def train_step(model, optimizer, model_cfg: ModelConfig, train_cfg: TrainConfig, x, y, m, c=None) -> torch.Tensor:
     """One optimisation step on a batch (autocast as configured); returns the detached loss,
     still on the device."""
     with autocast(x.device, train_cfg.amp):
         out = model(x)
-    loss, _ = batch_loss(model_cfg, train_cfg, out, y, m)
+    loss, _ = batch_loss(model_cfg, train_cfg, out, y, m, c)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -262,9 +286,9 @@ def evaluate(model, batches: Batches, model_cfg: ModelConfig, train_cfg: TrainCo
     sums: dict[str, torch.Tensor] = {}
     n = 0
     abs_pct, ious, covered = [], [], []
-    for x, y, m in batches:
+    for x, y, m, c in batches:
         out = model(x)
-        loss, parts = batch_loss(model_cfg, train_cfg, out, y, m, with_sigma=False)
+        loss, parts = batch_loss(model_cfg, train_cfg, out, y, m, c, with_sigma=False)
         b = x.shape[0]
         n += b
         for key, value in {"loss": loss, **parts}.items():
@@ -363,6 +387,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
     last_path, best_path = state_dir / "last.pt", state_dir / "best.pt"
     identity = _identity(model_cfg, train_cfg, data_id)
     needs_masks = architecture(model_cfg.arch).masks
+    needs_central = architecture(model_cfg.arch).images
     fresh = isinstance(train, FreshBlends)
     if needs_masks and ((not fresh and train.masks is None) or val.masks is None):
         raise InputError(f"{model_cfg.arch} needs the blend masks, which were not loaded")
@@ -407,11 +432,13 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
 
     def batches(data: Blends) -> Batches:
         return Batches(data, train_cfg.batch_size, device, shuffle=True, generator=generator,
-                       channels_last=train_cfg.channels_last, with_masks=needs_masks, target=train_cfg.target)
+                       channels_last=train_cfg.channels_last, with_masks=needs_masks, target=train_cfg.target,
+                       with_central=needs_central)
 
     train_batches = None if fresh else batches(train)
     val_batches = Batches(val, max(train_cfg.batch_size, 64), device, shuffle=False,
-                          channels_last=train_cfg.channels_last, with_masks=needs_masks, target=train_cfg.target)
+                          channels_last=train_cfg.channels_last, with_masks=needs_masks, target=train_cfg.target,
+                          with_central=needs_central)
     log.info("%s: %d parameters, %d %s training blends%s and %d validation blends, device %s", model_cfg.arch,
              count_parameters(model), len(train), "fresh" if fresh else "fixed", " per epoch" if fresh else "",
              len(val), device)
@@ -443,11 +470,11 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
             while True:
                 tw = time.perf_counter()
                 try:
-                    x, y, m = next(batch_iter)
+                    x, y, m, c = next(batch_iter)
                 except StopIteration:
                     break
                 wait += time.perf_counter() - tw
-                loss = train_step(model, optimizer, model_cfg, train_cfg, x, y, m)
+                loss = train_step(model, optimizer, model_cfg, train_cfg, x, y, m, c)
                 total += loss.float() * x.shape[0]  # summed on the device: no sync per step
                 seen += x.shape[0]
             if device.type == "cuda":
@@ -533,11 +560,12 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     device = resolve_device(device, gpu_requested=gpu_requested, what=what)
     log.info("device: %s", device_facts(device))
     with_masks = architecture(settings["model"]["arch"]).masks
+    with_central = architecture(settings["model"]["arch"]).images
     t = dict(settings["train"])
     target = t["target"]
     t.pop("blends")  # which training blends: the data passed to fit, not a setting of it
     augment = t.pop("augment")
-    val = Blends.load(val_dir, masks=with_masks)
+    val = Blends.load(val_dir, masks=with_masks, central=with_central)
     val.require_fluxes(target)
     if settings.get("fresh"):
         fresh = settings["fresh"]
@@ -547,10 +575,10 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
                              f"found {len(galaxies)}")
         train = FreshBlends(images, masks, galaxies, fresh["n_blends"], settings=fresh,
                             pixel_scale=fresh["pixel_scale"], seed=child_seed(data_seed, "fresh_blends"),
-                            augment=augment)
+                            augment=augment, central=with_central)
         first, data_id = train.epoch(0), train.fingerprint() + fingerprint(val)  # fit reuses epoch 0
     else:
-        train = first = Blends.load(train_dir, masks=with_masks)
+        train = first = Blends.load(train_dir, masks=with_masks, central=with_central)
         data_id = fingerprint(train, val)
     first.require_fluxes(target)
     if len(train) == 0 or len(val) == 0:

@@ -10,6 +10,7 @@ rule make_blends:
     output:
         images="results/blend/{split}/images.npy",
         masks="results/blend/{split}/masks.npy",
+        central="results/blend/{split}/central.npy",
         catalog="results/blend/{split}/catalog.csv",
     log:
         "results/logs/blend/{split}.log",

@@ -18,6 +18,7 @@ MODELS = list(config["train"]["models"])
 FLUX_MODELS = has_fluxes(config["train"]["models"])
 MASK_MODELS = has_masks(config["train"]["models"])
 SIGMA_MODELS = [m for m in FLUX_MODELS if config["train"]["models"][m]["flux_sigma"]]
+IMAGE_MODELS = [m for m, entry in config["train"]["models"].items() if architecture(entry["arch"]).images]
 ARCHS = {name: entry["arch"] for name, entry in config["train"]["models"].items()}
 
 TABLES = ["table1", "table2", "table3", "headline"]
@@ -100,7 +101,7 @@ def decisions_file(wildcards):
 def blend_files(split):
     return {
         f"{split}_{kind}": f"results/blend/{split}/{kind}{ext}"
-        for kind, ext in (("images", ".npy"), ("masks", ".npy"), ("catalog", ".csv"))
+        for kind, ext in (("images", ".npy"), ("masks", ".npy"), ("central", ".npy"), ("catalog", ".csv"))
     }
 
 
@@ -151,6 +152,13 @@ if MASK_MODELS:
     FIGURE_INPUTS |= {"figure10": _MASK_INPUTS, "figure11": _MASK_INPUTS, "figure12": EVALUATED}
 if SIGMA_MODELS:
     FIGURE_INPUTS["calibration"] = {**EVALUATED, "metrics": "results/evaluate/metrics.csv"}
+if IMAGE_MODELS:
+    FIGURE_INPUTS["deblend"] = {
+        **EVALUATED,
+        **TEST_BLENDS,
+        "central": "results/blend/test/central.npy",
+        "predictions": expand("results/predict/{model}", model=IMAGE_MODELS),
+    }
 
 
 def figure_inputs(wildcards):
@@ -173,6 +181,8 @@ def figure_params(wildcards):
         params |= {"mask_methods": MASK_MODELS, "examples": FIG["examples"]}
     if name == "calibration":
         params["sigma_methods"] = SIGMA_MODELS
+    if name == "deblend":
+        params |= {"image_methods": IMAGE_MODELS, "examples": FIG["examples"]}
     return params
 
 

@@ -1,11 +1,13 @@
 # Stage 11 - evaluate: photometric errors of every method (the networks with fluxes and sep),
-# IoU of every method with masks, Tables 1-3 and results/summary.md (the headline table).
+# IoU of every method with masks, image metrics of every image network, Tables 1-3 and
+# results/summary.md (the headline table).
 
 
 rule evaluate:
     input:
         catalog="results/blend/test/catalog.csv",
         masks="results/blend/test/masks.npy",
+        central="results/blend/test/central.npy",
         table1="results/split/table1.csv",
         predictions=expand("results/predict/{model}", model=MODELS),
         sep="results/baseline/sep",
@@ -15,6 +17,7 @@ rule evaluate:
         galaxies="results/evaluate/galaxies.csv",
         metrics="results/evaluate/metrics.csv",
         iou="results/evaluate/iou.csv",
+        images="results/evaluate/images.csv",
         sep_outcomes="results/evaluate/sep_outcomes.csv",
         summary="results/summary.md",
     log:

@@ -1,6 +1,8 @@
 # Stage 9 - predict: every trained model on the test blends, as a prediction folder
 # results/predict/<model>/ (config/README.md): predictions.csv, masks.npy for a network with
-# masks, model.json with its architecture and size. `snakemake results/predict/<model>` runs one.
+# masks, images.npy for an image network (whose fluxes and masks are measured on its images with
+# the clean stage's settings), model.json with its architecture and size.
+# `snakemake results/predict/<model>` runs one.
 
 
 rule predict_model:
@@ -20,5 +22,7 @@ rule predict_model:
         "../../envs/train.yaml"
     container:
         CONTAINERS["train"]
+    params:
+        clean=config["clean"],
     script:
         "../scripts/predict_model.py"

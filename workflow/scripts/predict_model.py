@@ -15,5 +15,5 @@ with stage(snakemake) as run:
     torch.set_num_threads(snakemake.threads)
     runtime = {k: v for k, v in runtime_settings(snakemake.config).items() if k in ("amp", "channels_last")}
     figures = run_predict_model(snakemake.input.model, Path(snakemake.input.images).parent, snakemake.output[0],
-                                name=name, device=device, **runtime)
+                                name=name, device=device, clean=snakemake.params.clean, **runtime)
     run.log_metrics(figures)
