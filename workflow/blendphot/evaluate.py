@@ -501,7 +501,8 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
                   "chi2: mean ((pred − true) / σ)² per pixel, σ the blend's noise (a perfect noise-free image scores "
                   "about 0.5: the isolated stamp holds one of the blend's two noise layers); "
                   "residual: Σ|pred − true| / Σ true; SSIM over the stamp (1: identical). Their fluxes are in the "
-                  "tables above: <name> measured with the isolated galaxies' Kron photometry, <name>_sum the plain sum of the image.\n",
+                  "tables above: <name> measured with the isolated galaxies' Kron photometry, <name>_sum the "
+                  "plain sum of the image.\n",
                   _md(image_table)]
     if outcomes is not None:
         parts += ["\n## sep detection outcomes (paper: two 75 %, one 22 %, more 3 %)\n", _md(outcomes)]
