@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 
 from blendphot.blend import Blends, FreshBlends, load_pool
+from blendphot.clean import CleanParams
 from blendphot.config import child_seed, load_config
 from blendphot.data import noise_sigma
-from blendphot.evaluate import mask_health, mask_iou, photometry_stats, uncertainty_stats
+from blendphot.evaluate import image_metrics, mask_health, mask_iou, photometry_stats, uncertainty_stats
 from blendphot.inference import predict_model
 from blendphot.models import ModelConfig
 from blendphot.prediction import Prediction
@@ -34,6 +35,7 @@ ZP = 25.9463
 DEMO = dict(epochs=15, batch_size=32, learning_rate=1e-3, lr_factor=0.5, lr_patience=3, early_stopping_patience=5)
 B2F = dict(arch="blend2flux", filters=16, conv_layers=5, dense_layers=2)
 UNET = dict(unet_depth=4, unet_filters=8)
+B2I = dict(arch="blend2image", **UNET, unet_centre_channel=True)
 # name: (model keys, training keys, fresh blends?, start from the U-Net?)
 VARIANTS = {
     "b2f_fixed_mape": (B2F, {}, False, False),
@@ -60,6 +62,11 @@ VARIANTS = {
                           False, False),
     "b2m2f_frozen_fresh_log": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
                                {"epochs": 10, "freeze_unet_epochs": 10, "flux_loss": "log"}, True, True),
+    # the image network: its fluxes measured on its images (Kron), and their plain sums
+    "b2i_pixels": (B2I, {"epochs": 8, "learning_rate": 2e-3}, True, False),
+    "b2i_footprints": (B2I, {"epochs": 8, "learning_rate": 2e-3, "image_loss": "footprints"}, True, False),
+    "b2i_pixels_unet": (B2I, {"epochs": 8, "learning_rate": 2e-3}, True, True),
+    "b2i_footprints_unet": (B2I, {"epochs": 8, "learning_rate": 2e-3, "image_loss": "footprints"}, True, True),
 }
 
 
@@ -84,7 +91,7 @@ def main():
     r = Path(args.results)
     pool = load_pool(r / "clean", r / "split/galaxies.csv", "train")
     train_fixed = Blends.load(r / "blend/train")
-    val, test = Blends.load(r / "blend/val"), Blends.load(r / "blend/test")
+    val, test = Blends.load(r / "blend/val", central=True), Blends.load(r / "blend/test", central=True)
     sep = Prediction.load(r / "baseline/sep", method="sep").catalog
     sep_iso = score(sep, test, ("cen_flux", "comp_flux"))
     sep_true = score(sep, test, ("cen_flux_true", "comp_flux_true"))
@@ -97,7 +104,7 @@ def main():
         for seed in map(int, args.seeds.split(",")):
             if fresh:
                 data = FreshBlends(*pool, n_train, settings=demo["blend"], pixel_scale=demo["survey"]["pixel_scale"],
-                                   seed=child_seed(seed, "fresh_blends"))
+                                   seed=child_seed(seed, "fresh_blends"), central=model_keys["arch"] == "blend2image")
                 first = data.epoch(0)
             else:
                 data = first = train_fixed
@@ -122,8 +129,18 @@ def main():
             wall = time.perf_counter() - t0
 
             model, _ = load_model(summary["best_path"])
-            pred = predict_model(model, test, device="cpu", amp=False, method=name)
+            pred = predict_model(model, test, device="cpu", amp=False, method=name,
+                                 clean_params=CleanParams(**demo["clean"]))
             iso = score(pred.catalog, test, ("cen_flux", "comp_flux"))
+            images = {}
+            if pred.images is not None:  # the plain sums, and the images against the isolated stamps
+                cat = pred.catalog
+                sums = cat.assign(cen_flux=cat["cen_flux_sum"], comp_flux=cat["comp_flux_sum"])
+                m = image_metrics(pred.images, test, cfg.noise_sigma)
+                images = {"mape_sum": score(sums, test, ("cen_flux", "comp_flux"))["mape_flux"],
+                          "completeness": iso["completeness"],
+                          "chi2_median": float(np.nanmedian(m["chi2"])), "ssim_mean": float(np.nanmean(m["ssim"])),
+                          "residual_median": float(np.nanmedian(m["residual"]))}
             sigma = {}
             if cfg.flux_sigma:  # calibrated on the validation blends, as run_train_model does
                 scale, _ = calibrate_model(model, val, target=target)
@@ -142,7 +159,7 @@ def main():
                    "mape": iso["mape_flux"], "sigma": iso["sigma"], "outliers": iso["outlier_fraction"],
                    "ratio_sigma": sep_iso["sigma"] / iso["sigma"],
                    "ratio_mape": sep_iso["mape_flux"] / iso["mape_flux"],
-                   "mape_true": true["mape_flux"], "sigma_true": true["sigma"], **sigma,
+                   "mape_true": true["mape_flux"], "sigma_true": true["sigma"], **sigma, **images,
                    "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads",
                    "settings": json.dumps({**model_keys, **train_keys, "fresh": fresh, "init_from_unet": from_unet})}
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()

@@ -56,7 +56,9 @@ def test_shapes_of_every_architecture(overlap, centre):
         assert isinstance(out, ModelOutput)
         # the output holds exactly what the registry says the architecture produces
         assert (out.fluxes is not None) == spec.fluxes and (out.mask_logits is not None) == spec.masks
-        assert out.images is None and out.uncertainties is None
+        assert (out.images is not None) == spec.images and out.uncertainties is None
+        if spec.images:
+            assert out.images.shape == (3, 2, 64, 64)
         if spec.fluxes:
             assert out.fluxes.shape == (3, 2)
         if spec.masks:
@@ -103,10 +105,12 @@ def test_the_registry_is_consistent():
         assert spec.init_from is None or spec.init_from in ARCHITECTURES
     with pytest.raises(ValueError, match="produces nothing"):
         Architecture("empty", "x:Y")
-    with pytest.raises(ValueError, match="masks come from a U-Net"):
+    with pytest.raises(ValueError, match="masks and images come from a U-Net"):
         Architecture("bad", "x:Y", masks=True)
     assert has_fluxes({"a": {"arch": "unet"}, "b": {"arch": "blend2mask2flux"}}) == ["b"]
     assert has_masks({"a": {"arch": "blend2flux"}, "b": {"arch": "blend2mask2flux"}}) == ["b"]
+    # an image network's predictions hold fluxes and masks, both measured on its images
+    assert has_fluxes({"i": {"arch": "blend2image"}}) == has_masks({"i": {"arch": "blend2image"}}) == ["i"]
 
 
 @pytest.mark.parametrize("arch", ["blend2flux", "blend2mask2flux"])

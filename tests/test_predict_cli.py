@@ -7,6 +7,7 @@ import pytest
 
 from blendphot.cli import main
 from blendphot.inference import run_predict, run_predict_model
+from blendphot.mlflow_model import save_pyfunc
 from blendphot.prediction import Prediction
 from blendphot.train import TrainConfig, fit
 from tests.test_train import toy_config
@@ -176,12 +177,13 @@ def test_a_mask_model_on_a_mosaic_writes_masks_with_each_stamps_wcs(tmp_path):
 def test_a_model_logged_by_a_training_run_predicts_from_its_mlflow_uri(trained, tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
-    root, model, _ = trained
+    root, model, test = trained
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(experiment)
-    client.log_artifact(run.info.run_id, str(model), "model")  # as the train stage logs it
+    # as the train stage logs it: in MLflow's model format, the checkpoint among its artifacts
+    client.log_artifacts(run.info.run_id, str(save_pyfunc(model, tmp_path / "pyfunc")), "model")
     client.set_terminated(run.info.run_id)
     args = ["predict", f"runs:/{run.info.run_id}/model", str(root / "blends"), str(tmp_path / "out"),
             "--tracking-uri", uri, "--name", "b2f"]
@@ -190,6 +192,19 @@ def test_a_model_logged_by_a_training_run_predicts_from_its_mlflow_uri(trained, 
     run_predict(model, root / "blends", tmp_path / "local", zeropoint=25.9463, device="cpu", show_progress=False)
     np.testing.assert_array_equal(Prediction.load(tmp_path / "out").catalog["cen_flux"],
                                   Prediction.load(tmp_path / "local").catalog["cen_flux"])
+    # MLflow's own tools load and run it, with the same numbers
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        table = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(test.images)
+    finally:
+        mlflow.set_tracking_uri(None)
+    workflow = Prediction.load(tmp_path / "local").catalog  # a CSV: its numbers to the digits it prints
+    for col in ("cen_flux", "comp_flux", "cen_flux_err", "comp_flux_err"):
+        np.testing.assert_allclose(table[col], workflow[col], rtol=1e-8, err_msg=col)
+    flat = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc")).predict(pd.DataFrame(test.images.reshape(len(test), -1)))
+    np.testing.assert_array_equal(flat["cen_flux"], table["cen_flux"])  # rows of pixels, as `mlflow models serve`
     assert main(["predict", "runs:/0123456789abcdef/model", str(root / "blends"), str(tmp_path / "x"),
                  "--tracking-uri", uri]) == 1
     assert "runs:/0123456789abcdef/model: cannot download the model from MLflow" in capsys.readouterr().err

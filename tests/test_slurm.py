@@ -103,11 +103,12 @@ def test_tiny_workflow_on_slurm(cluster, mlflow_server):
     jobs = sacct(cluster["env"], since)
     jobs = jobs[jobs["rule"].notna()]
     assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
-    # 29 jobs: every rule instance but `all`, a local rule
-    assert len(jobs) == 29 and "all" not in set(jobs["rule"])
+    # 32 jobs: every rule instance but `all`, a local rule
+    assert len(jobs) == 32 and "all" not in set(jobs["rule"])
     gpu_rules = jobs["rule"].isin(["train_model", "predict_model"])
     assert set(zip(jobs.loc[gpu_rules, "rule"], jobs.loc[gpu_rules, "item"], strict=True)) == {
-        (f"{v}_model", m) for v in ("train", "predict") for m in ("blend2flux", "unet", "blend2mask2flux")}
+        (f"{v}_model", m) for v in ("train", "predict")
+        for m in ("blend2flux", "unet", "blend2mask2flux", "blend2image")}
     assert all(t.get("gres/gpu") == "1" for t in jobs.loc[gpu_rules, "tres"]), "a GPU job got no GPU"
     assert not any("gres/gpu" in t for t in jobs.loc[~gpu_rules, "tres"]), "a CPU job got a GPU"
     # CPUs and memory come from profiles/default: 8 CPUs per GPU, 32 GB for training
@@ -119,7 +120,7 @@ def test_tiny_workflow_on_slurm(cluster, mlflow_server):
     # Every job tracked its MLflow run under the one parent run, from its own node process
     _, parents, children = stage_runs(mlflow_server, "blendphot-slurm")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 29 and all(r.info.status == "FINISHED" for r in children)
+    assert len(children) == 32 and all(r.info.status == "FINISHED" for r in children)
     assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in children)
     assert {r.data.tags.get("slurm.job_id") for r in children} == set(jobs["JobID"])
 

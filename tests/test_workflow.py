@@ -147,8 +147,9 @@ def test_tiny_end_to_end(workdir):
     client, parents, children = stage_runs(f"sqlite:///{res / 'mlflow/mlflow.db'}", "blendphot-test")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     # mock, select, stamps, clean, inspect, split, 3 x blend, 3 x train, 3 x predict, baseline,
-    # evaluate, 12 figures (the paper's 10, the sample and the flux-uncertainty calibration)
-    assert len(children) == 29
+    # mock, select, stamps, clean, inspect, split, 3 x blend, 4 x train, 4 x predict, baseline,
+    # evaluate, 13 figures (the paper's 10, the sample, the flux-uncertainty calibration, the deblending)
+    assert len(children) == 32
     assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in children)
     assert all(r.info.status == "FINISHED" for r in children)
     clean = next(r for r in children if r.data.tags["blendphot.stage"] == "remove_neighbours")
@@ -164,27 +165,37 @@ def test_tiny_end_to_end(workdir):
     from blendphot.train import load_model
 
     test = pd.read_csv(res / "blend/test/catalog.csv")
-    for name, arch in (("blend2flux", "blend2flux"), ("unet", "unet"), ("blend2mask2flux", "blend2mask2flux")):
+    for name, arch in (("blend2flux", "blend2flux"), ("unet", "unet"), ("blend2mask2flux", "blend2mask2flux"),
+                       ("blend2image", "blend2image")):
         _, cfg = load_model(res / f"train/{name}/model.pt")
         assert cfg.arch == arch
         assert len(pd.read_csv(res / f"train/{name}/history.csv")) == 2
         assert not (res / f"train/{name}/state/last.pt").exists()
-        pred = Prediction.load(res / f"predict/{name}")
-        assert (pred.masks is not None) == architecture(arch).masks
+        pred = Prediction.load(res / f"predict/{name}", images=True)
+        assert (pred.masks is not None) == architecture(arch).predicts_masks
+        assert (pred.images is not None) == architecture(arch).images
         assert (pred.catalog["blend_id"] == test["blend_id"]).all()
         fluxes = pred.catalog[["cen_flux", "comp_flux"]].to_numpy()
-        assert (fluxes > 0).all() if architecture(arch).fluxes else np.isnan(fluxes).all()
-        if architecture(arch).masks:
+        if architecture(arch).images:  # measured on its images: NaN where no source was found there
+            assert np.isfinite(fluxes).mean() > 0.5 and (fluxes[np.isfinite(fluxes)] > 0).mean() > 0.9
+            assert pred.images.shape == (40, 2, 128, 128)
+        else:
+            assert (fluxes > 0).all() if architecture(arch).fluxes else np.isnan(fluxes).all()
+        if architecture(arch).predicts_masks:
             assert pred.masks.shape == (40, 2, 128, 128) and pred.masks.max() <= 1
 
     # Baseline, evaluation, tables, summary, figures and the report
     sep = Prediction.load(res / "baseline/sep")
     assert (sep.catalog["blend_id"] == test["blend_id"]).all() and sep.catalog["outcome"].notna().all()
     metrics = pd.read_csv(res / "evaluate/metrics.csv")
-    assert {"blend2flux", "blend2mask2flux", "sep"} <= set(metrics["method"]) and "unet" not in set(metrics["method"])
+    assert {"blend2flux", "blend2mask2flux", "blend2image", "blend2image_sum", "sep"} <= set(metrics["method"])
+    assert "unet" not in set(metrics["method"])
     assert {"isolated", "true"} == set(metrics["reference"])
     ious = pd.read_csv(res / "evaluate/iou.csv")
-    assert {"unet", "blend2mask2flux", "sep"} == set(ious["method"])
+    assert {"unet", "blend2mask2flux", "blend2image", "sep"} == set(ious["method"])
+    images = pd.read_csv(res / "evaluate/images.csv")
+    assert set(images["method"]) == {"blend2image"} and images["ssim_mean"].between(0, 1).all()
+    assert (images["chi2_median"] > 0).all()
     table2 = pd.read_csv(res / "evaluate/table2.csv")
     assert list(table2["model"]) == ["blend2flux", "blend2mask2flux"] and (table2["parameters_M"] > 0).all()
     for t in ("table1", "table2", "table3", "headline"):
@@ -198,7 +209,7 @@ def test_tiny_end_to_end(workdir):
     assert "## Flux uncertainties" in summary
     import matplotlib.image
 
-    for n in (*(f"figure{k}" for k in (1, 2, 5, 6, 7, 8, 9, 10, 11, 12)), "sample", "calibration"):
+    for n in (*(f"figure{k}" for k in (1, 2, 5, 6, 7, 8, 9, 10, 11, 12)), "sample", "calibration", "deblend"):
         pixels = matplotlib.image.imread(res / f"figures/{n}.png")
         assert pixels.shape[0] > 200 and pixels.shape[1] > 200 and pixels[..., :3].std() > 0.05, n  # drawn, not blank
         assert (res / f"figures/{n}.pdf").read_bytes()[:5] == b"%PDF-"
@@ -215,7 +226,7 @@ def test_tiny_end_to_end(workdir):
     changed = workdir / "tests/config/tiny_changed.yaml"
     changed.write_text(tiny + "figures: {examples: 3}\n")
     plan = run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout
-    shaped = {"plot_figure:figure10", "plot_figure:figure11", "plot_figure:figure12"}
+    shaped = {"plot_figure:figure10", "plot_figure:figure11", "plot_figure:figure12", "plot_figure:deblend"}
     assert planned_rules(plan) == shaped | {"all"}
     changed.write_text(tiny + "baseline: {flux: iso}\n")
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
@@ -244,10 +255,11 @@ def test_tiny_end_to_end(workdir):
     changed.write_text(tiny + "blend: {max_mag_diff: 1.5}\n")
     plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(changed)], workdir).stdout)
     downstream = {"make_blends", "run_baseline", "evaluate", "all"} | {
-        f"{v}_model:{m}" for v in ("train", "predict") for m in ("blend2flux", "unet", "blend2mask2flux")}
+        f"{v}_model:{m}" for v in ("train", "predict")
+        for m in ("blend2flux", "unet", "blend2mask2flux", "blend2image")}
     # every figure but figure 1, which shows the cleaned isolated galaxies, not blends
-    figures = {f"plot_figure:figure{n}" for n in (2, 5, 6, 7, 8, 9, 10, 11, 12)} | {"plot_figure:sample",
-                                                                                   "plot_figure:calibration"}
+    figures = {f"plot_figure:figure{n}" for n in (2, 5, 6, 7, 8, 9, 10, 11, 12)} | {
+        "plot_figure:sample", "plot_figure:calibration", "plot_figure:deblend"}
     assert downstream | figures == plan
 
     # The README's "rerun one stage" commands

@@ -76,7 +76,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                      palette=("#d62728", "#9b1c1c", "#f08080")),
         # Beyond the paper: blend -> the two galaxies' images (a U-Net splitting the blend's
         # light pixel by pixel), measured afterwards like any image.
-        Architecture("blend2image", "blendphot.models:Blend2Image", images=True, unet=True,
+        Architecture("blend2image", "blendphot.models:Blend2Image", images=True, unet=True, init_from="unet",
                      palette=("#1f77b4", "#0b3d66", "#6baed6")),
     )
 }

@@ -206,7 +206,7 @@ ARCH_KEYS = ("arch", "filters", "conv_layers", "dense_units", "dense_layers", "d
              "unet_filters", "overlap_channel", "flux_output", "pooling", "unet_centre_channel", "flux_sigma")
 TRAIN_KEYS = ("normalisation", "epochs", "batch_size", "learning_rate", "lr_factor", "lr_patience", "lr_min",
               "early_stopping_patience", "min_delta", "loss_weights", "flux_loss", "target", "blends", "augment",
-              "freeze_unet_epochs", "lr_schedule", "mask_loss")
+              "freeze_unet_epochs", "lr_schedule", "mask_loss", "image_loss")
 # Keys of the train section that change how fast a model trains, not what it learns: never
 # rule params, so that toggling them reruns nothing (a killed run resumes across them too).
 RUNTIME_KEYS = ("amp", "channels_last", "deterministic", "checkpoint_interval_s")

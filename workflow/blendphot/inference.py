@@ -250,7 +250,9 @@ def run_predict(model_path: str | Path, blends_path: str | Path, out_dir: str | 
     name is taken, e.g. ``catalog_cen_flux``, the isolated flux), cen/comp flux, their AB
     magnitudes at ``zeropoint``, their 1σ-equivalent errors with a σ head, ``model`` (``name``,
     by default the checkpoint's folder) and ``model_sha256`` (the first 12 hex digits of the
-    checkpoint's); mask models add ``masks.npy``; pairs left out (``skip``) are listed in
+    checkpoint's); mask models add ``masks.npy``, image models ``images.npy`` (and, for a
+    mosaic, ``images.fits`` with each stamp's WCS) with fluxes and masks measured on the images
+    (:func:`predict_model`); pairs left out (``skip``) are listed in
     ``skipped.csv``; ``model.json`` records the model's ``source`` (a URI it was downloaded
     from) or path. Written to a temporary folder and renamed: nothing partial.
     """

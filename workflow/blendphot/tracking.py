@@ -116,6 +116,9 @@ class NoTracking:
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         pass
 
+    def log_artifacts(self, directory, artifact_path: str | None = None) -> None:
+        pass
+
     def __enter__(self) -> NoTracking:
         return self
 
@@ -202,6 +205,10 @@ class StageRun:
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_artifacts(self, directory: str | os.PathLike, artifact_path: str | None = None) -> None:
+        """Every file under ``directory``, as the folder ``artifact_path`` of the run."""
+        self.client.log_artifacts(self.run_id, str(directory), artifact_path)
 
     def __enter__(self) -> StageRun:
         self._previous_handler = None

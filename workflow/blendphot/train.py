@@ -63,6 +63,7 @@ __all__ = [
     "calibrate_sigma",
     "evaluate",
     "fit",
+    "footprints",
     "image_losses",
     "iou",
     "load_checkpoint",
@@ -100,6 +101,7 @@ class TrainConfig:
     freeze_unet_epochs: int = 0
     lr_schedule: str = "plateau"
     mask_loss: str = "bce"
+    image_loss: str = "pixels"
     amp: bool = True
     channels_last: bool = True
     deterministic: bool = False
@@ -108,7 +110,8 @@ class TrainConfig:
 
     def __post_init__(self):
         for key, known in (("flux_loss", ("mape", "log")), ("target", ("isolated", "truth")),
-                           ("lr_schedule", ("plateau", "cosine")), ("mask_loss", ("bce", "bce_dice"))):
+                           ("lr_schedule", ("plateau", "cosine")), ("mask_loss", ("bce", "bce_dice")),
+                           ("image_loss", ("pixels", "footprints"))):
             if getattr(self, key) not in known:
                 raise ValueError(f"train.{key} must be one of {known}, not {getattr(self, key)!r}")
 
@@ -206,21 +209,37 @@ def trivial_mape(train_fluxes: np.ndarray, fluxes: np.ndarray) -> float:
     return float(mape(torch.full_like(target, median_flux(train_fluxes)), target))
 
 
-def image_losses(images: torch.Tensor, central: torch.Tensor, noise_sigma: float) -> dict[str, torch.Tensor]:
+FOOTPRINT_GROW = 4  # px: a galaxy's footprint is its mask grown by this (the clean stage's dilate_neighbours)
+
+
+def footprints(masks: torch.Tensor, grow: int = FOOTPRINT_GROW) -> torch.Tensor:
+    """(B, 1, S, S) float {0, 1}: the pixels within ``grow`` px (a square) of either galaxy's
+    mask, from (B, 2, S, S) masks."""
+    union = masks[:, :2].amax(dim=1, keepdim=True).float()
+    return F.max_pool2d(union, 2 * grow + 1, stride=1, padding=grow) if grow > 0 else union
+
+
+def image_losses(images: torch.Tensor, central: torch.Tensor, noise_sigma: float,
+                 footprint: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The losses of deblended images (B, 2, S, S) against the central galaxy's isolated image
     (B, S, S), whose companion is the rest of the blend (the images sum to it):
 
     ``image_asinh``, the training loss: the mean squared difference of arcsinh(image / σ) over
         both images, the network's own input scale: linear in the noise, the relative error
         of each pixel well above it, so faint galaxies and outskirts count as much as cores;
+        over every pixel, or over the ``footprint`` pixels ((B, 1, S, S) {0, 1}) only;
     ``image_chi2``: the mean squared residual of the central image in units of the blend's
         noise σ (the companion's residual is the same with the other sign), reported only.
     """
     inv = 1.0 / noise_sigma
     pred = images.float()
     true = torch.stack([central.float(), pred.sum(dim=1) - central.float()], dim=1)
-    return {"image_asinh": (torch.asinh(pred * inv) - torch.asinh(true * inv)).square().mean(),
-            "image_chi2": ((pred[:, 0] - true[:, 0]) * inv).square().mean()}
+    err = (torch.asinh(pred * inv) - torch.asinh(true * inv)).square()
+    if footprint is None:
+        asinh = err.mean()
+    else:
+        asinh = (err * footprint).sum() / (2 * footprint.sum()).clamp(min=1)
+    return {"image_asinh": asinh, "image_chi2": ((pred[:, 0] - true[:, 0]) * inv).square().mean()}
 
 
 def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput, fluxes, masks, central=None, *,
@@ -233,7 +252,8 @@ def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput,
     if out.images is not None:
         if central is None:
             raise ValueError("an image network's loss needs the central galaxies' isolated images")
-        parts |= image_losses(out.images, central, model_cfg.noise_sigma)
+        where = footprints(masks) if train_cfg.image_loss == "footprints" else None
+        parts |= image_losses(out.images, central, model_cfg.noise_sigma, where)
         terms.append((1.0, parts["image_asinh"]))
     if out.fluxes is not None:
         parts["flux_mape"] = mape(out.fluxes, fluxes)
@@ -360,6 +380,11 @@ def _init_from_unet(model, path: str | Path, model_cfg: ModelConfig) -> None:
     # Every U-Net weight is taken; only its input scale (norm.*) is this model's own (measured
     # on the same blends, so equal unless the blends changed).
     weights = {k: v for k, v in state["model"].items() if not k.startswith("norm.")}
+    if architecture(model_cfg.arch).images:
+        # An image network's one output, the logit of the central galaxy's share of a pixel,
+        # starts as the U-Net's central logit minus its companion logit (a two-class softmax).
+        w, b = weights.pop("outc.weight"), weights.pop("outc.bias")
+        weights["outc.weight"], weights["outc.bias"] = w[:1] - w[1:2], b[:1] - b[1:2]
     missing, unexpected = model.unet.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.startswith("norm.")]
     if missing or unexpected:
@@ -386,8 +411,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
     state_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = state_dir / "last.pt", state_dir / "best.pt"
     identity = _identity(model_cfg, train_cfg, data_id)
-    needs_masks = architecture(model_cfg.arch).masks
     needs_central = architecture(model_cfg.arch).images
+    needs_masks = architecture(model_cfg.arch).masks or (needs_central and train_cfg.image_loss == "footprints")
     fresh = isinstance(train, FreshBlends)
     if needs_masks and ((not fresh and train.masks is None) or val.masks is None):
         raise InputError(f"{model_cfg.arch} needs the blend masks, which were not loaded")
@@ -559,8 +584,9 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     what = f"training of {settings['model']['arch']}"
     device = resolve_device(device, gpu_requested=gpu_requested, what=what)
     log.info("device: %s", device_facts(device))
-    with_masks = architecture(settings["model"]["arch"]).masks
     with_central = architecture(settings["model"]["arch"]).images
+    with_masks = architecture(settings["model"]["arch"]).masks or (
+        with_central and settings["train"].get("image_loss") == "footprints")
     t = dict(settings["train"])
     target = t["target"]
     t.pop("blends")  # which training blends: the data passed to fit, not a setting of it

@@ -1,10 +1,13 @@
 """Train one model on the train/val blends (resuming a killed run), track every epoch."""
+import tempfile
 from pathlib import Path
 
 import torch
 
 from blendphot.config import runtime_settings, training_flops
 from blendphot.device import check_device, device_facts, resolve_device
+from blendphot.mlflow_model import save_pyfunc
+from blendphot.tracking import NoTracking
 from blendphot.train import run_train_model
 from blendphot.workflow import gpu_job, runtime_device, stage
 
@@ -30,5 +33,7 @@ with stage(snakemake) as run:
                      "noise_sigma": summary["noise_sigma"], "flux_scale": summary["flux_scale"],
                      **{f"best_{k}": v for k, v in summary["best"].items() if k != "epoch"},
                      **{f"calibration_{k}": v for k, v in summary["calibration"].items()}})
-    run.log_artifact(out.model, "model")
+    if not isinstance(run, NoTracking):  # in MLflow's model format: mlflow.pyfunc.load_model("runs:/<id>/model")
+        with tempfile.TemporaryDirectory() as tmp:
+            run.log_artifacts(save_pyfunc(out.model, Path(tmp) / "model"), "model")
     run.log_artifact(out.history)
