@@ -152,6 +152,14 @@ def test_tables_and_summary(blends):
     md = ev.summary_markdown(m, outcomes, ev.iou_by_pair(g), deep_methods=["net"])
     assert "| net | both |" in md and "sep detection outcomes" in md
     assert "- net: sep's σ / net's" in md
+    # a network less accurate than sep is flagged, never a plain ratio
+    bad = preds["net"].catalog.assign(cen_flux=4 * blends["cen_flux"], comp_flux=0.25 * blends["comp_flux"])
+    good = preds["net"].catalog.assign(comp_flux=blends["comp_flux"] * 1.01)
+    more = {"bad": Prediction(bad, method="bad"), "good": Prediction(good, method="good")}
+    g = ev.galaxy_table(blends, {**preds, **more}, zeropoint=ZP, sep=preds["sep"])
+    md = ev.summary_markdown(ev.summarise(g, zeropoint=ZP), outcomes, ev.iou_by_pair(g), deep_methods=["good", "bad"])
+    assert "**Warning: bad is less accurate than sep on these blends** (in σ and flux MAPE)" in md
+    assert "Warning: good" not in md
 
 
 def test_collapsed_masks_are_flagged_in_the_summary():

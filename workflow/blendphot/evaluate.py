@@ -519,6 +519,9 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
             ro = both.loc["sep", "outlier_fraction"] / max(both.loc[m, "outlier_fraction"], 1e-12)
             lines.append(f"- {m}: sep's σ / {m}'s = {rs:.2f}, flux MAPE ratio {rm:.2f}, "
                          f"outlier-fraction ratio {ro:.2f}\n")
+            if rs < 1 or rm < 1:
+                lines.append(f"  **Warning: {m} is less accurate than sep on these blends** (in "
+                             f"{' and '.join(w for w, r in (('σ', rs), ('flux MAPE', rm)) if r < 1)}).\n")
         parts.append("".join(lines))
     return "\n".join(parts)
 

@@ -23,7 +23,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-__all__ = ["BlendModel", "REQUIREMENTS", "save_pyfunc"]
+__all__ = ["REQUIREMENTS", "BlendModel", "save_pyfunc"]
 
 # What loading and running a model needs (blendphot[train] and the core dependencies it imports).
 REQUIREMENTS = ("numpy", "pandas", "pyyaml", "jsonschema", "torch", "scipy", "sep", "scikit-image")
