@@ -67,6 +67,7 @@ VARIANTS = {
     "b2i_footprints": (B2I, {"epochs": 8, "learning_rate": 2e-3, "image_loss": "footprints"}, True, False),
     "b2i_pixels_unet": (B2I, {"epochs": 8, "learning_rate": 2e-3}, True, True),
     "b2i_footprints_unet": (B2I, {"epochs": 8, "learning_rate": 2e-3, "image_loss": "footprints"}, True, True),
+    "b2i_pixels_unet_lr5": (B2I, {"epochs": 8, "learning_rate": 5e-3}, True, True),
 }
 
 

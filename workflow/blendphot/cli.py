@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         "stopping")
     pr.add_argument("--pixel-scale", type=float, default=0.06,
                     help="arcsec per pixel of the model's training images; a FITS image must match (0.06)")
-    pr.add_argument("out", help="the prediction folder to write (predictions.csv, masks.npy, model.json)")
+    pr.add_argument("out", help="the prediction folder to write (predictions.csv, model.json; masks.npy and "
+                    "images.npy for mask and image models)")
     pr.add_argument("--name", help="the method's name in the output (default: the model's folder, e.g. blend2flux)")
     pr.add_argument("--zeropoint", type=float, default=25.9463, help="AB zero point of the magnitudes "
                                                                     "(default: CANDELS F160W, 25.9463)")
