@@ -47,8 +47,8 @@ class BlendModel(mlflow.pyfunc.PythonModel):
         from blendphot.inference import predict_model
 
         size = self.cfg.image_size
-        images = np.asarray(model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else model_input,
-                            np.float32)
+        images = np.array(model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else model_input,
+                          np.float32)  # a private, writable copy
         if images.ndim == 2 and images.shape[1] == size * size:
             images = images.reshape(-1, size, size)
         if images.ndim != 3 or images.shape[1:] != (size, size):
