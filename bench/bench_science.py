@@ -69,6 +69,7 @@ VARIANTS = {
     "b2i_footprints_unet": (B2I, {"epochs": 8, "learning_rate": 2e-3, "image_loss": "footprints"}, True, True),
     "b2i_pixels_unet_lr5": (B2I, {"epochs": 8, "learning_rate": 5e-3}, True, True),
     "b2i_pixels_unet_20ep": (B2I, {"epochs": 20, "learning_rate": 2e-3}, True, True),
+    "b2i_pixels_unet_12ep": (B2I, {"epochs": 12, "learning_rate": 2e-3}, True, True),
 }
 
 
