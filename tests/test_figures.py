@@ -5,6 +5,7 @@ import pytest
 
 from blendphot import evaluate as ev
 from blendphot import figures as fg
+from blendphot.blend import Blends
 from blendphot.prediction import Prediction
 
 ZP = 25.0
@@ -167,14 +168,15 @@ def test_sample_figure_sets_the_run_beside_the_papers_published_sample(data):
 
 def test_deblend_figure_shows_each_galaxy_its_image_and_the_residual_with_its_scores(data, tmp_path):
     cat, _, images, true, _ = data
-    isolated = np.stack([images * true[:, 0], images * (1 - true[:, 0])], axis=1)
+    isolated = np.stack([images * true[:, 0], images * (1 - true[:, 0])], axis=1)  # adds up to the blend
     deblended = isolated + np.random.default_rng(2).normal(0, 0.01, isolated.shape)
     pred = Prediction(pd.DataFrame({"blend_id": cat.blend_id, "cen_flux": cat.cen_flux, "comp_flux": cat.comp_flux}),
                       masks=true, images=deblended.astype(np.float32), method="b2i")
     galaxies = ev.galaxy_table(cat, {"b2i": pred}, zeropoint=ZP, true_masks=true,
                                images={"b2i": {"chi2": np.ones((N, 2)), "residual": np.zeros((N, 2)),
                                                "ssim": np.full((N, 2), 0.97)}})
-    fig = fg.figure_deblend(images, isolated, deblended, cat, galaxies, "b2i", noise_sigma=0.01, examples=3)
+    blends = Blends(images, None, cat, central=isolated[:, 0].astype(np.float32))
+    fig = fg.figure_deblend(blends, deblended, galaxies, "b2i", noise_sigma=0.01, examples=3)
     assert len(fig.axes) == 21
     texts = panel_texts(fig)
     assert len(texts) == 6 and all("Δmag +0.00" in t and "SSIM 0.97" in t for t in texts)

@@ -123,19 +123,24 @@ class Blends:
         return np.stack([cen, np.asarray(self.images[rows], np.float32) - cen], axis=1)
 
     def check_finite(self, *, chunk: int = 1024, where: str | None = None) -> None:
-        """Every pixel finite, read ``chunk`` blends at a time (a memory map stays one): an
-        error naming the images file (``where``, else the folder's images.npy) and the first
-        bad blend otherwise."""
-        bad, first = 0, None
-        for start in range(0, len(self), chunk):
-            finite = np.isfinite(self.images[start:start + chunk]).all(axis=(1, 2))
-            bad += int((~finite).sum())
-            if first is None and not finite.all():
-                first = start + int(np.argmin(finite))
-        if bad:
-            where = where or f"{self.source}/{self.FILES['images']}"
-            raise InputError(f"{where}: non-finite pixels in {bad} blends "
-                             f"(first: row {first}, blend_id {self.catalog['blend_id'].iloc[first]})")
+        """Every pixel of the images (and of the central images, when loaded) finite, read
+        ``chunk`` blends at a time (a memory map stays one): an error naming the file (``where``
+        for the images, else the folder's images.npy or central.npy) and the first bad blend
+        otherwise."""
+        for kind in ("images", "central"):
+            array = getattr(self, kind)
+            if array is None:
+                continue
+            bad, first = 0, None
+            for start in range(0, len(self), chunk):
+                finite = np.isfinite(array[start:start + chunk]).all(axis=(1, 2))
+                bad += int((~finite).sum())
+                if first is None and not finite.all():
+                    first = start + int(np.argmin(finite))
+            if bad:
+                name = where if where and kind == "images" else f"{self.source}/{self.FILES[kind]}"
+                raise InputError(f"{name}: non-finite pixels in {bad} blends "
+                                 f"(first: row {first}, blend_id {self.catalog['blend_id'].iloc[first]})")
 
     def targets(self, target: str = "isolated") -> np.ndarray:
         """(N, 2) float32 training targets of the central galaxy and the companion:
@@ -182,7 +187,7 @@ class Blends:
     @classmethod
     def load(cls, directory: str | Path, *, masks: bool = True, in_memory: bool = True,
              central: bool = False) -> Blends:
-        """Read one split. ``in_memory`` reads the images into a private array and checks every
+        """Read one split. ``in_memory`` reads the arrays into private ones and checks every
         pixel is finite (what training needs); otherwise they stay memory-mapped. ``central``
         reads the central galaxies' isolated images too (an error naming the file if absent)."""
         d = Path(directory)
@@ -197,8 +202,6 @@ class Blends:
         blends = cls(images=images, masks=m, catalog=catalog, source=str(d), central=c)
         if in_memory:
             blends.check_finite()
-            if c is not None and not np.isfinite(c).all():
-                raise InputError(f"{d / cls.FILES['central']}: non-finite pixels")
         return blends
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "clean_stamps",
     "detect_sources",
     "galaxy_rng",
+    "label_at",
     "measure_isolated",
     "qa_summary",
     "run_remove_neighbours",
@@ -110,15 +111,23 @@ def touches_edge(mask: np.ndarray) -> bool:
     return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
-def _central_label(objects, seg: np.ndarray, max_offset: float = 3.0) -> int:
-    """Label (1-based) of the central object, or 0 when none lies at the centre."""
-    c = seg.shape[0] // 2
-    label = int(seg[c, c])
-    if label or len(objects) == 0:
-        return label
-    d = np.hypot(objects["x"] - c, objects["y"] - c)
+def label_at(objects, seg: np.ndarray, x: float, y: float, max_offset: float = 3.0) -> int:
+    """Label (1-based) of the object at pixel (x, y): the segment under it, else the nearest
+    object within ``max_offset`` pixels; 0 when there is none."""
+    iy, ix = round(y), round(x)
+    if 0 <= iy < seg.shape[0] and 0 <= ix < seg.shape[1] and seg[iy, ix]:
+        return int(seg[iy, ix])
+    if len(objects) == 0:
+        return 0
+    d = np.hypot(objects["x"] - x, objects["y"] - y)
     k = int(np.argmin(d))
     return k + 1 if d[k] <= max_offset else 0
+
+
+def _central_label(objects, seg: np.ndarray) -> int:
+    """Label (1-based) of the central object, or 0 when none lies at the centre."""
+    c = seg.shape[0] // 2
+    return label_at(objects, seg, c, c)
 
 
 def measure_isolated(cleaned: np.ndarray, covered: np.ndarray, params: CleanParams, *,

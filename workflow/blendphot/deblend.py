@@ -1,14 +1,16 @@
-"""Measuring deblended images: fluxes and masks of an image network's output, taken exactly as
+"""Measuring deblended images: fluxes and masks of an image network's output, taken the way
 the clean stage took the isolated galaxies' (the paper's ground truth).
 
 A deblended galaxy image is treated like an isolated stamp: sep detects its sources with the
 clean stage's settings (``clean`` in the config: :class:`~blendphot.clean.CleanParams`), the
-galaxy is the segment under its position (or the nearest object within 3 px), the
-background level is the median of the pixels far from every segment
-(:func:`~blendphot.photometry.background_level`), and its flux is the Kron FLUX_AUTO of
-:func:`~blendphot.photometry.kron_photometry`, the one photometry of the project. Its mask is
-its segment, as the isolated galaxies' masks are theirs. The plain sum of the image's pixels
-is kept beside it.
+galaxy is the segment under its position (or the nearest object within 3 px:
+:func:`~blendphot.clean.label_at`, as for the isolated galaxies), the background level is the
+median of the pixels farther than ``dilate_neighbours`` + 2 px from every segment (the clean
+stage's empty pool; :func:`~blendphot.photometry.background_level`), and its flux is the Kron
+FLUX_AUTO of :func:`~blendphot.photometry.kron_photometry`, the one photometry of the
+project. Its mask is its segment, as the isolated galaxies' masks are theirs. The plain sum of
+the image's pixels is kept beside it. Measured this way, the isolated images themselves give
+the isolated fluxes back to 1.02 % (config/README.md, "Training choices").
 """
 
 from __future__ import annotations
@@ -17,44 +19,39 @@ from collections.abc import Callable
 
 import numpy as np
 
-from blendphot.clean import CleanParams, detect_sources
+from blendphot.clean import CleanParams, detect_sources, label_at
 from blendphot.photometry import background_level, kron_photometry
 
 __all__ = ["measure_deblended", "measure_galaxy"]
 
-_MAX_OFFSET = 3.0  # px: how far the nearest object may lie from the galaxy's position
 _OFF_CENTRE = 2.0  # px: a companion of unknown position is a source centred farther than this
 
 
-def _label_at(objects, seg: np.ndarray, x: float, y: float) -> int:
-    """Label (1-based) of the segment under pixel (x, y), else of the nearest object within
-    ``_MAX_OFFSET`` px; 0 when there is none (or no position)."""
-    if not (np.isfinite(x) and np.isfinite(y)):
-        return 0
-    iy, ix = round(y), round(x)
-    if 0 <= iy < seg.shape[0] and 0 <= ix < seg.shape[1] and seg[iy, ix]:
-        return int(seg[iy, ix])
-    if len(objects) == 0:
-        return 0
-    d = np.hypot(objects["x"] - x, objects["y"] - y)
-    k = int(np.argmin(d))
-    return k + 1 if d[k] <= _MAX_OFFSET else 0
+def _brightest_off_centre(objects, c: int) -> int:
+    """Label (1-based) of the brightest object centred more than ``_OFF_CENTRE`` px from pixel
+    (c, c), where what is left of the central galaxy lies; 0 when there is none."""
+    off = np.flatnonzero(np.hypot(objects["x"] - c, objects["y"] - c) > _OFF_CENTRE)
+    return int(off[np.argmax(objects["flux"][off])]) + 1 if len(off) else 0
 
 
 def measure_galaxy(image: np.ndarray, x: float, y: float, params: CleanParams) -> tuple[float, float, np.ndarray]:
-    """(Kron flux, plain sum, mask) of the galaxy at pixel (x, y) of one deblended image.
+    """(Kron flux, plain sum, mask) of the galaxy at pixel (x, y) of one deblended image; for
+    a NaN position, of its brightest source centred more than 2 px from the centre pixel.
 
-    The flux is NaN and the mask empty when no source lies at (x, y); the sum is always the
+    The flux is NaN and the mask empty when there is no such source; the sum is always the
     sum of the image's pixels.
     """
     data = np.ascontiguousarray(image, dtype=np.float32)
     total = float(data.sum(dtype=np.float64))
     covered = np.isfinite(data)
     objects, seg, _, rms = detect_sources(data, covered, params)
-    label = _label_at(objects, seg, x, y)
+    if np.isfinite(x) and np.isfinite(y):
+        label = label_at(objects, seg, x, y)
+    else:
+        label = _brightest_off_centre(objects, data.shape[0] // 2)
     if label == 0:
         return np.nan, total, np.zeros(data.shape, np.uint8)
-    level = background_level(data, seg, valid=covered)
+    level = background_level(data, seg, grow=params.dilate_neighbours + 2, valid=covered)
     kron = kron_photometry(data, seg, objects[[label - 1]], [label], background=level, err=rms)
     return float(kron["flux"][0]), total, (seg == label).astype(np.uint8)
 
@@ -79,24 +76,9 @@ def measure_deblended(images: np.ndarray, dx, dy, params: CleanParams | None = N
     for i in range(n):
         pair = np.asarray(images[i], np.float32)
         out["cen_flux"][i], out["cen_flux_sum"][i], masks[i, 0] = measure_galaxy(pair[0], c, c, params)
-        if np.isfinite(dx[i]) and np.isfinite(dy[i]):
-            x, y = c + dx[i], c + dy[i]
-        else:
-            x, y = _brightest_off_centre(pair[1], params, c)
-        out["comp_flux"][i], out["comp_flux_sum"][i], masks[i, 1] = measure_galaxy(pair[1], x, y, params)
+        out["comp_flux"][i], out["comp_flux_sum"][i], masks[i, 1] = measure_galaxy(pair[1], c + dx[i], c + dy[i],
+                                                                                  params)
         if progress is not None:
             progress(1)
     out["masks"] = masks
     return out
-
-
-def _brightest_off_centre(image: np.ndarray, params: CleanParams, c: int) -> tuple[float, float]:
-    """Position of the brightest source of an image centred more than ``_OFF_CENTRE`` px from
-    pixel (c, c) (what is left of the central galaxy lies there); (NaN, NaN) when there is none."""
-    data = np.ascontiguousarray(image, dtype=np.float32)
-    objects, _, _, _ = detect_sources(data, np.isfinite(data), params)
-    off = np.flatnonzero(np.hypot(objects["x"] - c, objects["y"] - c) > _OFF_CENTRE)
-    if not len(off):
-        return np.nan, np.nan
-    k = off[np.argmax(objects["flux"][off])]
-    return float(objects["x"][k]), float(objects["y"][k])

@@ -329,26 +329,29 @@ def figure10(images, true_masks, pred_masks, catalog: pd.DataFrame, galaxies: pd
     return fig
 
 
-def figure_deblend(blends: np.ndarray, isolated: np.ndarray, deblended: np.ndarray, catalog: pd.DataFrame,
-                   galaxies: pd.DataFrame, method: str, noise_sigma: float, *, examples: int = 4) -> plt.Figure:
+def figure_deblend(blends: Blends, deblended: np.ndarray, galaxies: pd.DataFrame, method: str,
+                   noise_sigma: float, *, examples: int = 4) -> plt.Figure:
     """Per example blend (rows, spread over the centre distance): the blend, then for the
     central galaxy and the companion the isolated stamp, ``method``'s deblended image (same
     stretch) and their residual in units of the blend's noise σ (±5 σ), with the galaxy's
     Δmag (Kron on the deblended image against the isolated photometry) and SSIM.
 
-    ``isolated`` and ``deblended`` are (N, 2, S, S) arrays (or memmaps), rows those of ``catalog``.
+    ``blends`` holds the central images (:meth:`Blends.isolated`); ``deblended`` is (N, 2, S, S),
+    rows those of ``blends``.
     """
+    catalog = blends.catalog
     picks = example_blends(catalog, examples)
     fig, axes = plt.subplots(examples, 7, figsize=(14, 2.1 * examples), squeeze=False)
     titles = ["blend", "isolated central", f"{method_label(method)}", "residual / σ", "isolated companion",
               f"{method_label(method)}", "residual / σ"]
     for r, k in enumerate(picks):
-        _show(axes[r, 0], np.asarray(blends[k]), titles[0] if r == 0 else None)
+        _show(axes[r, 0], np.asarray(blends.images[k]), titles[0] if r == 0 else None)
+        isolated = blends.isolated(slice(k, k + 1))[0]
         axes[r, 0].set_ylabel(f"d = {catalog['distance_px'].iloc[k]:.1f} px", fontsize=8)
         rows = galaxies[(galaxies["method"] == method) & (galaxies["blend_id"] == catalog["blend_id"].iloc[k])]
         rows = rows.set_index("role")
         for j, role in enumerate(("cen", "comp")):
-            true, pred = np.asarray(isolated[k, j]), np.asarray(deblended[k, j])
+            true, pred = isolated[j], np.asarray(deblended[k, j])
             norm = _stretch(true)
             for c, (image, title) in enumerate(((true, titles[1 + 3 * j]), (pred, titles[2 + 3 * j])), start=1 + 3 * j):
                 ax = axes[r, c]
@@ -541,14 +544,14 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
     if name == "calibration":
         return figure_calibration(galaxies, io.read_csv(inputs.metrics, required=["group_by", "coverage68"]),
                                   params["sigma_methods"], colours)
-    catalog = io.read_csv(inputs.catalog, required=["blend_id", "distance_px"])
     if name == "deblend":  # the first image network
         method, path = params["image_methods"][0], inputs.predictions[0]
         blends = Blends.load(Path(inputs.images).parent, masks=False, in_memory=False, central=True)
+        io.require_columns(blends.catalog, ["distance_px"], inputs.catalog)
         pred = Prediction.load(path, masks=False, images=True)
         info = json.loads((Path(path) / "model.json").read_text())
-        return figure_deblend(blends.images, _Isolated(blends), pred.images, catalog, galaxies, method,
-                              info["noise_sigma"], examples=params["examples"])
+        return figure_deblend(blends, pred.images, galaxies, method, info["noise_sigma"], examples=params["examples"])
+    catalog = io.read_csv(inputs.catalog, required=["blend_id", "distance_px"])
     masks = {m: Prediction.load(path, masks=True).masks
              for m, path in zip(params["mask_methods"], inputs.predictions, strict=True)}
     if name == "figure10":  # a network with masks and fluxes when there is one
@@ -558,17 +561,6 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
     if name == "figure11":
         return figure11(io.load_array(inputs.masks), masks, catalog, galaxies, examples=params["examples"])
     raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
-
-
-class _Isolated:
-    """``blends.isolated()`` read one blend at a time: ``iso[k, j]``."""
-
-    def __init__(self, blends: Blends):
-        self.blends = blends
-
-    def __getitem__(self, index):
-        k, j = index
-        return self.blends.isolated(slice(k, k + 1))[0, j]
 
 
 def run_plot_figure(name: str, inputs, outputs: list[str], params: dict) -> None:

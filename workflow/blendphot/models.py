@@ -366,7 +366,7 @@ class Blend2Image(nn.Module):
     two images add up to the blend pixel for pixel, noise included (no light is made or lost,
     as in scarlet's flux re-distribution), and α ∈ [0, 1] is a bounded target that a network
     learns like a mask. Fluxes are measured on the images afterwards
-    (:func:`blendphot.deblend.measure_deblended`), exactly as the isolated galaxies were.
+    (:func:`blendphot.deblend.measure_deblended`), the way the isolated galaxies were.
     """
 
     def __init__(self, cfg: ModelConfig):

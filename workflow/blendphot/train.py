@@ -72,6 +72,7 @@ __all__ = [
     "log_flux_nll",
     "mape",
     "mask_targets",
+    "pixel_targets",
     "run_train_model",
     "save_checkpoint",
     "train_step",
@@ -240,6 +241,13 @@ def image_losses(images: torch.Tensor, central: torch.Tensor, noise_sigma: float
     else:
         asinh = (err * footprint).sum() / (2 * footprint.sum()).clamp(min=1)
     return {"image_asinh": asinh, "image_chi2": ((pred[:, 0] - true[:, 0]) * inv).square().mean()}
+
+
+def pixel_targets(arch: str, image_loss: str) -> tuple[bool, bool]:
+    """Which per-pixel targets training ``arch`` reads: (the blend masks, the central images).
+    Masks for a mask network, and for an image network whose loss is over the footprints."""
+    spec = architecture(arch)
+    return spec.masks or (spec.images and image_loss == "footprints"), spec.images
 
 
 def batch_loss(model_cfg: ModelConfig, train_cfg: TrainConfig, out: ModelOutput, fluxes, masks, central=None, *,
@@ -411,8 +419,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, train: Blends | FreshBle
     state_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = state_dir / "last.pt", state_dir / "best.pt"
     identity = _identity(model_cfg, train_cfg, data_id)
-    needs_central = architecture(model_cfg.arch).images
-    needs_masks = architecture(model_cfg.arch).masks or (needs_central and train_cfg.image_loss == "footprints")
+    needs_masks, needs_central = pixel_targets(model_cfg.arch, train_cfg.image_loss)
     fresh = isinstance(train, FreshBlends)
     if needs_masks and ((not fresh and train.masks is None) or val.masks is None):
         raise InputError(f"{model_cfg.arch} needs the blend masks, which were not loaded")
@@ -584,9 +591,7 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     what = f"training of {settings['model']['arch']}"
     device = resolve_device(device, gpu_requested=gpu_requested, what=what)
     log.info("device: %s", device_facts(device))
-    with_central = architecture(settings["model"]["arch"]).images
-    with_masks = architecture(settings["model"]["arch"]).masks or (
-        with_central and settings["train"].get("image_loss") == "footprints")
+    with_masks, with_central = pixel_targets(settings["model"]["arch"], settings["train"]["image_loss"])
     t = dict(settings["train"])
     target = t["target"]
     t.pop("blends")  # which training blends: the data passed to fit, not a setting of it
