@@ -39,6 +39,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/transfer.smk"
 
 
 onstart:
@@ -63,6 +64,7 @@ rule all:
         expand("results/predict/{model}", model=MODELS),
         "results/summary.md",
         expand("results/figures/{fig}.png", fig=FIGURE_INPUTS),
+        expand("results/transfer/{tset}/summary.md", tset=TRANSFER),
     localrule: True
 
 
@@ -77,6 +79,12 @@ rule train_models:
 rule predict_models:
     input:
         expand("results/predict/{model}", model=MODELS),
+    localrule: True
+
+
+rule transfer:
+    input:
+        expand("results/transfer/{tset}/summary.md", tset=TRANSFER),
     localrule: True
 
 

@@ -6,10 +6,22 @@ from blendphot.config import child_seed, load_config, validate_config
 from blendphot.errors import ConfigError
 
 
+def _merged(base: dict, overlay: dict) -> dict:
+    """``--configfile base overlay``: Snakemake updates the first with the second, key by key."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def test_shipped_configs_validate():
     for path in ("config/config.yaml", "config/paper.yaml", "config/paper-stamps.yaml"):
         cfg = load_config(path)
         assert cfg["seed"] == 666
+    for base in ("config/config.yaml", "config/paper-mock.yaml"):  # the overlay, as Snakemake merges it
+        cfg = validate_config(_merged(load_config(base, validate=False),
+                                      load_config("config/transfer-paper-stamps.yaml", validate=False)))
+        assert cfg["transfer"]["candels-stamps"]["stamps"]["url"].endswith("candels-blender-data.tar.gz")
     paper = load_config("config/paper.yaml")
     assert sum(paper["blend"]["n_blends"].values()) == 30000
     assert paper["select"] == {"mag_max": 23.5, "p_min": 0.8}
@@ -133,6 +145,10 @@ def test_paper_networks_are_too_long_for_a_cpu_and_the_demo_is_not(default_confi
     from blendphot.config import expensive_on_cpu
 
     assert expensive_on_cpu(default_config) == {}
+    for base in ("config/config.yaml", "config/paper-mock.yaml"):  # the overlay, as Snakemake merges it
+        cfg = validate_config(_merged(load_config(base, validate=False),
+                                      load_config("config/transfer-paper-stamps.yaml", validate=False)))
+        assert cfg["transfer"]["candels-stamps"]["stamps"]["url"].endswith("candels-blender-data.tar.gz")
     paper = load_config("config/paper.yaml")
     assert set(expensive_on_cpu(paper)) == set(paper["train"]["models"])
     minimal = validate_config({"seed": 1, "survey": {"source": "stamps", "stamps": {"path": "x"}}})

@@ -175,3 +175,24 @@ def test_predictions_of_an_image_network_hold_images_fluxes_and_masks(trained_im
                        show_progress=False)
     np.testing.assert_array_equal(mine.catalog["cen_flux"], cat["cen_flux"])
     assert (tmp_path / "mine/images.npy").exists() and (tmp_path / "mine/masks.npy").exists()
+
+
+def test_an_image_networks_fluxes_get_uncertainties_from_its_validation_errors(trained_image_model):
+    from blendphot.photometry import binned_s68
+    from blendphot.train import calibrate_image_model, load_checkpoint
+
+    summary, val = trained_image_model
+    state = load_checkpoint(summary["best_path"])
+    state["model_config"]["flux_sigma"] = True
+    model, _ = load_model(state)
+    with pytest.raises(InputError, match="no calibrated uncertainty table"):
+        predict_model(model, val, device="cpu")
+    edges, s68, report = calibrate_image_model(model, val)
+    assert len(edges) == 4 and len(s68) == 6 and all(s > 0 for s in s68)
+    assert abs(report["val_coverage68"] - 0.68) < 0.03  # the blends it was made on
+    state["model_config"].update(sigma_edges=edges, sigma_s68=s68)
+    model, cfg = load_model(state)
+    assert cfg.sigma_s68 == s68
+    cat = predict_model(model, val, device="cpu").catalog
+    fluxes = cat[["cen_flux", "comp_flux"]].to_numpy()
+    np.testing.assert_allclose(cat[["cen_flux_err", "comp_flux_err"]].to_numpy(), binned_s68(fluxes, edges, s68))

@@ -162,6 +162,30 @@ def test_tables_and_summary(blends):
     assert "Warning: good" not in md
 
 
+def test_a_transfer_summary_puts_each_method_beside_its_in_domain_figures(blends):
+    preds = predictions(blends)
+    g = ev.galaxy_table(blends, preds, zeropoint=ZP, sep=preds["sep"])
+    here = ev.headline(ev.summarise(g, zeropoint=ZP))
+    in_domain = here.assign(sigma=here["sigma"] / 2, mape_flux=here["mape_flux"] / 2)
+    in_domain = in_domain[in_domain["method"] != "net"]  # a method tested here only: left out
+    gap = ev.domain_gap(here, in_domain)
+    assert list(gap["method"]) == ["sep"]
+    sep = here[(here["method"] == "sep") & (here["role"] == "both")].iloc[0]
+    assert gap.loc[0, "sigma_here"] == sep["sigma"] and gap.loc[0, "sigma_in_domain"] == sep["sigma"] / 2
+    assert gap.loc[0, "mape_flux_in_domain"] == sep["mape_flux"] / 2
+    md = ev.summary_markdown(ev.summarise(g, zeropoint=ZP), None, ev.iou_by_pair(g), deep_methods=["net"],
+                             title="blendphot transfer: set x", in_domain=in_domain)
+    assert md.startswith("# blendphot transfer: set x\n") and "trained for (both galaxies)" in md
+    with pytest.raises(InputError, match="in-domain headline table.*mape_flux"):
+        ev.domain_gap(here, in_domain.drop(columns="mape_flux"))
+    # a set at another depth or in other units is said to be
+    noise = ev.border_noise(np.random.default_rng(0).normal(0.0, 0.3, (50, 32, 32)))
+    assert noise == pytest.approx(0.3, rel=0.03)
+    (lines,) = ev.noise_lines(0.02, {"a": 0.019, "b": 0.005})
+    assert "a was trained on blends of noise 0.019 e-/s (ratio 1.05)" in lines
+    assert "Warning: b sees blends 4.00 times as noisy" in lines and "Warning: a" not in lines
+
+
 def test_collapsed_masks_are_flagged_in_the_summary():
     from blendphot.evaluate import mask_health, mask_warnings
 

@@ -106,6 +106,48 @@ def test_a_missing_stampset_path_is_named(workdir, tmp_path):
     assert "config key 'survey.stamps.path': no/such/set does not exist" in proc.stdout + proc.stderr
 
 
+@pytest.mark.workflow
+def test_the_trained_networks_are_tested_on_another_stamp_set_in_one_run(mock_run, tmp_path):
+    """Sim-to-real in one run: train on one mock survey (seed 7), test on a stamp set cut from
+    another (the tiny survey of seed 42, neighbours included), with the usual tables and the
+    in-domain figures beside them."""
+    root = copy_workflow(tmp_path / "wf")
+    configs = ["--configfile", "tests/config/tiny.yaml", "tests/config/tiny-transfer.yaml"]
+    proc = run_snakemake(["-n", "--cores", "1", *configs], root, check=False)  # the set is not there yet
+    assert proc.returncode != 0
+    assert "config key 'transfer.other-survey.stamps.path': transfer-set does not exist" in proc.stdout + proc.stderr
+    mock_stampset(mock_run / "results", root / "transfer-set", archive=False)
+    run_snakemake(["transfer", "--cores", "2", *configs], root)
+
+    out = root / "results/transfer/other-survey"
+    clean = pd.read_csv(out / "clean/catalog.csv")
+    assert len(clean) > 0.9 * len(pd.read_csv(root / "transfer-set/truth.csv"))  # the set's galaxies, cleaned
+    assert (pd.read_csv(out / "split/galaxies.csv")["split"] == "test").all()  # none trained on
+    blends = pd.read_csv(out / "blend/test/catalog.csv")
+    assert len(blends) == 40 and set(blends["cen_gid"]) | set(blends["comp_gid"]) <= set(clean["gid"])
+    for model in ("blend2flux", "unet", "blend2mask2flux", "blend2image"):
+        assert (out / "predict" / model / "model.json").exists(), model
+    deblended = pd.read_csv(out / "predict/blend2image/predictions.csv")
+    assert deblended["cen_flux_err"].notna().mean() > 0.9  # the image network's uncertainties too
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("# blendphot transfer: the networks trained on the mock survey, tested on the "
+                              "blends of stamp set 'other-survey'")
+    gap = summary.split("trained for (both galaxies)", 1)[1].split("\n## ", 1)[0]
+    assert all(f"| {m} |" in gap for m in ("blend2flux", "blend2mask2flux", "blend2image", "sep"))
+    metrics = pd.read_csv(out / "evaluate/metrics.csv")
+    assert metrics.loc[metrics["method"] == "blend2image", "coverage68"].notna().any()
+    _, parents, children = stage_runs(f"sqlite:///{root / 'results/mlflow/mlflow.db'}", "blendphot-test")
+    stages = {r.data.tags["blendphot.stage"] for r in children}
+    assert {"transfer_import", "transfer_clean", "transfer_blend", "transfer_predict", "transfer_evaluate"} <= stages
+    assert all(r.info.status == "FINISHED" for r in parents + children)
+
+    # One setting of the set changed: its blends and what follows rerun, no training
+    more = tmp_path / "more.yaml"
+    more.write_text("transfer:\n  other-survey:\n    n_blends: 30\n")
+    plan = planned_rules(run_snakemake(["transfer", "-n", "--cores", "1", *configs, str(more)], root).stdout)
+    assert plan == {"transfer_blend", "transfer_predict", "transfer_baseline", "transfer_evaluate", "transfer"}
+
+
 def _candels_config(survey: dict) -> str:
     import yaml
 

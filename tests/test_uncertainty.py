@@ -177,3 +177,48 @@ def test_a_sigma_head_leaves_the_trained_fluxes_exactly_as_without_it(tmp_path):
         with torch.inference_mode():
             fluxes[with_sigma] = model(torch.from_numpy(val.images)).fluxes
     torch.testing.assert_close(fluxes[True], fluxes[False], rtol=0, atol=0)
+
+
+def _laplace_errors(n: int, seed: int):
+    """Pairs whose flux errors widen as a galaxy gets fainter than its companion."""
+    from blendphot.photometry import LAPLACE_68, pair_mag_diff
+
+    rng = np.random.default_rng(seed)
+    true = 10 ** rng.uniform(0, 2, size=(n, 2))
+    width = 0.05 + 0.1 * np.clip(pair_mag_diff(true) + 2.5, 0, 5)  # s68 from 0.05 to 0.55
+    return true * np.exp(rng.laplace(scale=width / LAPLACE_68)), true
+
+
+def test_an_image_networks_table_of_errors_covers_68_and_95_percent_in_every_bin():
+    from blendphot.photometry import binned_s68, fit_binned_s68, log_flux_z, pair_mag_diff
+
+    edges, s68 = fit_binned_s68(*_laplace_errors(6000, seed=1))
+    assert len(edges) == 4 and len(s68) == 6 and np.all(np.diff(s68[:5]) > 0)  # fainter, wider
+    fluxes, true = _laplace_errors(6000, seed=2)  # new galaxies, as the test blends are
+    z = np.abs(log_flux_z(fluxes, binned_s68(fluxes, edges, s68), true)).ravel()
+    bins = np.digitize(pair_mag_diff(fluxes).ravel(), edges)
+    for b in range(5):
+        assert abs(np.mean(z[bins == b] <= 1.0) - 0.68) < 0.04, b
+        # a bin mixes widths: heavier tails than one Laplace, so the 95 % interval holds a little less
+        assert abs(np.mean(z[bins == b] <= 2.629) - 0.95) < 0.05, b
+    # ... and one plain width for all (the last entry) is worse in the extreme bins
+    flat = np.abs(np.log(true / fluxes)).ravel() / s68[-1]
+    assert np.mean(flat[bins == 0] <= 1.0) > 0.9 and np.mean(flat[bins == 4] <= 1.0) < 0.45
+
+
+def test_a_galaxy_whose_companion_has_no_flux_gets_the_plain_width_and_no_flux_no_width():
+    from blendphot.photometry import binned_s68
+
+    errs = binned_s68(np.array([[10.0, np.nan], [np.nan, 5.0], [10.0, 10.0]]), [0.0], [0.1, 0.2, 0.3])
+    assert errs[0, 0] == pytest.approx(3.0) and np.isnan(errs[0, 1])
+    assert np.isnan(errs[1, 0]) and errs[1, 1] == pytest.approx(1.5)
+    assert errs[2].tolist() == pytest.approx([2.0, 2.0])  # mag_self - mag_other = 0: the upper bin
+
+
+def test_too_few_fluxes_to_calibrate_is_an_error():
+    from blendphot.photometry import fit_binned_s68
+
+    with pytest.raises(ValueError, match="too few"):
+        fit_binned_s68(np.ones((20, 2)), np.ones((20, 2)))
+    with pytest.raises(ValueError, match="sigma_s68"):
+        ModelConfig("blend2image", image_size=32, flux_sigma=True, sigma_edges=(0.0,), sigma_s68=(0.1, 0.2))

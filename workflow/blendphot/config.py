@@ -137,16 +137,24 @@ def _check_consistency(config: dict) -> None:
             if name not in candels["catalogs"]:
                 raise ConfigError(f"config key 'survey.candels.catalogs.{name}' is required for source 'candels'")
     if source == "stamps":
-        stamps = config["survey"]["stamps"]
-        if not (stamps["url"] or stamps["path"]):
-            raise ConfigError("config key 'survey.stamps.url' or 'survey.stamps.path' must be set for source 'stamps'")
-        if stamps["url"] and stamps["path"]:
-            raise ConfigError("config key 'survey.stamps': set 'url' or 'path', not both")
+        _check_stampset(config["survey"]["stamps"], "survey.stamps", " for source 'stamps'")
+    for name, entry in config.get("transfer", {}).items():
+        _expand_user_paths(entry)
+        if entry["decisions"]:
+            entry["decisions"] = os.path.expanduser(entry["decisions"])
+        _check_stampset(entry["stamps"], f"transfer.{name}.stamps", "")
     _check_models(config)
     _check_evaluation(config)
     names = [f["name"] for f in mock.get("fields", [])]
     if len(names) != len(set(names)):
         raise ConfigError("config key 'survey.mock.fields' has duplicate field names")
+
+
+def _check_stampset(stamps: dict, key: str, why: str) -> None:
+    if not (stamps["url"] or stamps["path"]):
+        raise ConfigError(f"config key '{key}.url' or '{key}.path' must be set{why}")
+    if stamps["url"] and stamps["path"]:
+        raise ConfigError(f"config key '{key}': set 'url' or 'path', not both")
 
 
 def _expand_user_paths(node) -> None:
@@ -175,8 +183,9 @@ def _check_evaluation(config: dict) -> None:
                                   f"train.models ({', '.join(flux_models)})")
 
 
-def load_config(path: str | Path) -> dict:
-    """Read a YAML config file and validate it (see :func:`validate_config`)."""
+def load_config(path: str | Path, *, validate: bool = True) -> dict:
+    """Read a YAML config file and validate it (see :func:`validate_config`); ``validate=False``
+    for an overlay that completes another file."""
     path = Path(path)
     try:
         with open(path) as fh:
@@ -185,7 +194,7 @@ def load_config(path: str | Path) -> dict:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path} does not hold a mapping")
-    return validate_config(config)
+    return validate_config(config) if validate else config
 
 
 def child_seed(seed: int, stream: str) -> numpy.random.SeedSequence:
@@ -226,6 +235,8 @@ def model_settings(config: dict, name: str) -> dict:
     shared.update({k: copy.deepcopy(v) for k, v in entry.items() if k in TRAIN_KEYS})
     settings = {"model": {k: v for k, v in entry.items() if k in ARCH_KEYS},
                 "train": shared, "init_from": entry.get("init_from")}
+    if architecture(entry["arch"]).images and entry["flux_sigma"]:  # its fluxes, measured to calibrate σ
+        settings["measure"] = copy.deepcopy(config["clean"])
     if shared["blends"] == "fresh":  # drawn in the training job, with the blend stage's rule
         blend = config["blend"]
         settings["fresh"] = {"n_blends": blend["n_blends"]["train"], "pixel_scale": config["survey"]["pixel_scale"],
@@ -274,9 +285,10 @@ def _check_models(config: dict) -> None:
                 raise ConfigError(f"config key '{key}.flux_output': equivariant needs normalisation 'linear' and "
                                   f"dense_activation 'relu' (this model has {norm!r} and "
                                   f"{entry['dense_activation']!r}, which are not homogeneous)")
-        if entry["flux_sigma"] and (not arch.fluxes or entry["flux_output"] != "log"):
+        if entry["flux_sigma"] and not arch.images and (not arch.fluxes or entry["flux_output"] != "log"):
             raise ConfigError(f"config key '{key}.flux_sigma': a flux uncertainty needs a network with fluxes and "
-                              f"flux_output 'log' (this is a {arch.name} with flux_output {entry['flux_output']!r})")
+                              f"flux_output 'log', or an image network (this is a {arch.name} with flux_output "
+                              f"{entry['flux_output']!r})")
         conv, depth = entry["conv_layers"], entry["unet_depth"]
         if arch.flux_head_channels and size % 2 ** (conv - 1):
             raise ConfigError(f"config key '{key}.conv_layers': stamps.size {size} is not divisible by "

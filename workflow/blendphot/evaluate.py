@@ -44,6 +44,8 @@ from blendphot.prediction import PREDICTION_COLUMNS, Prediction
 
 __all__ = [
     "ROLES",
+    "border_noise",
+    "domain_gap",
     "galaxy_table",
     "headline",
     "image_metrics",
@@ -52,6 +54,7 @@ __all__ = [
     "iou_by_pair",
     "latex_table",
     "mask_iou",
+    "noise_lines",
     "photometry_stats",
     "run_evaluate",
     "sep_outcomes",
@@ -396,6 +399,44 @@ def headline(metrics: pd.DataFrame, *, reference: str = "isolated") -> pd.DataFr
     return m[cols].reset_index(drop=True)
 
 
+def border_noise(images: np.ndarray, *, sample: int = 2000, border: int = 8) -> float:
+    """Background noise (e-/s) of blends: 1.4826 × the MAD of the stamp borders of up to
+    ``sample`` of them, the estimator that sets a network's input scale in training
+    (:func:`blendphot.data.noise_sigma`, there in torch)."""
+    x = np.asarray(images[:sample], dtype=np.float64)
+    edge = np.concatenate([x[:, :border].ravel(), x[:, -border:].ravel(),
+                           x[:, border:-border, :border].ravel(), x[:, border:-border, -border:].ravel()])
+    return float(1.4826 * np.median(np.abs(edge - np.median(edge))))
+
+
+def noise_lines(noise: float, trained: dict[str, float], *, tolerance: float = 1.5) -> list[str]:
+    """The summary's lines on the background noise of these blends against each network's
+    training blends (``trained``: name -> noise σ), with a warning outside ``tolerance``."""
+    lines = [f"\nBackground noise of these blends: {noise:.4g} e-/s (1.4826 × MAD of the stamp borders).\n"]
+    for name, sigma in trained.items():
+        ratio = noise / sigma
+        lines.append(f"- {name} was trained on blends of noise {sigma:.4g} e-/s (ratio {ratio:.2f})\n")
+        if not 1 / tolerance <= ratio <= tolerance:
+            lines.append(f"  **Warning: {name} sees blends {ratio:.2f} times as noisy as it was trained on: "
+                         "another depth, or pixels in other units or at another zero point.**\n")
+    return ["".join(lines)]
+
+
+def domain_gap(here: pd.DataFrame, in_domain: pd.DataFrame) -> pd.DataFrame:
+    """σ(Δmag), flux MAPE and outlier fraction of every method on both galaxies, on the
+    in-domain test blends and on these (two headline tables), for the methods in both."""
+    cols = ["sigma", "mape_flux", "outlier_fraction"]
+    io.require_columns(in_domain, ["method", "role", *cols], "the in-domain headline table")
+    a = in_domain[in_domain["role"] == "both"].set_index("method")[cols]
+    b = here[here["role"] == "both"].set_index("method")[cols]
+    methods = [m for m in b.index if m in a.index]
+    out = pd.DataFrame({"method": methods})
+    for c in cols:
+        out[f"{c}_in_domain"] = a.loc[methods, c].to_numpy()
+        out[f"{c}_here"] = b.loc[methods, c].to_numpy()
+    return out
+
+
 def table1(counts: pd.DataFrame) -> pd.DataFrame:
     """Table 1: morphology counts before/after inspection, beside the paper's."""
     io.require_columns(counts, ["class", "before_inspection", "after_inspection"], "the split's table1.csv")
@@ -462,15 +503,24 @@ def _md(frame: pd.DataFrame) -> str:
 
 def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious: pd.DataFrame,
                      *, deep_methods: list[str], mask_notes: list[str] | None = None,
-                     image_table: pd.DataFrame | None = None) -> str:
+                     image_table: pd.DataFrame | None = None, title: str = "blendphot results on the test blends",
+                     in_domain: pd.DataFrame | None = None, noise_notes: list[str] | None = None) -> str:
     """``results/summary.md``: the headline table, sep's outcomes, IoU (with ``mask_notes``,
-    the warnings of :func:`mask_warnings`), and the DL/sep ratios."""
-    parts = ["# blendphot results on the test blends\n",
+    the warnings of :func:`mask_warnings`), and the DL/sep ratios. ``in_domain``: the headline
+    table of the blends the networks were trained for, shown beside this one (a transfer set)."""
+    parts = [f"# {title}\n",
              "Δmag = mag_blend − mag_isolated. bias = mean Δmag, σ = its standard deviation, σ_MAD = "
              "1.4826 × MAD, outliers = |Δmag| > 0.75, MAPE on flux and on magnitude (%). "
              "Completeness = fraction of galaxies given a flux.\n"]
     head = headline(metrics)
     parts += ["## All test blends (reference: isolated photometry)\n", _md(head)]
+    if in_domain is not None:
+        parts += ["\n## Against the blends the networks were trained for (both galaxies)\n",
+                  "in_domain: the workflow's own test blends (results/evaluate/headline.csv); here: these blends. "
+                  "A network that loses more than sep from one set to the other has learnt the training "
+                  "survey's particulars.\n",
+                  _md(domain_gap(head, in_domain))]
+        parts += noise_notes or []
     sep_found = metrics[(metrics["group_by"] == "sep_found") & (metrics["group"] == "found")
                         & (metrics["reference"] == "isolated")]
     if not sep_found.empty:
@@ -528,14 +578,17 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
 
 def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path], sep_dir: str | Path,
                  table1_path: str | Path, out: dict[str, str | Path], *, zeropoint: float, settings: dict,
-                 baseline: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 baseline: dict, title: str | None = None,
+                 in_domain: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The evaluate stage: score every method on the test blends, write the tables and summary.
 
     ``prediction_dirs`` maps each network to its prediction folder; ``out`` maps the stage's
     output names (galaxies, metrics, iou, images, sep_outcomes, table1..3, headline and their
     ``_tex``, summary) to paths; ``settings`` is the config's ``evaluate`` section. Returns the headline
-    table and the IoU table.
+    table and the IoU table. ``title``: the summary's heading; ``in_domain``: the headline.csv of
+    the networks' own test blends, compared with these in the summary (a transfer set).
     """
+    reference = io.read_csv(in_domain, required=["method", "role"]) if in_domain else None
     sep = Prediction.load(sep_dir, method="sep")
     predictions = {name: Prediction.load(path, method=name, images=True) for name, path in prediction_dirs.items()}
     infos = {name: json.loads((Path(path) / "model.json").read_text()) for name, path in prediction_dirs.items()}
@@ -572,7 +625,11 @@ def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path],
             tmp.write_text(latex_table(table, caption=caption, label=f"tab:{name}"))
     flux_networks = [m for m in prediction_dirs if architecture(infos[m]["arch"]).predicts_fluxes]
     health = {name: mask_health(pred.masks) for name, pred in predictions.items() if pred.masks is not None}
+    noise = None
+    if reference is not None:  # another set: is it at the depth and in the units trained on?
+        noise = noise_lines(border_noise(blends.images), {m: infos[m]["noise_sigma"] for m in prediction_dirs})
     with io.atomic_path(out["summary"], ".md") as tmp:
         tmp.write_text(summary_markdown(metrics, outcomes, ious, deep_methods=flux_networks, image_table=image_table,
-                                        mask_notes=mask_warnings(health)))
+                                        mask_notes=mask_warnings(health), in_domain=reference, noise_notes=noise,
+                                        **({"title": title} if title else {})))
     return tables["headline"][0], ious

@@ -37,7 +37,7 @@ MAG_PER_LN_FLUX = 1.0857362
 def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bool = True,
                   channels_last: bool = True, masks_out: np.ndarray | None = None,
                   images_out: np.ndarray | None = None, clean_params=None, method: str = "",
-                  progress=None) -> Prediction:
+                  progress=None, uncertainties: bool = True) -> Prediction:
     """Run a trained model (built by :func:`blendphot.models.build_model`) over a split of blends.
 
     Flux models fill ``cen_flux``/``comp_flux`` (and ``cen_flux_err``/``comp_flux_err`` with a
@@ -50,7 +50,9 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
     clean stage's detection settings; its defaults when None), the companion at the
     catalogue's ``dx``, ``dy`` when it has them. Batches are served as in training
     (:class:`blendphot.data.Batches`), in order; ``progress(n)`` is called with the number of
-    blends of each batch done, and of each blend measured.
+    blends of each batch done, and of each blend measured. An image network's uncertainties
+    come from its calibrated table (``flux_sigma``); ``uncertainties=False`` leaves them out
+    (while the table is being made).
     """
     device = torch.device(device)
     spec = architecture(model.cfg.arch)
@@ -91,6 +93,15 @@ def predict_model(model, data: Blends, *, device, batch_size: int = 256, amp: bo
         measured = measure_deblended(images_out, *shift, clean_params, masks_out=masks_out, progress=progress)
         for key in ("cen_flux", "comp_flux", "cen_flux_sum", "comp_flux_sum"):
             catalog[key] = measured[key]
+        if model.cfg.flux_sigma and uncertainties:  # looked up in the table calibrated after training
+            if not model.cfg.sigma_s68:
+                raise InputError(f"{method or model.cfg.arch}: the model has flux_sigma but no calibrated "
+                                 "uncertainty table (sigma_s68): was its training cut short?")
+            from blendphot.photometry import binned_s68
+
+            errs = binned_s68(catalog[["cen_flux", "comp_flux"]].to_numpy(), model.cfg.sigma_edges,
+                              model.cfg.sigma_s68)
+            catalog["cen_flux_err"], catalog["comp_flux_err"] = errs[:, 0], errs[:, 1]
     return Prediction(catalog=catalog, masks=masks_out if spec.predicts_masks else None, method=method,
                       images=images_out if spec.images else None)
 

@@ -70,6 +70,9 @@ class ModelConfig:
     measured on the training set. ``flux_sigma`` adds a second output per galaxy, the
     half-width of the 68 % interval of its log-flux (a heteroscedastic Laplace), multiplied
     by ``sigma_scale``, the factor that calibrates it on the validation blends after training.
+    An image network's fluxes are measured on its images: with ``flux_sigma`` their uncertainty
+    is looked up in ``sigma_edges``/``sigma_s68``, the table of
+    :func:`blendphot.photometry.fit_binned_s68` made on the validation blends after training.
     """
 
     arch: str
@@ -90,6 +93,8 @@ class ModelConfig:
     noise_sigma: float = 1.0
     flux_scale: float = 1.0
     sigma_scale: float = 1.0
+    sigma_edges: tuple[float, ...] = ()
+    sigma_s68: tuple[float, ...] = ()
 
     def __post_init__(self):
         architecture(self.arch)  # a ValueError naming the known ones
@@ -108,8 +113,11 @@ class ModelConfig:
             raise ValueError(f"image size {self.image_size} is not divisible by the networks' pooling")
         if not self.noise_sigma > 0 or not self.flux_scale > 0 or not self.sigma_scale > 0:
             raise ValueError("noise_sigma, flux_scale and sigma_scale must be positive")
-        if self.flux_sigma and (not architecture(self.arch).fluxes or self.flux_output != "log"):
-            raise ValueError("flux_sigma needs an architecture with fluxes and flux_output: log")
+        spec = architecture(self.arch)
+        if self.flux_sigma and not spec.images and (not spec.fluxes or self.flux_output != "log"):
+            raise ValueError("flux_sigma needs an architecture with fluxes and flux_output: log, or an image network")
+        if self.sigma_s68 and len(self.sigma_s68) != len(self.sigma_edges) + 2:
+            raise ValueError("sigma_s68 needs one value per bin of sigma_edges and one for all galaxies")
 
     @property
     def mask_channels(self) -> int:

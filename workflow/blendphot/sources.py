@@ -33,8 +33,9 @@ def check_local_file(entry: dict, key: str, *, help: str = "") -> None:
         raise ConfigError(f"config key '{key}.path': {path} does not exist{where}. {help}".rstrip())
 
 
-def stampset_files(path: str | os.PathLike) -> list[str]:
-    """The files of a local stamp set (a directory or an archive): the import's declared inputs."""
+def stampset_files(path: str | os.PathLike, key: str = "survey.stamps") -> list[str]:
+    """The files of a local stamp set (a directory or an archive): the import's declared inputs.
+    ``key``: the config key that gave ``path``, named in the error."""
     from blendphot.stampset import FILES, find_stampset
 
     path = Path(path)
@@ -43,5 +44,5 @@ def stampset_files(path: str | os.PathLike) -> list[str]:
     try:
         root = find_stampset(path)
     except InputError as exc:
-        raise ConfigError(f"config key 'survey.stamps.path': {exc}") from None
+        raise ConfigError(f"config key '{key}.path': {exc}") from None
     return [str(root / f) for f in FILES]

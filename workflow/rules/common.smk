@@ -12,6 +12,7 @@ SPLITS = ["train", "val", "test"]
 MOCK_FIELDS = {f["name"]: f for f in config["survey"]["mock"]["fields"]}
 CANDELS = config["survey"]["candels"]
 STAMPSET = config["survey"]["stamps"]
+TRANSFER = config["transfer"]  # other stamp sets the trained models are tested on (transfer.smk)
 
 # The networks, and what each produces (blendphot/architectures.py).
 MODELS = list(config["train"]["models"])
@@ -196,6 +197,8 @@ if SOURCE == "candels":
         check_local_file(CANDELS["catalogs"][_kind], f"survey.candels.catalogs.{_kind}", help=CATALOG_HELP)
 if SOURCE == "stamps":
     check_local_file(STAMPSET, "survey.stamps")
+for _name, _entry in TRANSFER.items():
+    check_local_file(_entry["stamps"], f"transfer.{_name}.stamps")
 
 _CPU_WARNING = cpu_training_warning(config) if workflow.local_exec else None
 if _CPU_WARNING:
