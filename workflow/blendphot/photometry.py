@@ -32,16 +32,17 @@ __all__ = [
     "KRON_MOMENT_SCALE",
     "LAPLACE_68",
     "background_level",
+    "binned_s68",
     "correct_neighbours",
     "delta_mag",
+    "fit_binned_s68",
     "flux_to_mag",
     "interval_halfwidth",
     "kron_photometry",
-    "binned_s68",
-    "fit_binned_s68",
     "laplace_pit",
     "log_flux_z",
     "mag_to_flux",
+    "pair_mag_diff",
 ]
 
 KRON_FACTOR = 2.5  # SExtractor's PHOT_AUTOPARAMS, first value
@@ -106,7 +107,7 @@ def fit_binned_s68(fluxes, true, *, n_bins: int = 5) -> tuple[list[float], list[
     edges = np.quantile(dm[binned], np.linspace(0, 1, n_bins + 1)[1:-1])
     which = np.digitize(dm[binned], edges)
     s68 = [float(np.quantile(err[binned][which == b], 0.68)) for b in range(n_bins)]
-    return [float(e) for e in edges], s68 + [float(np.quantile(err[ok], 0.68))]
+    return [float(e) for e in edges], [*s68, float(np.quantile(err[ok], 0.68))]
 
 
 def binned_s68(fluxes, edges, s68) -> np.ndarray:
