@@ -152,6 +152,22 @@ def test_the_evaluation_reports_coverage_and_warns_when_it_is_off():
     assert pit.get_legend().get_texts()[0].get_text() == "good (8000 galaxies)"  # both galaxies of 4000 blends
 
 
+def test_the_coverage_interval_counts_galaxies_not_blends():
+    """20 galaxies in 50 blends each, every galaxy measured alike in all of them: the coverage
+    is known to the precision of 20 galaxies, not of 1000 rows."""
+    galaxy = np.repeat(np.arange(20), 50)
+    true = np.full(galaxy.size, 100.0)
+    flux = true * np.where(galaxy < 13, 1.05, 1.5)  # 13 of 20 galaxies within their interval
+    err = 0.1 * flux
+    stats = ev.uncertainty_stats(flux, err, true, galaxy)
+    assert stats["n_sigma"] == 1000 and stats["n_galaxies"] == 20 and stats["coverage68"] == 0.65
+    assert stats["coverage68_lo"] < 0.5 and stats["coverage68_hi"] > 0.8  # about ±0.2, binomial with n = 20
+    rows = ev.uncertainty_stats(flux, err, true, np.arange(galaxy.size))  # as if every row were a new galaxy
+    assert rows["coverage68_hi"] - rows["coverage68_lo"] < 0.07
+    assert ev.uncertainty_stats(flux, err, true, galaxy) == stats  # seeded
+    assert np.isnan(ev.uncertainty_stats(flux, err, true)["coverage68_lo"])  # no ids, no interval
+
+
 def test_the_sigma_loss_reaches_only_the_sigma_layer():
     torch.manual_seed(0)
     model = build_model(_cfg())

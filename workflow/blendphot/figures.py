@@ -472,7 +472,8 @@ def figure_calibration(galaxies: pd.DataFrame, metrics: pd.DataFrame, methods: l
     """Flux uncertainties of the networks with a σ head, against the isolated fluxes: the PIT
     histogram (flat when calibrated) and the coverage of every central interval against its
     nominal level, per galaxy from ``galaxies``; and the evaluation's 68 % coverage per bin of
-    centre distance and of mag_self − mag_other, both galaxies (``metrics``)."""
+    centre distance and of mag_self − mag_other, both galaxies (``metrics``), with its 95 %
+    interval over the test galaxies."""
     fig, (pit, rel, by_d, by_m) = plt.subplots(1, 4, figsize=(17, 4.0))
     levels = np.linspace(0.02, 0.99, 50)
     k = np.array([interval_halfwidth(p) for p in levels])
@@ -490,6 +491,10 @@ def figure_calibration(galaxies: pd.DataFrame, metrics: pd.DataFrame, methods: l
             cells = binned[(binned["method"] == method) & (binned["group_by"] == group_by)]
             x = np.arange(len(cells)) + (j - (len(methods) - 1) / 2) * width
             ax.bar(x, cells["coverage68"], width=width, color=colour, label=method_label(method))
+            if "coverage68_lo" in cells:  # the 95 % interval over the test galaxies
+                ax.errorbar(x, cells["coverage68"], yerr=[cells["coverage68"] - cells["coverage68_lo"],
+                                                          cells["coverage68_hi"] - cells["coverage68"]],
+                            fmt="none", ecolor="k", elinewidth=0.8, capsize=2)
             ax.set_xticks(np.arange(len(cells)), cells["group"], fontsize=7, rotation=25)
     pit.axhline(1, color="k", ls="--", lw=0.8)
     pit.set_xlabel("PIT (Laplace CDF of z)"), pit.set_ylabel("density")
