@@ -303,7 +303,7 @@ def test_every_rule_has_memory_and_runtime_in_the_workflow_profile(config, workd
     assert "make_blends" in rules and "train_model" in rules and "plot_figure" in rules
     profile = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
     assert "default-resources" not in profile
-    aggregates = {"all", "train_models", "predict_models", "plot_figures"}  # local rules that run nothing
+    aggregates = {"all", "train_models", "predict_models", "plot_figures", "transfer"}  # local rules that run nothing
     for rule in set(rules) - aggregates:
         assert {"mem_mb", "runtime"} <= set(profile["set-resources"].get(rule, {})), rule
 
@@ -316,7 +316,7 @@ def test_the_profiles_gpu_partition_and_model_reach_the_slurm_executor(workdir, 
     copy = copy_workflow(tmp_path / "wf")
     profile = copy / "profiles/default/config.yaml"
     text = profile.read_text()
-    assert text.count("# slurm_partition: gpu") == 2 and text.count("# gpu_model: a100") == 2
+    assert text.count("# slurm_partition: gpu") == 3 and text.count("# gpu_model: a100") == 3  # the GPU rules
     profile.write_text(text.replace("# slurm_partition: gpu", "slurm_partition: gpu")
                        .replace("# gpu_model: a100", "gpu_model: a100"))
     assert yaml.safe_load(profile.read_text())["set-resources"]["train_model"]["slurm_partition"] == "gpu"

@@ -568,6 +568,7 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
     if "coverage68" in metrics:
         cov = metrics[(metrics["group_by"] == "all") & metrics["coverage68"].notna()].copy()
         cov["n_sigma"] = cov["n_sigma"].astype(int)
+        cov["n_galaxies"] = cov["n_galaxies"].astype("Int64")
         if not cov.empty:
             parts += ["\n## Flux uncertainties (calibrated on the validation blends)\n",
                       "Fraction of galaxies whose reference flux lies inside the network's central 68 % and 95 % "

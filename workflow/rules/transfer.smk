@@ -160,7 +160,7 @@ rule transfer_inspect:
     container:
         CONTAINERS["data"]
     params:
-        inspect=config["inspect"],
+        inspect={"reject_flags": config["inspect"]["reject_flags"]},  # not the survey's decisions file
     script:
         "../scripts/build_inspection.py"
 
