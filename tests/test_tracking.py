@@ -117,6 +117,34 @@ def test_runs_of_jobs_killed_outright_are_closed(tmp_path):
         del os.environ[tracking.PARENT_ENV]
 
 
+def test_the_next_invocation_closes_what_a_killed_one_left_running(tmp_path, monkeypatch, capsys):
+    """SIGKILL of Snakemake and its jobs together (or a failure before its onerror) leaves the
+    invocation's parent and child runs RUNNING: the next invocation in the same directory
+    closes them as KILLED when it starts. Another directory's live runs are left alone."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = {"tracking_uri": uri, "experiment": "killed"}
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    for d in (here, elsewhere):
+        d.mkdir()
+    runs = {}
+    for name, d in (("killed", here), ("live", elsewhere)):
+        monkeypatch.chdir(d)
+        tracking.start_workflow(cfg, config={})
+        runs[name] = os.environ[tracking.PARENT_ENV]
+        runs[f"{name}_child"] = tracking.StageRun(uri, "killed", "train_model").run_id  # never closed
+    monkeypatch.chdir(here)
+    tracking.start_workflow(cfg, config={})
+    assert "closed 1 MLflow workflow run(s)" in capsys.readouterr().err
+    client = MlflowClient(uri)
+    status = {k: client.get_run(v).info.status for k, v in runs.items()}
+    assert status == {"killed": "KILLED", "killed_child": "KILLED", "live": "RUNNING", "live_child": "RUNNING"}
+    new = os.environ[tracking.PARENT_ENV]
+    assert client.get_run(runs["killed"]).data.tags["blendphot.superseded_by"] == new
+    assert client.get_run(new).info.status == "RUNNING"  # its own run is not touched
+    assert client.get_run(new).data.tags[tracking.WORKDIR_TAG] == tracking.workdir_id(here)
+    monkeypatch.delenv(tracking.PARENT_ENV)
+
+
 def test_a_null_tracking_uri_tracks_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(tracking.PARENT_ENV, raising=False)

@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["PARENT_ENV", "NoTracking", "StageRun", "Terminated", "end_parent", "end_workflow", "flatten", "open_run",
-           "runtime_tags", "start_parent", "start_workflow"]
+__all__ = ["PARENT_ENV", "WORKDIR_TAG", "NoTracking", "StageRun", "Terminated", "close_abandoned", "end_parent",
+           "end_workflow", "flatten", "open_run", "runtime_tags", "start_parent", "start_workflow", "workdir_id"]
 
 PARENT_ENV = "BLENDPHOT_MLFLOW_PARENT"
 
@@ -82,11 +82,58 @@ def start_parent(tracking_uri: str, experiment: str, *, config: dict, tags: dict
     return run.info.run_id
 
 
+WORKDIR_TAG = "blendphot.workdir"
+
+
+def workdir_id(workdir: str | os.PathLike = ".") -> str:
+    """This working directory's identity (a random id kept in ``.snakemake/``): the runs of
+    invocations here carry it, whichever host or path they were started from."""
+    path = Path(workdir) / ".snakemake" / "blendphot-workdir-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        import uuid
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "x") as fh:
+                fh.write(uuid.uuid4().hex)
+        except FileExistsError:  # written meanwhile by another process
+            pass
+        return path.read_text().strip()
+
+
+def close_abandoned(tracking_uri: str, experiment: str, workdir: str, superseded_by: str | None = None) -> int:
+    """Close as KILLED the runs that earlier invocations in ``workdir`` left RUNNING (killed
+    outright, or failed before Snakemake's ``onerror``), children included; returns how many
+    parents. Safe while Snakemake holds the directory's lock: no other invocation here is alive."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return 0
+    abandoned = client.search_runs([exp.experiment_id], max_results=1000, filter_string=(
+        f"tags.`{WORKDIR_TAG}` = '{workdir}' and tags.`blendphot.kind` = 'workflow' and attributes.status = 'RUNNING'"))
+    for run in abandoned:
+        if run.info.run_id == superseded_by:
+            continue
+        _kill_running(client, exp.experiment_id, {"mlflow.parentRunId": run.info.run_id})
+        if superseded_by:
+            client.set_tag(run.info.run_id, "blendphot.superseded_by", superseded_by)
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return sum(run.info.run_id != superseded_by for run in abandoned)
+
+
 def start_workflow(mlflow_cfg: dict, *, config: dict | None = None) -> None:
-    """The workflow's parent run, its id exported to the jobs; nothing when ``tracking_uri`` is null."""
+    """The workflow's parent run, its id exported to the jobs; nothing when ``tracking_uri`` is
+    null. Runs that earlier invocations in this directory left RUNNING are closed first."""
     if mlflow_cfg["tracking_uri"] is None:
         return
-    os.environ[PARENT_ENV] = start_parent(mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], config=config or {})
+    uri, experiment, here = mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], workdir_id()
+    os.environ[PARENT_ENV] = start_parent(uri, experiment, config=config or {}, tags={WORKDIR_TAG: here})
+    closed = close_abandoned(uri, experiment, here, superseded_by=os.environ[PARENT_ENV])
+    if closed:
+        print(f"blendphot: closed {closed} MLflow workflow run(s) that an interrupted invocation here left "
+              "RUNNING (now KILLED)", file=sys.stderr)
 
 
 def end_workflow(mlflow_cfg: dict, status: str) -> None:
