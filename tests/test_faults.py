@@ -1,0 +1,110 @@
+"""The project's reliability promise, one case per fault a cluster user meets.
+
+Every case ends one of two ways: the run goes on and gives the right result, or it stops with
+one message naming the file, the config key or the column at fault, leaving nothing partial in
+results/ (hidden temporaries included) and no MLflow run RUNNING after the next successful
+invocation; rerun after the fix, it recovers. The download cases are in test_download.py and
+the tracking ones in test_tracking.py; the workflow-level ones below run the tiny config.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blendphot import io
+from blendphot.errors import DiskFullError
+
+
+class FakeJob:
+    """What a Snakemake ``script:`` job gets as ``snakemake``, for stage() alone."""
+
+    class _List(list):
+        def items(self):
+            return list(self.named.items())
+
+        def get(self, key, default=None):
+            return self.named.get(key, default)
+
+    def __init__(self, tmp_path: Path, outputs: list[str], params: dict | None = None):
+        self.rule = "make_blends"
+        self.output = self._List(outputs)
+        self.output.named = {}
+        self.log = [str(tmp_path / "job.log")]
+        self.params = self._List((params or {}).values())
+        self.params.named = params or {}
+        self.wildcards = self._List()
+        self.wildcards.named = {}
+        self.config = {"mlflow": {"tracking_uri": None}}
+
+
+def test_a_jobs_rerun_removes_the_hidden_temporaries_a_killed_attempt_left(tmp_path):
+    from blendphot.workflow import stage
+
+    out = tmp_path / "blend/train"
+    out.mkdir(parents=True)
+    stale = [out / ".images.npy.k2j3h1.npy.part", out / ".masks.npy.a8s7d6.npy.part"]
+    state = tmp_path / "train/unet/state"
+    state.mkdir(parents=True)
+    stale.append(state / ".last.pt.x1y2z3.pt.part")
+    others = [out / ".catalog.csv.q1w2e3.csv.part", out / "keep.npy.part"]  # another job's; a download's
+    for f in stale + others:
+        f.write_bytes(b"x")
+    job = FakeJob(tmp_path, [str(out / "images.npy"), str(out / "masks.npy")], {"state_dir": str(state)})
+    with stage(job):
+        pass
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in others)
+    assert "removed 3 temporary file(s)" in Path(job.log[0]).read_text()
+
+
+def test_a_full_disk_is_one_message_naming_the_output_not_a_sigbus(tmp_path, capfd):
+    """A memory-mapped output is allocated up front: a full disk fails at once, with the size
+    asked and the space free, and nothing is left behind."""
+    from blendphot.workflow import stage
+
+    with _small_disk(tmp_path / "disk", "1m") as disk:
+        job = FakeJob(tmp_path, [str(disk / "images.npy")])
+        with pytest.raises(SystemExit) as exit_, stage(job):
+            with io.create_array(disk / "images.npy", (64, 128, 128), np.float32) as array:
+                array[:] = 1.0
+        assert exit_.value.code == 1
+        err = capfd.readouterr().err
+        assert f"blendphot: error in rule make_blends: {disk / 'images.npy'}: no space left on the device" in err
+        assert "for its 4.2 MB; " in err and "MB free there" in err
+        assert list(disk.iterdir()) == []  # no partial file, hidden or not
+        # a plain write that fills the disk is reported the same way, as the output it was to be
+        job = FakeJob(tmp_path, [str(disk / "catalog.csv")])
+        with pytest.raises(SystemExit), stage(job), io.atomic_path(disk / "catalog.csv", ".csv") as tmp:
+            tmp.write_bytes(b"0" * 2_000_000)
+        assert f"{disk / 'catalog.csv'}: no space left on the device" in capfd.readouterr().err
+        assert list(disk.iterdir()) == []
+
+
+def test_create_array_reserves_its_space_up_front(tmp_path, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(DiskFullError, match=r"images\.npy: no space left on the device for its 6\.6 MB"):
+        with io.create_array(tmp_path / "images.npy", (100, 128, 128), np.float32):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@contextlib.contextmanager
+def _small_disk(where: Path, size: str):
+    """A tmpfs of ``size`` at ``where`` (root only; skipped elsewhere)."""
+    where.mkdir(parents=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or proc.returncode})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
