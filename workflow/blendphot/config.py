@@ -128,6 +128,8 @@ def _check_consistency(config: dict) -> None:
             f"size ({size // 2})"
         )
     _expand_user_paths(config["survey"])
+    if config["inspect"]["decisions"]:
+        config["inspect"]["decisions"] = os.path.expanduser(config["inspect"]["decisions"])
     source = config["survey"]["source"]
     if source == "candels":
         candels = config["survey"]["candels"]
