@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from blendphot.errors import ConfigError
+
 __all__ = ["PARENT_ENV", "WORKDIR_TAG", "NoTracking", "StageRun", "Terminated", "close_abandoned", "end_parent",
            "end_workflow", "flatten", "open_run", "runtime_tags", "start_parent", "start_workflow", "workdir_id"]
 
@@ -123,13 +125,40 @@ def close_abandoned(tracking_uri: str, experiment: str, workdir: str, superseded
     return sum(run.info.run_id != superseded_by for run in abandoned)
 
 
+def check_server(tracking_uri: str, *, timeout: float = 10.0) -> None:
+    """An http(s) tracking server must answer now: MLflow's own client would retry for minutes."""
+    import urllib.error
+    import urllib.request
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered (a server without /health, or behind a proxy): the runs will tell
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"config key 'mlflow.tracking_uri': no MLflow server answers at {tracking_uri} "
+                          f"({reason}). Start it, correct the key, or set it to null to track nothing.") from None
+
+
 def start_workflow(mlflow_cfg: dict, *, config: dict | None = None) -> None:
     """The workflow's parent run, its id exported to the jobs; nothing when ``tracking_uri`` is
-    null. Runs that earlier invocations in this directory left RUNNING are closed first."""
+    null. Runs that earlier invocations in this directory left RUNNING are closed first. A
+    store that cannot be written, or a server that does not answer, is a ConfigError naming
+    ``mlflow.tracking_uri``."""
     if mlflow_cfg["tracking_uri"] is None:
         return
     uri, experiment, here = mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], workdir_id()
-    os.environ[PARENT_ENV] = start_parent(uri, experiment, config=config or {}, tags={WORKDIR_TAG: here})
+    check_server(uri)
+    try:
+        os.environ[PARENT_ENV] = start_parent(uri, experiment, config=config or {}, tags={WORKDIR_TAG: here})
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"config key 'mlflow.tracking_uri': cannot record runs in {uri} ({type(exc).__name__}: "
+                          f"{first}). Make it writable, point the key at another store, or set it to null to "
+                          "track nothing.") from None
     closed = close_abandoned(uri, experiment, here, superseded_by=os.environ[PARENT_ENV])
     if closed:
         print(f"blendphot: closed {closed} MLflow workflow run(s) that an interrupted invocation here left "
