@@ -108,3 +108,38 @@ def _small_disk(where: Path, size: str):
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _manifest_and_catalog(tmp_path: Path, n: int, decision: str = "accept"):
+    import pandas as pd
+
+    gids = [f"f-{i}" for i in range(n)]
+    cls = ["disk", "bulge"] * (n // 2) + ["disk"] * (n % 2)
+    pd.DataFrame({"id": gids, "cls": cls, "decision": decision,
+                  "reason": "" if decision == "accept" else "residual_neighbour_flux"}).to_csv(
+        tmp_path / "manifest.csv", index=False)
+    pd.DataFrame({"gid": gids, "cls": cls}).to_csv(tmp_path / "catalog.csv", index=False)
+    return {"galaxies": tmp_path / "galaxies.csv", "table1": tmp_path / "table1.csv"}
+
+
+def test_no_accepted_galaxy_stops_at_the_split_naming_the_decisions(tmp_path):
+    from blendphot.errors import InputError
+    from blendphot.split import run_split_galaxies
+
+    out = _manifest_and_catalog(tmp_path, 20, decision="reject")
+    settings = {"fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "stratify": True}
+    with pytest.raises(InputError, match=r"manifest\.csv: none of the 20 galaxies is accepted "
+                                         r"\(reasons: \{'residual_neighbour_flux': 20\}\)"):
+        run_split_galaxies(tmp_path / "manifest.csv", tmp_path / "catalog.csv", out, settings=settings, seed=1)
+    assert not out["galaxies"].exists() and not out["table1"].exists()
+
+
+def test_a_split_too_small_for_a_blend_stops_at_the_split(tmp_path):
+    from blendphot.errors import InputError
+    from blendphot.split import run_split_galaxies
+
+    out = _manifest_and_catalog(tmp_path, 6)
+    settings = {"fractions": {"train": 0.8, "val": 0.1, "test": 0.1}, "stratify": False}
+    with pytest.raises(InputError, match=r"the val split gets 1 of the 6 accepted galaxies.*split\.fractions"):
+        run_split_galaxies(tmp_path / "manifest.csv", tmp_path / "catalog.csv", out, settings=settings, seed=1)
+    assert not out["galaxies"].exists()
