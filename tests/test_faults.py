@@ -143,3 +143,53 @@ def test_a_split_too_small_for_a_blend_stops_at_the_split(tmp_path):
     with pytest.raises(InputError, match=r"the val split gets 1 of the 6 accepted galaxies.*split\.fractions"):
         run_split_galaxies(tmp_path / "manifest.csv", tmp_path / "catalog.csv", out, settings=settings, seed=1)
     assert not out["galaxies"].exists()
+
+
+# Where a whole invocation is killed (SIGKILL to Snakemake and its jobs at once, as an OOM
+# killer, a lost node or `kill -9 -<pgid>` does): while each of these jobs runs.
+KILLED_IN = ["survey/tiny", "stamps/tiny", "clean", "blend/val", "train/blend2flux"]
+TARGET = "results/train/blend2flux/model.pt"
+COMPARED = ["survey/tiny/image.fits", "survey/tiny/truth.csv", "select/selected.csv", "stamps/tiny/images.npy",
+            "clean/images.npy", "clean/masks.npy", "clean/catalog.csv", "split/galaxies.csv", "blend/val/images.npy",
+            "blend/val/central.npy", "blend/val/catalog.csv"]
+
+
+@pytest.mark.workflow
+def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_closes_the_runs(tmp_path):
+    import signal
+    import time
+
+    from .workflow_helpers import SNAKEMAKE, copy_workflow, run_snakemake, stage_runs
+
+    args = [TARGET, "--cores", "2", "--configfile", "tests/config/tiny.yaml"]
+    reference = copy_workflow(tmp_path / "reference")
+    run_snakemake(args, reference)
+    work = copy_workflow(tmp_path / "work")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDPHOT_MLFLOW")}
+    for stage in KILLED_IN:
+        log = work / "results/logs" / f"{stage}.log"
+        log.unlink(missing_ok=True)
+        proc = subprocess.Popen(SNAKEMAKE + args, cwd=work, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before {stage} started"
+        time.sleep(1.0)  # into the job's work
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        run_snakemake(["--unlock", *args], work)  # what Snakemake asks for after a kill
+    run_snakemake(args, work)
+
+    res, ref = work / "results", reference / "results"
+    for name in COMPARED:
+        assert (res / name).read_bytes() == (ref / name).read_bytes(), name
+    assert (res / "train/blend2flux/model.pt").exists()
+    assert sorted(p.relative_to(res) for p in res.rglob(".*.part")) == []  # no hidden temporary left
+    _, parents, children = stage_runs(f"sqlite:///{res / 'mlflow/mlflow.db'}", "blendphot-test")
+    assert len(parents) == len(KILLED_IN) + 1
+    running = [(r.info.run_name, r.data.tags.get("blendphot.stage")) for r in parents + children
+               if r.info.status == "RUNNING"]
+    assert running == []
+    killed = {r.data.tags.get("blendphot.stage") for r in children if r.info.status == "KILLED"}
+    assert {"make_mock_field", "remove_neighbours", "train_model"} <= killed
