@@ -16,7 +16,9 @@ $(BIN)/.installed: pyproject.toml envs/constraints.txt
 	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e '.[all,test]'
 	touch $@
 
+# check-config first: Snakemake's own reading of a broken YAML file names no file and no line.
 run: $(BIN)/.installed
+	$(BIN)/blendphot check-config $(CONFIG)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report-after-run --report results/report.html
 	@echo
 	@cat results/summary.md

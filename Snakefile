@@ -1,11 +1,13 @@
 # blendphot: Boucaud et al. 2019, "Photometry of high-redshift blended galaxies using deep
 # learning", as a reproducible workflow. See README.md; stages are in workflow/rules/.
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 from blendphot import tracking
 from blendphot.config import validate_config
+from blendphot.errors import BlendphotError
 from blendphot.workflow import use_package_from
 
 min_version("9.0")
@@ -43,7 +45,11 @@ include: "workflow/rules/transfer.smk"
 
 
 onstart:
-    tracking.start_workflow(config["mlflow"], config=config)
+    try:
+        tracking.start_workflow(config["mlflow"], config=config)
+    except BlendphotError as exc:  # one line, not Snakemake's traceback of the onstart handler
+        print(f"blendphot: error: {exc}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 onsuccess:

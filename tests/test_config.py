@@ -62,6 +62,8 @@ def test_defaults_are_filled(default_config):
     (lambda c: c["train"].update(blends="new"), "train.blends"),
     (lambda c: c["train"]["models"]["blend2flux"].update(freeze_unet_epochs=-1),
      "train.models.blend2flux.freeze_unet_epochs"),
+    (lambda c: c["blend"]["n_blends"].update(test=0), "blend.n_blends.test"),
+    (lambda c: c["blend"]["n_blends"].update(val=0), "blend.n_blends.val"),
     (lambda c: c["baseline"].update(flux="auto"), "baseline.flux"),
     (lambda c: c["baseline"]["hot"].update(thresh="4"), "baseline.hot.thresh"),
     (lambda c: c["baseline"]["cold"].pop("minarea"), "baseline.cold.minarea"),

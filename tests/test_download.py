@@ -14,9 +14,14 @@ PAYLOAD = np.random.default_rng(0).bytes(3 * 1024 * 1024 + 123)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
+OTHER = np.random.default_rng(1).bytes(len(PAYLOAD))  # another file of the same size
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
-    mode = "ok"  # ok | drop_once | corrupt | norange | webpage
+    mode = "ok"  # ok | drop_once | corrupt | norange | webpage | noetag
     requests: ClassVar[list] = []
+    if_ranges: ClassVar[list] = []
+    files: ClassVar[dict] = {}
 
     def log_message(self, *args):
         pass
@@ -24,9 +29,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         cls = type(self)
         cls.requests.append(self.headers.get("Range"))
-        if self.path != "/mosaic_drz.fits":
+        cls.if_ranges.append(self.headers.get("If-Range"))
+        if self.path not in cls.files:
             self.send_error(404)
             return
+        payload = cls.files[self.path]
+        etag = '"' + hashlib.sha256(payload).hexdigest()[:16] + '"'
+        if self.headers.get("If-Range") not in (None, etag):  # changed since: the whole file
+            del self.headers["Range"]
         if cls.mode == "webpage":  # a form page where a catalogue was expected
             page = b"<!DOCTYPE html><html><body><form>Select the CANDELS catalogue</form></body></html>"
             self.send_response(200)
@@ -35,7 +45,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(page)
             return
-        body = bytearray(PAYLOAD)
+        body = bytearray(payload)
         if cls.mode == "corrupt":
             body[1000] ^= 0xFF
         start = 0
@@ -47,6 +57,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(len(body) - start))
+        if cls.mode != "noetag":
+            self.send_header("ETag", etag)
         self.end_headers()
         chunk = bytes(body[start:])
         if cls.mode == "drop_once" and len(cls.requests) == 1:
@@ -59,7 +71,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    Handler.requests = []
+    Handler.requests, Handler.if_ranges = [], []
+    Handler.files = {"/mosaic_drz.fits": PAYLOAD, "/other_drz.fits": OTHER}
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -117,3 +130,37 @@ def test_a_web_page_file_url_is_refused(tmp_path):
     page.write_text("<!doctype html>\n<html><body>form</body></html>")
     with pytest.raises(WebPageError, match="form.html serves a web page"):
         download(page.as_uri(), tmp_path / "out/cat.fits", progress=False)
+
+
+def _cut(url, dest):
+    """A download cut after a third of the file, as a killed job leaves it."""
+    Handler.mode = "drop_once"
+    with pytest.raises(DownloadError, match="partial file .* is kept"):
+        download(url, dest, retries=0, progress=False)
+    assert 0 < dest.with_name(dest.name + ".part").stat().st_size < len(PAYLOAD)
+    Handler.mode = "ok"
+
+
+def test_a_part_of_another_url_is_never_resumed(server, tmp_path, capsys):
+    """The URL changed after a cut (checksum null, as shipped): the new file is fetched whole,
+    not appended to the old one's first third."""
+    _cut(f"{server}/mosaic_drz.fits", tmp_path / "m.fits")
+    out = download(f"{server}/other_drz.fits", tmp_path / "m.fits", progress=False)
+    assert out.read_bytes() == OTHER
+    assert Handler.requests[-1] is None and "discarding the partial download" in capsys.readouterr().out
+    assert not (tmp_path / "m.fits.part.json").exists()
+
+
+def test_a_file_changed_on_the_server_since_the_cut_is_fetched_whole(server, tmp_path):
+    _cut(f"{server}/mosaic_drz.fits", tmp_path / "m.fits")
+    Handler.files["/mosaic_drz.fits"] = OTHER  # a new version at the same URL
+    out = download(f"{server}/mosaic_drz.fits", tmp_path / "m.fits", progress=False)
+    assert out.read_bytes() == OTHER
+    assert Handler.requests[-1].startswith("bytes=") and Handler.if_ranges[-1]  # asked to resume, if unchanged
+
+
+def test_a_part_that_nothing_identifies_starts_again(server, tmp_path):
+    Handler.mode = "noetag"  # no ETag, no Last-Modified: a resumed part could be anything
+    (tmp_path / "m.fits.part").write_bytes(PAYLOAD[:5000])
+    out = download(f"{server}/mosaic_drz.fits", tmp_path / "m.fits", sha256=SHA, progress=False)
+    assert out.read_bytes() == PAYLOAD and Handler.requests == [None]

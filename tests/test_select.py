@@ -59,3 +59,23 @@ def test_attach_truth_keeps_every_row_and_refuses_gaps():
     assert list(out.gid) == list(cat.gid) and list(out.flux_true) == [1.0, 2.0, 3.0]
     with pytest.raises(InputError, match="no true flux for 1 catalogue galaxies"):
         attach_truth(cat, phot, truth.iloc[:2])
+
+
+@pytest.mark.parametrize(("table", "column"), [("photometry", "TRUTH_ID"), ("truth", "flux"), ("truth", "truth_id")])
+def test_a_mock_catalogue_without_its_truth_link_names_the_file_and_column(tmp_path, table, column):
+    from blendphot.select import run_select_galaxies
+
+    phot, morph = _catalogs()
+    phot["TRUTH_ID"] = [10, 11, 12]
+    truth = pd.DataFrame({"field": ["A", "A", "B"], "truth_id": [10, 11, 12], "flux": [1.0, 2.0, 3.0],
+                          "cls": ["bulge", "bulge", "disk"]})
+    frames = {"photometry": phot, "morphology": morph, "truth": truth}
+    frames[table] = frames[table].drop(columns=column)
+    paths = {name: tmp_path / f"{name}.csv" for name in frames}
+    for name, frame in frames.items():
+        frame.to_csv(paths[name], index=False)
+    with pytest.raises(InputError, match=rf"{table}\.csv: missing column '{column}'"):
+        run_select_galaxies({"catalog": tmp_path / "sel.csv", "counts": tmp_path / "counts.csv"},
+                            settings={"mag_max": 30.0, "p_min": 0.5}, columns=COLUMNS, photometry=[paths["photometry"]],
+                            morphology=[paths["morphology"]], truth=[paths["truth"]])
+    assert not (tmp_path / "sel.csv").exists()

@@ -117,6 +117,86 @@ def test_runs_of_jobs_killed_outright_are_closed(tmp_path):
         del os.environ[tracking.PARENT_ENV]
 
 
+def test_the_next_invocation_closes_what_a_killed_one_left_running(tmp_path, monkeypatch, capsys):
+    """SIGKILL of Snakemake and its jobs together (or a failure before its onerror) leaves the
+    invocation's parent and child runs RUNNING: the next invocation in the same directory
+    closes them as KILLED when it starts. Another directory's live runs are left alone."""
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)  # and absent again afterwards
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = {"tracking_uri": uri, "experiment": "killed"}
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    for d in (here, elsewhere):
+        d.mkdir()
+    runs = {}
+    for name, d in (("killed", here), ("live", elsewhere)):
+        monkeypatch.chdir(d)
+        tracking.start_workflow(cfg, config={})
+        runs[name] = os.environ[tracking.PARENT_ENV]
+        runs[f"{name}_child"] = tracking.StageRun(uri, "killed", "train_model").run_id  # never closed
+    monkeypatch.chdir(here)
+    tracking.start_workflow(cfg, config={})
+    assert "closed 1 MLflow workflow run(s)" in capsys.readouterr().err
+    client = MlflowClient(uri)
+    status = {k: client.get_run(v).info.status for k, v in runs.items()}
+    assert status == {"killed": "KILLED", "killed_child": "KILLED", "live": "RUNNING", "live_child": "RUNNING"}
+    new = os.environ[tracking.PARENT_ENV]
+    assert client.get_run(runs["killed"]).data.tags["blendphot.superseded_by"] == new
+    assert client.get_run(new).info.status == "RUNNING"  # its own run is not touched
+    assert client.get_run(new).data.tags[tracking.WORKDIR_TAG] == tracking.workdir_id(here)
+
+
+def test_a_store_that_cannot_be_written_is_one_message_naming_the_key(tmp_path, monkeypatch):
+    import contextlib
+
+    import pytest
+
+    from blendphot.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    store = tmp_path / "mlflow"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    tracking.start_parent(uri, "ro", config={})  # a store with runs in it...
+
+    @contextlib.contextmanager
+    def read_only(path):  # ... that cannot be written (root ignores file modes: a read-only mount)
+        if os.geteuid() == 0:
+            if subprocess.run(["mount", "--bind", "-o", "ro", str(path), str(path)]).returncode != 0:
+                pytest.skip("cannot make a read-only bind mount here")
+            try:
+                yield
+            finally:
+                subprocess.run(["umount", "-l", str(path)], check=False)
+        else:
+            for f in path.iterdir():
+                f.chmod(0o444)
+            path.chmod(0o555)
+            try:
+                yield
+            finally:
+                path.chmod(0o755)
+
+    with read_only(store), pytest.raises(ConfigError) as err:
+        tracking.start_workflow({"tracking_uri": uri, "experiment": "ro"}, config={})
+    message = str(err.value)
+    assert message.startswith(f"config key 'mlflow.tracking_uri': cannot record runs in {uri} (")
+    assert "set it to null" in message and len(message.splitlines()) == 1
+    assert tracking.PARENT_ENV not in os.environ
+
+
+def test_a_server_that_does_not_answer_is_named_at_once(tmp_path, monkeypatch):
+    import pytest
+
+    from blendphot.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"'mlflow.tracking_uri': no MLflow server answers at http://127.0.0.1:{port}"):
+        tracking.start_workflow({"tracking_uri": f"http://127.0.0.1:{port}", "experiment": "x"}, config={})
+
+
 def test_a_null_tracking_uri_tracks_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(tracking.PARENT_ENV, raising=False)

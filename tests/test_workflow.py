@@ -282,10 +282,17 @@ def test_tiny_end_to_end(workdir):
     manifest = pd.read_csv(res / "inspect/manifest.csv")
     decisions = manifest[["id"]].head(3).assign(decision="reject", reason="unrecognised_blend")
     decisions.to_csv(workdir / "config/inspection_decisions.csv", index=False)
-    plan = run_snakemake(["-n", "--cores", "1", "--configfile", "tests/config/tiny.yaml"], workdir).stdout
-    assert "split_galaxies" in plan and "make_blends" in plan
-    assert "remove_neighbours" not in plan and "make_mock_field" not in plan
+    decided = workdir / "decided.yaml"
+    decided.write_text("inspect: {decisions: config/inspection_decisions.csv}\n")
+    with_decisions = ["-n", "--cores", "1", "--configfile", "tests/config/tiny.yaml", str(decided)]
+    plan = planned_rules(run_snakemake(with_decisions, workdir).stdout)
+    assert {"split_galaxies", "make_blends"} <= plan
+    assert not plan & {"build_inspection", "remove_neighbours", "make_mock_field"}  # they do not read it
     (workdir / "config/inspection_decisions.csv").unlink()
+    # ... and a decisions file that is not where the key says is never silently dropped
+    proc = run_snakemake(with_decisions, workdir, check=False)
+    assert proc.returncode != 0
+    assert "config key 'inspect.decisions': config/inspection_decisions.csv does not exist" in proc.stdout + proc.stderr
 
     # Same config, fresh results: the blends are identical bit for bit
     shutil.rmtree(res / "blend")

@@ -437,6 +437,9 @@ def run_make_blends(clean_dir: str | Path, galaxies_path: str | Path, out_dir: s
     from blendphot.config import child_seed
 
     images, masks, pool = load_pool(clean_dir, galaxies_path, split)
+    if len(pool) < 2:
+        raise InputError(f"{galaxies_path}: the {split} split has {len(pool)} galaxies with a cleaned stamp; "
+                         "a blend needs two")
     n = settings["n_blends"][split]
     with Blends.allocate(out_dir, n, images.shape[-1]) as (out_images, out_masks, out_central):
         blends = make_blends(images, masks, pool, n, **_rule_settings(settings), pixel_scale=pixel_scale,

@@ -128,6 +128,8 @@ def _check_consistency(config: dict) -> None:
             f"size ({size // 2})"
         )
     _expand_user_paths(config["survey"])
+    if config["inspect"]["decisions"]:
+        config["inspect"]["decisions"] = os.path.expanduser(config["inspect"]["decisions"])
     source = config["survey"]["source"]
     if source == "candels":
         candels = config["survey"]["candels"]
@@ -192,8 +194,10 @@ def load_config(path: str | Path, *, validate: bool = True) -> dict:
             config = yaml.safe_load(fh)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if config is None:
+        raise ConfigError(f"config file {path} is empty")
     if not isinstance(config, dict):
-        raise ConfigError(f"config file {path} does not hold a mapping")
+        raise ConfigError(f"config file {path} does not hold a mapping of keys (it holds a {type(config).__name__})")
     return validate_config(config) if validate else config
 
 

@@ -4,12 +4,20 @@ A download streams into ``<dest>.part`` with a progress bar, resumes after a cut
 HTTP ``Range`` request, retries transient failures with exponential backoff, checks the
 SHA-256 checksum, and only then renames the file onto ``dest``. A checksum mismatch deletes
 the partial file; a network failure keeps it so that the next run resumes where it stopped.
+
+A partial file is resumed only when it is known to be the start of the same file:
+``<dest>.part.json`` records its URL, the server's validator (strong ETag, else
+Last-Modified) and the full size, and the resumed request carries ``If-Range``, so that a
+server whose file changed sends it whole. A part of another URL, or one without a
+validator, is discarded and the download starts again: two files are never spliced.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
+import logging
 import os
 import re
 import time
@@ -26,7 +34,12 @@ class WebPageError(DownloadError):
     """The URL serves a web page (HTML), not the data file it should."""
 
 
+class _FileChanged(DownloadError):
+    """The file changed on the server during a download: its partial copy is discarded."""
+
+
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def sha256sum(path: str | os.PathLike, chunk: int = _CHUNK) -> str:
@@ -37,12 +50,53 @@ def sha256sum(path: str | os.PathLike, chunk: int = _CHUNK) -> str:
     return digest.hexdigest()
 
 
+def _meta_path(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _meta_path(part).unlink(missing_ok=True)
+
+
+def _resumable(url: str, part: Path) -> dict | None:
+    """What is known of ``part`` when it may be resumed for ``url`` (its validator and the full
+    size); None after discarding it when it may not: another URL's, or no validator."""
+    if not part.exists():
+        _meta_path(part).unlink(missing_ok=True)
+        return None
+    try:
+        meta = json.loads(_meta_path(part).read_text())
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("url") != url or not meta.get("validator"):
+        why = ("it was downloaded from " + str(meta.get("url"))) if isinstance(meta, dict) and meta.get("url") != url \
+            else "nothing shows it is the start of the same file"
+        log.warning("%s: discarding the partial download (%s); starting again", part, why)
+        print(f"{part}: discarding the partial download ({why}); starting again")
+        _discard(part)
+        return None
+    return meta
+
+
+def _validator(headers) -> str | None:
+    """The validator an ``If-Range`` may carry: a strong ETag, else Last-Modified."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
 def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None:
-    """One attempt: append to ``part`` from its current size. Raises on a short read."""
+    """One attempt: append to ``part`` from its current size when it is the start of the
+    same file, else write it from the start. Raises on a short read."""
     from tqdm import tqdm
 
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "blendphot", "Range": f"bytes={have}-"} if have else {"User-Agent": "blendphot"}
+    meta = _resumable(url, part)
+    have = part.stat().st_size if meta else 0
+    headers = {"User-Agent": "blendphot"}
+    if have:
+        headers |= {"Range": f"bytes={have}-", "If-Range": meta["validator"]}
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
@@ -55,14 +109,21 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool) -> None
         status = getattr(response, "status", 200)
         length = response.headers.get("Content-Length")
         if have and status == 206:
-            match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+            match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != have:
                 raise DownloadError(f"{url}: server resumed at the wrong offset "
                                     f"({response.headers.get('Content-Range')!r}, expected {have})")
+            if match.group(2) != "*" and meta.get("total") not in (None, int(match.group(2))):
+                _discard(part)  # the same validator but another size: not the same file
+                raise _FileChanged(f"{url}: the file's size changed from {meta['total']} to {match.group(2)} "
+                                    "bytes during the download; its partial copy was discarded")
             mode = "ab"
-        else:  # a full response (no range support, or a fresh start)
+        else:  # a full response (no range support, a changed file, or a fresh start)
             have, mode = 0, "wb"
         total = have + int(length) if length is not None else None
+        if mode == "wb":  # what a later attempt needs to resume this file, and only this one
+            _meta_path(part).write_text(json.dumps({"url": url, "validator": _validator(response.headers),
+                                                    "total": total}))
         with open(part, mode) as fh, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                           desc=Path(url).name[:40], mininterval=2, disable=not progress) as bar:
             while block := response.read(_CHUNK):
@@ -101,8 +162,11 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, re
             _fetch_once(url, part, timeout=timeout, progress=progress)
             break
         except WebPageError:
-            part.unlink(missing_ok=True)
+            _discard(part)
             raise
+        except _FileChanged as exc:  # start again at once
+            last = exc
+            continue
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500 and exc.code not in (408, 429):
                 raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
@@ -117,10 +181,11 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, re
     if sha256:
         actual = sha256sum(part)
         if actual != sha256.lower():
-            part.unlink(missing_ok=True)
+            _discard(part)
             raise DownloadError(f"{dest}: checksum mismatch for {url} (expected sha256 {sha256}, got {actual}); "
                                 "the corrupt file was deleted")
     os.replace(part, dest)
+    _meta_path(part).unlink(missing_ok=True)
     return dest
 
 

@@ -1,6 +1,6 @@
 """Exceptions whose messages are meant to be read by users."""
 
-__all__ = ["BlendphotError", "ConfigError", "DownloadError", "InputError"]
+__all__ = ["BlendphotError", "ConfigError", "DiskFullError", "DownloadError", "InputError"]
 
 
 class BlendphotError(Exception):
@@ -17,3 +17,7 @@ class InputError(BlendphotError):
 
 class DownloadError(BlendphotError):
     """A download failed, was cut short for good, or did not match its checksum."""
+
+
+class DiskFullError(BlendphotError):
+    """An output does not fit on its file system."""

@@ -8,8 +8,10 @@ place only when complete, so a killed job never leaves a partial output behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from blendphot.errors import InputError
+from blendphot.errors import DiskFullError, InputError
 
 __all__ = [
     "atomic_path",
@@ -27,6 +29,7 @@ __all__ = [
     "read_csv",
     "read_fits_image",
     "read_fits_table",
+    "remove_stale_temporaries",
     "require_columns",
     "save_array",
     "write_csv",
@@ -52,6 +55,51 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Remove the hidden temporaries (``.<name>.*.part``, :func:`atomic_path`) that a killed or
+    failed write of each of ``paths`` left beside it, and inside it for a directory; returns
+    them. Call it where nothing else can be writing those paths (a job, on its own outputs)."""
+    removed = []
+    for path in map(Path, paths):
+        found = list(path.parent.glob(f".{path.name}.*.part"))
+        if path.is_dir():
+            found += list(path.glob(".*.part"))
+        for tmp in found:
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+def disk_full(path: str | os.PathLike, need: int | None = None) -> DiskFullError:
+    """The error for ``path`` not fitting on its file system (``need``: its size in bytes)."""
+    path = Path(path)
+    try:
+        free = f"; {_bytes(shutil.disk_usage(path.parent).free)} free there"
+    except OSError:
+        free = ""
+    size = f" its {_bytes(need)}" if need else " it"
+    return DiskFullError(f"{path}: no space left on the device for{size}{free}. Free some space (or point "
+                         "results/ at a larger disk) and run the workflow again: it resumes here")
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def _reserve(path: Path, target: Path, size: int) -> None:
+    """Allocate ``size`` bytes of ``path`` now, so that a full disk is an error here and not a
+    SIGBUS when a memory map's page is first written."""
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full(target, size) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # e.g. some NFS: write and hope
+                raise
 
 
 def native(array: np.ndarray) -> np.ndarray:
@@ -172,6 +220,7 @@ def create_array(path: str | os.PathLike, shape: tuple[int, ...], dtype) -> Iter
     """
     with atomic_path(path, ".npy") as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        _reserve(tmp, Path(path), tmp.stat().st_size)
         yield array
         array.flush()
 

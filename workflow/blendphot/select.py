@@ -138,12 +138,16 @@ def run_select_galaxies(out: dict, *, settings: dict, columns: dict, photometry=
         catalog = io.read_csv(stampset)
         selected = select_classified(catalog, mag_max=settings["mag_max"])
     else:
-        phot = pd.concat([_read_catalog(f) for f in photometry], ignore_index=True)
+        frames = [_read_catalog(f) for f in photometry]
+        phot = pd.concat(frames, ignore_index=True)
         morph = pd.concat([_read_catalog(f) for f in morphology], ignore_index=True)
         catalog = join_catalogs(phot, morph, columns, sources=(", ".join(map(str, photometry)),
                                                                ", ".join(map(str, morphology))))
         if truth:  # the mock survey: carry the generator's true flux along
-            catalog = attach_truth(catalog, phot, pd.concat([io.read_csv(f) for f in truth], ignore_index=True))
+            for f, frame in zip(photometry, frames, strict=True):  # the link to the generator's truth
+                io.require_columns(frame, ["FIELD", "ID", "TRUTH_ID"], f)
+            tables = [io.read_csv(f, required=["field", "truth_id", "flux", "cls"]) for f in truth]
+            catalog = attach_truth(catalog, phot, pd.concat(tables, ignore_index=True))
         selected = select_galaxies(catalog, mag_max=settings["mag_max"], p_min=settings["p_min"])
     if not len(selected):
         raise InputError(f"no galaxy passes the selection (select.mag_max = {settings['mag_max']}, "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from blendphot.errors import ConfigError, InputError
 
-__all__ = ["CATALOG_HELP", "check_local_file", "stampset_files"]
+__all__ = ["CATALOG_HELP", "DECISIONS_HELP", "check_local_file", "stampset_files"]
 
 CATALOG_HELP = (
     "The Dimauro et al. (2018) bulge/disc catalogue, which also holds the Huertas-Company (2015) "
@@ -25,12 +25,18 @@ CATALOG_HELP = (
 )
 
 
-def check_local_file(entry: dict, key: str, *, help: str = "") -> None:
-    """Raise a ConfigError naming ``key`` when ``entry['path']`` is set and does not exist."""
+DECISIONS_HELP = ("Export the decisions from the review page (results/inspect/index.html, key 'e') to that path, "
+                  "or set the key to null to keep the automatic decisions.")
+
+
+def check_local_file(entry: dict, key: str, *, help: str = "", exact: bool = False) -> None:
+    """Raise a ConfigError naming ``key`` (``key.path``; ``key`` itself when ``exact``) when
+    ``entry['path']`` is set and does not exist."""
     path = entry.get("path")
     if path and not Path(path).exists():
         where = f" (relative to {os.getcwd()})" if not Path(path).is_absolute() else ""
-        raise ConfigError(f"config key '{key}.path': {path} does not exist{where}. {help}".rstrip())
+        name = key if exact else f"{key}.path"
+        raise ConfigError(f"config key '{name}': {path} does not exist{where}. {help}".rstrip())
 
 
 def stampset_files(path: str | os.PathLike, key: str = "survey.stamps") -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from blendphot.errors import InputError
+
 __all__ = ["SPLITS", "run_split_galaxies", "split_galaxies"]
 
 SPLITS = ("train", "val", "test")
@@ -53,8 +55,17 @@ def run_split_galaxies(manifest_path, catalog_path, out: dict, *, settings: dict
     final = apply_decisions(manifest[["id", "decision", "reason"]], person, source=decisions_path or "decisions")
     catalog = io.read_csv(catalog_path, required=["gid", "cls"])
     accepted = catalog[catalog["gid"].isin(final.loc[final["decision"] == "accept", "id"])]
+    if accepted.empty:
+        reasons = final["reason"].fillna("").value_counts().to_dict()
+        raise InputError(f"{manifest_path}: none of the {len(final)} galaxies is accepted (reasons: {reasons}); "
+                         "see inspect.reject_flags and inspect.decisions")
     rng = np.random.default_rng(child_seed(seed, "split"))
     galaxies = split_galaxies(accepted, settings["fractions"], rng=rng, stratify=settings["stratify"])
+    counts = galaxies["split"].value_counts()
+    for name in SPLITS:
+        if settings["fractions"][name] > 0 and counts.get(name, 0) < 2:
+            raise InputError(f"the {name} split gets {counts.get(name, 0)} of the {len(accepted)} accepted galaxies; "
+                             "its blends need at least two (split.fractions, or more galaxies)")
     table1 = count_table(catalog, "before_inspection").merge(count_table(accepted, "after_inspection"), on="class")
     io.write_csv(out["galaxies"], galaxies)
     io.write_csv(out["table1"], table1)

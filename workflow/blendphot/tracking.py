@@ -17,8 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["PARENT_ENV", "NoTracking", "StageRun", "Terminated", "end_parent", "end_workflow", "flatten", "open_run",
-           "runtime_tags", "start_parent", "start_workflow"]
+from blendphot.errors import ConfigError
+
+__all__ = ["PARENT_ENV", "WORKDIR_TAG", "NoTracking", "StageRun", "Terminated", "close_abandoned", "end_parent",
+           "end_workflow", "flatten", "open_run", "runtime_tags", "start_parent", "start_workflow", "workdir_id"]
 
 PARENT_ENV = "BLENDPHOT_MLFLOW_PARENT"
 
@@ -82,11 +84,85 @@ def start_parent(tracking_uri: str, experiment: str, *, config: dict, tags: dict
     return run.info.run_id
 
 
+WORKDIR_TAG = "blendphot.workdir"
+
+
+def workdir_id(workdir: str | os.PathLike = ".") -> str:
+    """This working directory's identity (a random id kept in ``.snakemake/``): the runs of
+    invocations here carry it, whichever host or path they were started from."""
+    path = Path(workdir) / ".snakemake" / "blendphot-workdir-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        import uuid
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "x") as fh:
+                fh.write(uuid.uuid4().hex)
+        except FileExistsError:  # written meanwhile by another process
+            pass
+        return path.read_text().strip()
+
+
+def close_abandoned(tracking_uri: str, experiment: str, workdir: str, superseded_by: str | None = None) -> int:
+    """Close as KILLED the runs that earlier invocations in ``workdir`` left RUNNING (killed
+    outright, or failed before Snakemake's ``onerror``), children included; returns how many
+    parents. Safe while Snakemake holds the directory's lock: no other invocation here is alive."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return 0
+    abandoned = client.search_runs([exp.experiment_id], max_results=1000, filter_string=(
+        f"tags.`{WORKDIR_TAG}` = '{workdir}' and tags.`blendphot.kind` = 'workflow' and attributes.status = 'RUNNING'"))
+    for run in abandoned:
+        if run.info.run_id == superseded_by:
+            continue
+        _kill_running(client, exp.experiment_id, {"mlflow.parentRunId": run.info.run_id})
+        if superseded_by:
+            client.set_tag(run.info.run_id, "blendphot.superseded_by", superseded_by)
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return sum(run.info.run_id != superseded_by for run in abandoned)
+
+
+def check_server(tracking_uri: str, *, timeout: float = 10.0) -> None:
+    """An http(s) tracking server must answer now: MLflow's own client would retry for minutes."""
+    import urllib.error
+    import urllib.request
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered (a server without /health, or behind a proxy): the runs will tell
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"config key 'mlflow.tracking_uri': no MLflow server answers at {tracking_uri} "
+                          f"({reason}). Start it, correct the key, or set it to null to track nothing.") from None
+
+
 def start_workflow(mlflow_cfg: dict, *, config: dict | None = None) -> None:
-    """The workflow's parent run, its id exported to the jobs; nothing when ``tracking_uri`` is null."""
+    """The workflow's parent run, its id exported to the jobs; nothing when ``tracking_uri`` is
+    null. Runs that earlier invocations in this directory left RUNNING are closed first. A
+    store that cannot be written, or a server that does not answer, is a ConfigError naming
+    ``mlflow.tracking_uri``."""
     if mlflow_cfg["tracking_uri"] is None:
         return
-    os.environ[PARENT_ENV] = start_parent(mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], config=config or {})
+    uri, experiment, here = mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], workdir_id()
+    check_server(uri)
+    try:
+        os.environ[PARENT_ENV] = start_parent(uri, experiment, config=config or {}, tags={WORKDIR_TAG: here})
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"config key 'mlflow.tracking_uri': cannot record runs in {uri} ({type(exc).__name__}: "
+                          f"{first}). Make it writable, point the key at another store, or set it to null to "
+                          "track nothing.") from None
+    closed = close_abandoned(uri, experiment, here, superseded_by=os.environ[PARENT_ENV])
+    if closed:
+        print(f"blendphot: closed {closed} MLflow workflow run(s) that an interrupted invocation here left "
+              "RUNNING (now KILLED)", file=sys.stderr)
 
 
 def end_workflow(mlflow_cfg: dict, status: str) -> None:

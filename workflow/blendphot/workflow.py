@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -70,9 +71,19 @@ def params_dict(smk) -> dict:
     return {k: v for k, v in smk.params.items()}
 
 
+def _job_paths(smk) -> list[str]:
+    """The job's outputs, and a training job's resumable state folder."""
+    paths = [str(p) for p in smk.output]
+    state = smk.params.get("state_dir") if hasattr(smk.params, "get") else None
+    return paths + ([str(state)] if state else [])
+
+
 @contextlib.contextmanager
 def stage(smk, *, name: str | None = None):
     name = name or smk.rule
+    from blendphot.io import disk_full, remove_stale_temporaries
+
+    stale = remove_stale_temporaries(_job_paths(smk))  # what a killed attempt of this job left
     log_path = smk.log[0] if len(smk.log) else None
     log = open(log_path, "w", buffering=1) if log_path else sys.stderr
     terminal = sys.__stderr__
@@ -80,12 +91,28 @@ def stage(smk, *, name: str | None = None):
     mlflow_cfg = smk.config.get("mlflow", {})
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            if stale:
+                print(f"removed {len(stale)} temporary file(s) left by an interrupted attempt: "
+                      + ", ".join(str(t) for t in stale))
             with open_run(mlflow_cfg, name, params_dict(smk),
                           tags={"blendphot.wildcards": str(dict(smk.wildcards.items()))}) as run:
                 yield run
     except BlendphotError as exc:
         traceback.print_exc(file=log)
         print(f"blendphot: error in rule {smk.rule}: {exc}", file=terminal)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            traceback.print_exc(file=log)
+            raise
+        written = Path(str(exc.filename or (smk.output[0] if len(smk.output) else "an output")))
+        for out in smk.output:  # a temporary file is reported as the output it was to become
+            if written.name.startswith(f".{Path(out).name}."):
+                written = Path(out)
+        full = disk_full(written)
+        traceback.print_exc(file=log)
+        print(f"blendphot: error in rule {smk.rule}: {full}", file=log)
+        print(f"blendphot: error in rule {smk.rule}: {full}", file=terminal)
         raise SystemExit(1) from None
     except Terminated:
         print(f"blendphot: rule {smk.rule} terminated by SIGTERM (cancelled, preempted or out of time)", file=log)

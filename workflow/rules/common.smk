@@ -3,7 +3,7 @@
 
 from blendphot.architectures import architecture, has_fluxes, has_masks
 from blendphot.config import model_seed, model_settings
-from blendphot.sources import CATALOG_HELP, check_local_file, stampset_files
+from blendphot.sources import CATALOG_HELP, DECISIONS_HELP, check_local_file, stampset_files
 from blendphot.workflow import cpu_training_warning
 
 SOURCE = config["survey"]["source"]
@@ -91,9 +91,9 @@ def given_segmentations(wildcards):
 
 
 def decisions_file(wildcards):
-    """The person's decisions, when the file exists: an input, so editing it reruns the split."""
+    """The person's decisions, when set: an input, so editing it reruns the split."""
     path = config["inspect"]["decisions"]
-    return [path] if Path(path).exists() else []
+    return [path] if path else []
 
 
 # --- train, predict ------------------------------------------------------------------------
@@ -197,6 +197,7 @@ if SOURCE == "candels":
         check_local_file(CANDELS["catalogs"][_kind], f"survey.candels.catalogs.{_kind}", help=CATALOG_HELP)
 if SOURCE == "stamps":
     check_local_file(STAMPSET, "survey.stamps")
+check_local_file({"path": config["inspect"]["decisions"]}, "inspect.decisions", help=DECISIONS_HELP, exact=True)
 for _name, _entry in TRANSFER.items():
     check_local_file(_entry["stamps"], f"transfer.{_name}.stamps")
 

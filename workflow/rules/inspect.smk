@@ -17,6 +17,6 @@ rule build_inspection:
     container:
         CONTAINERS["data"]
     params:
-        inspect=config["inspect"],
+        inspect={"reject_flags": config["inspect"]["reject_flags"]},  # not the decisions: the split reads them
     script:
         "../scripts/build_inspection.py"

@@ -1,0 +1,195 @@
+"""The project's reliability promise, one case per fault a cluster user meets.
+
+Every case ends one of two ways: the run goes on and gives the right result, or it stops with
+one message naming the file, the config key or the column at fault, leaving nothing partial in
+results/ (hidden temporaries included) and no MLflow run RUNNING after the next successful
+invocation; rerun after the fix, it recovers. The download cases are in test_download.py and
+the tracking ones in test_tracking.py; the workflow-level ones below run the tiny config.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blendphot import io
+from blendphot.errors import DiskFullError
+
+
+class FakeJob:
+    """What a Snakemake ``script:`` job gets as ``snakemake``, for stage() alone."""
+
+    class _List(list):
+        def items(self):
+            return list(self.named.items())
+
+        def get(self, key, default=None):
+            return self.named.get(key, default)
+
+    def __init__(self, tmp_path: Path, outputs: list[str], params: dict | None = None):
+        self.rule = "make_blends"
+        self.output = self._List(outputs)
+        self.output.named = {}
+        self.log = [str(tmp_path / "job.log")]
+        self.params = self._List((params or {}).values())
+        self.params.named = params or {}
+        self.wildcards = self._List()
+        self.wildcards.named = {}
+        self.config = {"mlflow": {"tracking_uri": None}}
+
+
+def test_a_jobs_rerun_removes_the_hidden_temporaries_a_killed_attempt_left(tmp_path):
+    from blendphot.workflow import stage
+
+    out = tmp_path / "blend/train"
+    out.mkdir(parents=True)
+    stale = [out / ".images.npy.k2j3h1.npy.part", out / ".masks.npy.a8s7d6.npy.part"]
+    state = tmp_path / "train/unet/state"
+    state.mkdir(parents=True)
+    stale.append(state / ".last.pt.x1y2z3.pt.part")
+    others = [out / ".catalog.csv.q1w2e3.csv.part", out / "keep.npy.part"]  # another job's; a download's
+    for f in stale + others:
+        f.write_bytes(b"x")
+    job = FakeJob(tmp_path, [str(out / "images.npy"), str(out / "masks.npy")], {"state_dir": str(state)})
+    with stage(job):
+        pass
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in others)
+    assert "removed 3 temporary file(s)" in Path(job.log[0]).read_text()
+
+
+def test_a_full_disk_is_one_message_naming_the_output_not_a_sigbus(tmp_path, capfd):
+    """A memory-mapped output is allocated up front: a full disk fails at once, with the size
+    asked and the space free, and nothing is left behind."""
+    from blendphot.workflow import stage
+
+    with _small_disk(tmp_path / "disk", "1m") as disk:
+        job = FakeJob(tmp_path, [str(disk / "images.npy")])
+        with pytest.raises(SystemExit) as exit_, stage(job):
+            with io.create_array(disk / "images.npy", (64, 128, 128), np.float32) as array:
+                array[:] = 1.0
+        assert exit_.value.code == 1
+        err = capfd.readouterr().err
+        assert f"blendphot: error in rule make_blends: {disk / 'images.npy'}: no space left on the device" in err
+        assert "for its 4.2 MB; " in err and "MB free there" in err
+        assert list(disk.iterdir()) == []  # no partial file, hidden or not
+        # a plain write that fills the disk is reported the same way, as the output it was to be
+        job = FakeJob(tmp_path, [str(disk / "catalog.csv")])
+        with pytest.raises(SystemExit), stage(job), io.atomic_path(disk / "catalog.csv", ".csv") as tmp:
+            tmp.write_bytes(b"0" * 2_000_000)
+        assert f"{disk / 'catalog.csv'}: no space left on the device" in capfd.readouterr().err
+        assert list(disk.iterdir()) == []
+
+
+def test_create_array_reserves_its_space_up_front(tmp_path, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(DiskFullError, match=r"images\.npy: no space left on the device for its 6\.6 MB"):
+        with io.create_array(tmp_path / "images.npy", (100, 128, 128), np.float32):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@contextlib.contextmanager
+def _small_disk(where: Path, size: str):
+    """A tmpfs of ``size`` at ``where`` (root only; skipped elsewhere)."""
+    where.mkdir(parents=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or proc.returncode})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _manifest_and_catalog(tmp_path: Path, n: int, decision: str = "accept"):
+    import pandas as pd
+
+    gids = [f"f-{i}" for i in range(n)]
+    cls = ["disk", "bulge"] * (n // 2) + ["disk"] * (n % 2)
+    pd.DataFrame({"id": gids, "cls": cls, "decision": decision,
+                  "reason": "" if decision == "accept" else "residual_neighbour_flux"}).to_csv(
+        tmp_path / "manifest.csv", index=False)
+    pd.DataFrame({"gid": gids, "cls": cls}).to_csv(tmp_path / "catalog.csv", index=False)
+    return {"galaxies": tmp_path / "galaxies.csv", "table1": tmp_path / "table1.csv"}
+
+
+def test_no_accepted_galaxy_stops_at_the_split_naming_the_decisions(tmp_path):
+    from blendphot.errors import InputError
+    from blendphot.split import run_split_galaxies
+
+    out = _manifest_and_catalog(tmp_path, 20, decision="reject")
+    settings = {"fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "stratify": True}
+    with pytest.raises(InputError, match=r"manifest\.csv: none of the 20 galaxies is accepted "
+                                         r"\(reasons: \{'residual_neighbour_flux': 20\}\)"):
+        run_split_galaxies(tmp_path / "manifest.csv", tmp_path / "catalog.csv", out, settings=settings, seed=1)
+    assert not out["galaxies"].exists() and not out["table1"].exists()
+
+
+def test_a_split_too_small_for_a_blend_stops_at_the_split(tmp_path):
+    from blendphot.errors import InputError
+    from blendphot.split import run_split_galaxies
+
+    out = _manifest_and_catalog(tmp_path, 6)
+    settings = {"fractions": {"train": 0.8, "val": 0.1, "test": 0.1}, "stratify": False}
+    with pytest.raises(InputError, match=r"the val split gets 1 of the 6 accepted galaxies.*split\.fractions"):
+        run_split_galaxies(tmp_path / "manifest.csv", tmp_path / "catalog.csv", out, settings=settings, seed=1)
+    assert not out["galaxies"].exists()
+
+
+# Where a whole invocation is killed (SIGKILL to Snakemake and its jobs at once, as an OOM
+# killer, a lost node or `kill -9 -<pgid>` does): while each of these jobs runs.
+KILLED_IN = ["survey/tiny", "stamps/tiny", "clean", "blend/val", "train/blend2flux"]
+TARGET = "results/train/blend2flux/model.pt"
+COMPARED = ["survey/tiny/image.fits", "survey/tiny/truth.csv", "select/selected.csv", "stamps/tiny/images.npy",
+            "clean/images.npy", "clean/masks.npy", "clean/catalog.csv", "split/galaxies.csv", "blend/val/images.npy",
+            "blend/val/central.npy", "blend/val/catalog.csv"]
+
+
+@pytest.mark.workflow
+def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_closes_the_runs(tmp_path):
+    import signal
+    import time
+
+    from .workflow_helpers import SNAKEMAKE, copy_workflow, run_snakemake, stage_runs
+
+    args = [TARGET, "--cores", "2", "--configfile", "tests/config/tiny.yaml"]
+    reference = copy_workflow(tmp_path / "reference")
+    run_snakemake(args, reference)
+    work = copy_workflow(tmp_path / "work")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDPHOT_MLFLOW")}
+    for stage in KILLED_IN:
+        log = work / "results/logs" / f"{stage}.log"
+        log.unlink(missing_ok=True)
+        proc = subprocess.Popen(SNAKEMAKE + args, cwd=work, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before {stage} started"
+        time.sleep(1.0)  # into the job's work
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        run_snakemake(["--unlock", *args], work)  # what Snakemake asks for after a kill
+    run_snakemake(args, work)
+
+    res, ref = work / "results", reference / "results"
+    for name in COMPARED:
+        assert (res / name).read_bytes() == (ref / name).read_bytes(), name
+    assert (res / "train/blend2flux/model.pt").exists()
+    assert sorted(p.relative_to(res) for p in res.rglob(".*.part")) == []  # no hidden temporary left
+    _, parents, children = stage_runs(f"sqlite:///{res / 'mlflow/mlflow.db'}", "blendphot-test")
+    assert len(parents) == len(KILLED_IN) + 1
+    running = [(r.info.run_name, r.data.tags.get("blendphot.stage")) for r in parents + children
+               if r.info.status == "RUNNING"]
+    assert running == []
+    killed = {r.data.tags.get("blendphot.stage") for r in children if r.info.status == "KILLED"}
+    assert {"make_mock_field", "remove_neighbours", "train_model"} <= killed
