@@ -200,6 +200,7 @@ if SOURCE == "stamps":
 check_local_file({"path": config["inspect"]["decisions"]}, "inspect.decisions", help=DECISIONS_HELP, exact=True)
 for _name, _entry in TRANSFER.items():
     check_local_file(_entry["stamps"], f"transfer.{_name}.stamps")
+    check_local_file({"path": _entry["decisions"]}, f"transfer.{_name}.decisions", help=DECISIONS_HELP, exact=True)
 
 _CPU_WARNING = cpu_training_warning(config) if workflow.local_exec else None
 if _CPU_WARNING:

@@ -29,7 +29,7 @@ def transfer_segmentations(wildcards):
 
 def transfer_decisions(wildcards):
     path = TRANSFER[wildcards.tset]["decisions"]
-    return [path] if path and Path(path).exists() else []
+    return [path] if path else []  # checked at start-up: it exists
 
 
 # Every accepted galaxy of a transfer set is a test galaxy: none of them is trained on.
