@@ -193,3 +193,69 @@ def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_close
     assert running == []
     killed = {r.data.tags.get("blendphot.stage") for r in children if r.info.status == "KILLED"}
     assert killed and killed <= {"make_mock_field", "cut_stamps", "remove_neighbours", "make_blends", "train_model"}
+
+
+def test_a_selection_that_keeps_no_galaxy_stops_there_naming_the_keys(tmp_path):
+    import pandas as pd
+
+    from blendphot.errors import InputError
+    from blendphot.select import run_select_galaxies
+
+    stampset = tmp_path / "stampset.csv"
+    pd.DataFrame({"gid": ["a-1", "a-2"], "cls": ["disk", "bulge"], "mag": [21.0, 22.5], "re_arcsec": [0.3, 0.4],
+                  "field": "a", "id": [1, 2], "ra": 0.0, "dec": 0.0}).to_csv(stampset, index=False)
+    out = {"catalog": tmp_path / "selected.csv", "counts": tmp_path / "counts.csv"}
+    with pytest.raises(InputError, match=r"no galaxy passes the selection \(select\.mag_max = 12"):
+        run_select_galaxies(out, settings={"mag_max": 12, "p_min": 0.8}, columns={}, stampset=stampset)
+    assert not any(p.exists() for p in out.values())
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "config file .*c.yaml is empty"),
+    ("seed: 1\nsurvey:\n  source: mock\n   bad: [\n", r"cannot read config file .*c.yaml: .*line 4, column 7"),
+    ("- seed\n- 1\n", "c.yaml does not hold a mapping of keys"),
+])
+def test_a_broken_config_file_is_named_with_its_line(tmp_path, capsys, text, message):
+    """What `blendphot check-config` (run first by `make run`) says where Snakemake's own
+    reading of the file names no file and no line."""
+    import re
+
+    from blendphot.cli import main
+
+    (tmp_path / "c.yaml").write_text(text)
+    assert main(["check-config", str(tmp_path / "c.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err, re.S) and len(err.strip().splitlines()) <= 2, err
+
+
+def test_a_weight_map_of_the_wrong_shape_is_named(tmp_path):
+    from astropy.wcs import WCS
+
+    from blendphot.errors import InputError
+    from blendphot.stamps import cut_stamps
+
+    with pytest.raises(InputError, match=r"^w\.fits: weight map of shape \(90, 100\), but i\.fits is \(100, 100\)"):
+        cut_stamps(np.zeros((100, 100), np.float32), np.ones((90, 100), np.float32), WCS(naxis=2),
+                   None, size=32, image_name="i.fits", weight_name="w.fits")
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_one_message():
+    import torch
+
+    from blendphot.device import resolve_device
+    from blendphot.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=r"train\.models\.x asked for BLENDPHOT_DEVICE=cuda, but .* set "
+                                          r"BLENDPHOT_DEVICE=cpu"):
+        resolve_device("cuda", what="train.models.x")
+
+
+def test_the_package_metadata_installs_without_a_deprecation_warning():
+    """A license table (the old form) makes setuptools warn twice on every install."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert isinstance(project["project"]["license"], str)  # an SPDX expression
+    assert any(r.startswith("setuptools>=77") for r in project["build-system"]["requires"])
