@@ -123,6 +123,37 @@ def train_inputs(wildcards):
     return inputs
 
 
+# --- transfer (transfer.smk) --------------------------------------------------------------
+
+
+def transfer_archive(tset):
+    """Where a transfer set's archive (its `stamps.url`) lands."""
+    name = Path(TRANSFER[tset]["stamps"]["url"].split("?")[0]).name or "stampset.tar.gz"
+    return f"results/transfer/{tset}/download/{name}"
+
+
+def transfer_source(wildcards):
+    stamps = TRANSFER[wildcards.tset]["stamps"]
+    if stamps["path"]:
+        return stampset_files(stamps["path"], key=f"transfer.{wildcards.tset}.stamps")
+    return transfer_archive(wildcards.tset)
+
+
+def transfer_segmentations(wildcards):
+    if TRANSFER[wildcards.tset]["stamps"]["segmentation"] == "archive":
+        return [f"results/transfer/{wildcards.tset}/stamps/stampset/segmentation.npy"]
+    return []
+
+
+def transfer_decisions(wildcards):
+    path = TRANSFER[wildcards.tset]["decisions"]
+    return [path] if path else []  # checked at start-up: it exists
+
+
+# Every accepted galaxy of a transfer set is a test galaxy: none of them is trained on.
+TRANSFER_SPLIT = {"fractions": {"train": 0.0, "val": 0.0, "test": 1.0}, "stratify": False}
+
+
 # --- figures -------------------------------------------------------------------------------
 
 EVALUATED = {"galaxies": "results/evaluate/galaxies.csv"}

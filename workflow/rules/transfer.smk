@@ -5,36 +5,6 @@
 # in-domain results: results/transfer/<set>/summary.md. Everything of a set lives under
 # results/transfer/<set>/, laid out like results/.
 
-T = "results/transfer/{tset}"
-
-
-def transfer_archive(tset):
-    """Where a transfer set's archive (its `stamps.url`) lands."""
-    name = Path(TRANSFER[tset]["stamps"]["url"].split("?")[0]).name or "stampset.tar.gz"
-    return f"results/transfer/{tset}/download/{name}"
-
-
-def transfer_source(wildcards):
-    stamps = TRANSFER[wildcards.tset]["stamps"]
-    if stamps["path"]:
-        return stampset_files(stamps["path"], key=f"transfer.{wildcards.tset}.stamps")
-    return transfer_archive(wildcards.tset)
-
-
-def transfer_segmentations(wildcards):
-    if TRANSFER[wildcards.tset]["stamps"]["segmentation"] == "archive":
-        return [f"results/transfer/{wildcards.tset}/stamps/stampset/segmentation.npy"]
-    return []
-
-
-def transfer_decisions(wildcards):
-    path = TRANSFER[wildcards.tset]["decisions"]
-    return [path] if path else []  # checked at start-up: it exists
-
-
-# Every accepted galaxy of a transfer set is a test galaxy: none of them is trained on.
-TRANSFER_SPLIT = {"fractions": {"train": 0.0, "val": 0.0, "test": 1.0}, "stratify": False}
-
 
 wildcard_constraints:
     tset="|".join(TRANSFER) or "(?!)",  # (?!): matches nothing when no set is configured
@@ -42,7 +12,7 @@ wildcard_constraints:
 
 rule transfer_download:
     output:
-        T + "/download/{archive}",
+        "results/transfer/{tset}/download/{archive}",
     log:
         "results/logs/transfer/{tset}/download-{archive}.log",
     wildcard_constraints:
@@ -64,9 +34,9 @@ rule transfer_import:
     input:
         transfer_source,
     output:
-        images=T + "/survey/stampset/images.npy",
-        segmentation=T + "/survey/stampset/segmentation.npy",
-        catalog=T + "/survey/stampset/catalog.csv",
+        images="results/transfer/{tset}/survey/stampset/images.npy",
+        segmentation="results/transfer/{tset}/survey/stampset/segmentation.npy",
+        catalog="results/transfer/{tset}/survey/stampset/catalog.csv",
     log:
         "results/logs/transfer/{tset}/import.log",
     conda:
@@ -81,10 +51,10 @@ rule transfer_import:
 
 rule transfer_select:
     input:
-        stampset=T + "/survey/stampset/catalog.csv",
+        stampset="results/transfer/{tset}/survey/stampset/catalog.csv",
     output:
-        catalog=T + "/select/selected.csv",
-        counts=T + "/select/counts.csv",
+        catalog="results/transfer/{tset}/select/selected.csv",
+        counts="results/transfer/{tset}/select/counts.csv",
     log:
         "results/logs/transfer/{tset}/select.log",
     conda:
@@ -100,16 +70,16 @@ rule transfer_select:
 
 rule transfer_stamps:
     input:
-        images=T + "/survey/stampset/images.npy",
-        segmentation=T + "/survey/stampset/segmentation.npy",
-        stampset=T + "/survey/stampset/catalog.csv",
-        catalog=T + "/select/selected.csv",
+        images="results/transfer/{tset}/survey/stampset/images.npy",
+        segmentation="results/transfer/{tset}/survey/stampset/segmentation.npy",
+        stampset="results/transfer/{tset}/survey/stampset/catalog.csv",
+        catalog="results/transfer/{tset}/select/selected.csv",
     output:
-        images=T + "/stamps/stampset/images.npy",
-        weights=T + "/stamps/stampset/weights.npy",
-        segmentation=T + "/stamps/stampset/segmentation.npy",
-        catalog=T + "/stamps/stampset/catalog.csv",
-        dropped=T + "/stamps/stampset/dropped.csv",
+        images="results/transfer/{tset}/stamps/stampset/images.npy",
+        weights="results/transfer/{tset}/stamps/stampset/weights.npy",
+        segmentation="results/transfer/{tset}/stamps/stampset/segmentation.npy",
+        catalog="results/transfer/{tset}/stamps/stampset/catalog.csv",
+        dropped="results/transfer/{tset}/stamps/stampset/dropped.csv",
     log:
         "results/logs/transfer/{tset}/stamps.log",
     conda:
@@ -124,12 +94,12 @@ rule transfer_stamps:
 
 rule transfer_clean:
     input:
-        images=[T + "/stamps/stampset/images.npy"],
-        weights=[T + "/stamps/stampset/weights.npy"],
-        catalogs=[T + "/stamps/stampset/catalog.csv"],
+        images=["results/transfer/{tset}/stamps/stampset/images.npy"],
+        weights=["results/transfer/{tset}/stamps/stampset/weights.npy"],
+        catalogs=["results/transfer/{tset}/stamps/stampset/catalog.csv"],
         segmentations=transfer_segmentations,
     output:
-        **{k: v.replace("results/", T + "/", 1) for k, v in CLEAN_OUTPUTS.items()},
+        **{k: v.replace("results/", "results/transfer/{tset}/", 1) for k, v in CLEAN_OUTPUTS.items()},
     log:
         "results/logs/transfer/{tset}/clean.log",
     benchmark:
@@ -148,11 +118,11 @@ rule transfer_clean:
 
 rule transfer_inspect:
     input:
-        **{k: v.replace("results/", T + "/", 1) for k, v in CLEAN_OUTPUTS.items()},
+        **{k: v.replace("results/", "results/transfer/{tset}/", 1) for k, v in CLEAN_OUTPUTS.items()},
     output:
-        manifest=T + "/inspect/manifest.csv",
-        page=T + "/inspect/index.html",
-        gallery=directory(T + "/inspect/gallery"),
+        manifest="results/transfer/{tset}/inspect/manifest.csv",
+        page="results/transfer/{tset}/inspect/index.html",
+        gallery=directory("results/transfer/{tset}/inspect/gallery"),
     log:
         "results/logs/transfer/{tset}/inspect.log",
     conda:
@@ -167,12 +137,12 @@ rule transfer_inspect:
 
 rule transfer_split:
     input:
-        manifest=T + "/inspect/manifest.csv",
-        catalog=T + "/clean/catalog.csv",
+        manifest="results/transfer/{tset}/inspect/manifest.csv",
+        catalog="results/transfer/{tset}/clean/catalog.csv",
         decisions=transfer_decisions,
     output:
-        galaxies=T + "/split/galaxies.csv",
-        table1=T + "/split/table1.csv",
+        galaxies="results/transfer/{tset}/split/galaxies.csv",
+        table1="results/transfer/{tset}/split/table1.csv",
     log:
         "results/logs/transfer/{tset}/split.log",
     conda:
@@ -188,15 +158,15 @@ rule transfer_split:
 
 rule transfer_blend:
     input:
-        galaxies=T + "/split/galaxies.csv",
-        images=T + "/clean/images.npy",
-        masks=T + "/clean/masks.npy",
-        catalog=T + "/clean/catalog.csv",
+        galaxies="results/transfer/{tset}/split/galaxies.csv",
+        images="results/transfer/{tset}/clean/images.npy",
+        masks="results/transfer/{tset}/clean/masks.npy",
+        catalog="results/transfer/{tset}/clean/catalog.csv",
     output:
-        images=T + "/blend/{split}/images.npy",
-        masks=T + "/blend/{split}/masks.npy",
-        central=T + "/blend/{split}/central.npy",
-        catalog=T + "/blend/{split}/catalog.csv",
+        images="results/transfer/{tset}/blend/{split}/images.npy",
+        masks="results/transfer/{tset}/blend/{split}/masks.npy",
+        central="results/transfer/{tset}/blend/{split}/central.npy",
+        catalog="results/transfer/{tset}/blend/{split}/catalog.csv",
     log:
         "results/logs/transfer/{tset}/blend-{split}.log",
     benchmark:
@@ -218,10 +188,10 @@ rule transfer_blend:
 rule transfer_predict:
     input:
         model="results/train/{model}/model.pt",
-        images=T + "/blend/test/images.npy",
-        catalog=T + "/blend/test/catalog.csv",
+        images="results/transfer/{tset}/blend/test/images.npy",
+        catalog="results/transfer/{tset}/blend/test/catalog.csv",
     output:
-        directory(T + "/predict/{model}"),
+        directory("results/transfer/{tset}/predict/{model}"),
     log:
         "results/logs/transfer/{tset}/predict-{model}.log",
     benchmark:
@@ -240,10 +210,10 @@ rule transfer_predict:
 
 rule transfer_baseline:
     input:
-        images=T + "/blend/test/images.npy",
-        catalog=T + "/blend/test/catalog.csv",
+        images="results/transfer/{tset}/blend/test/images.npy",
+        catalog="results/transfer/{tset}/blend/test/catalog.csv",
     output:
-        directory(T + "/baseline/sep"),
+        directory("results/transfer/{tset}/baseline/sep"),
     log:
         "results/logs/transfer/{tset}/baseline.log",
     benchmark:
@@ -260,22 +230,22 @@ rule transfer_baseline:
 
 rule transfer_evaluate:
     input:
-        catalog=T + "/blend/test/catalog.csv",
-        masks=T + "/blend/test/masks.npy",
-        central=T + "/blend/test/central.npy",
-        table1=T + "/split/table1.csv",
-        predictions=expand(T + "/predict/{model}", model=MODELS, allow_missing=True),
-        sep=T + "/baseline/sep",
+        catalog="results/transfer/{tset}/blend/test/catalog.csv",
+        masks="results/transfer/{tset}/blend/test/masks.npy",
+        central="results/transfer/{tset}/blend/test/central.npy",
+        table1="results/transfer/{tset}/split/table1.csv",
+        predictions=expand("results/transfer/{tset}/predict/{model}", model=MODELS, allow_missing=True),
+        sep="results/transfer/{tset}/baseline/sep",
         in_domain="results/evaluate/headline.csv",
     output:
-        **{t: f"{T}/evaluate/{t}.csv" for t in TABLES},
-        **{f"{t}_tex": f"{T}/evaluate/{t}.tex" for t in TABLES},
-        galaxies=T + "/evaluate/galaxies.csv",
-        metrics=T + "/evaluate/metrics.csv",
-        iou=T + "/evaluate/iou.csv",
-        images=T + "/evaluate/images.csv",
-        sep_outcomes=T + "/evaluate/sep_outcomes.csv",
-        summary=report(T + "/summary.md", caption="../report/transfer.rst", category="Transfer"),
+        **{t: f"results/transfer/{{tset}}/evaluate/{t}.csv" for t in TABLES},
+        **{f"{t}_tex": f"results/transfer/{{tset}}/evaluate/{t}.tex" for t in TABLES},
+        galaxies="results/transfer/{tset}/evaluate/galaxies.csv",
+        metrics="results/transfer/{tset}/evaluate/metrics.csv",
+        iou="results/transfer/{tset}/evaluate/iou.csv",
+        images="results/transfer/{tset}/evaluate/images.csv",
+        sep_outcomes="results/transfer/{tset}/evaluate/sep_outcomes.csv",
+        summary=report("results/transfer/{tset}/summary.md", caption="../report/transfer.rst", category="Transfer"),
     log:
         "results/logs/transfer/{tset}/evaluate.log",
     conda:
