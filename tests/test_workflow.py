@@ -205,7 +205,10 @@ def test_tiny_end_to_end(workdir):
     # blend2flux has a σ head (tests/config/tiny.yaml): flux errors in its predictions, coverage in the metrics
     assert {"cen_flux_err", "comp_flux_err"} <= set(Prediction.load(res / "predict/blend2flux").catalog.columns)
     assert metrics.loc[metrics["method"] == "blend2flux", "coverage68"].notna().all()
-    assert metrics.loc[metrics["method"] != "blend2flux", "coverage68"].isna().all()
+    # ... and the image network, from its table of validation errors (flux_sigma there too)
+    assert metrics.loc[metrics["method"] == "blend2image", "coverage68"].notna().any()
+    with_sigma = metrics["method"].isin(["blend2flux", "blend2image"])
+    assert metrics.loc[~with_sigma, "coverage68"].isna().all()  # sep, the sums, blend2mask2flux here
     assert "## Flux uncertainties" in summary
     import matplotlib.image
 
