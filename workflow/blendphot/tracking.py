@@ -159,7 +159,12 @@ def start_workflow(mlflow_cfg: dict, *, config: dict | None = None) -> None:
         raise ConfigError(f"config key 'mlflow.tracking_uri': cannot record runs in {uri} ({type(exc).__name__}: "
                           f"{first}). Make it writable, point the key at another store, or set it to null to "
                           "track nothing.") from None
-    closed = close_abandoned(uri, experiment, here, superseded_by=os.environ[PARENT_ENV])
+    try:
+        closed = close_abandoned(uri, experiment, here, superseded_by=os.environ[PARENT_ENV])
+    except Exception as exc:  # housekeeping: never a reason to stop the workflow
+        print(f"blendphot: warning: could not close the runs of interrupted invocations ({type(exc).__name__}: "
+              f"{exc})", file=sys.stderr)
+        closed = 0
     if closed:
         print(f"blendphot: closed {closed} MLflow workflow run(s) that an interrupted invocation here left "
               "RUNNING (now KILLED)", file=sys.stderr)
