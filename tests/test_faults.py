@@ -259,3 +259,5 @@ def test_the_package_metadata_installs_without_a_deprecation_warning():
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert isinstance(project["project"]["license"], str)  # an SPDX expression
     assert any(r.startswith("setuptools>=77") for r in project["build-system"]["requires"])
+    # a data folder that is not a listed package makes it warn too ("Package would be ignored")
+    assert "blendphot.templates" in project["tool"]["setuptools"]["packages"]
