@@ -4,8 +4,8 @@ The paper's inspectors rejected stamps with a possible unrecognised blend, neigh
 close or too diffuse, a segmentation that does not cover the galaxy, or artefacts from the
 neighbour removal. Here the automatic quality flags of the clean stage give a default
 decision; a person reviews the gallery in ``index.html`` (keyboard driven, works from disk),
-exports ``inspection_decisions.csv``, and saves it under ``config/`` where it overrides the
-automatic decisions.
+exports ``inspection_decisions.csv``, saves it (e.g. under ``config/``) and sets
+``inspect.decisions`` to its path: it then overrides the automatic decisions.
 """
 
 from __future__ import annotations
