@@ -146,8 +146,10 @@ def test_a_split_too_small_for_a_blend_stops_at_the_split(tmp_path):
 
 
 # Where a whole invocation is killed (SIGKILL to Snakemake and its jobs at once, as an OOM
-# killer, a lost node or `kill -9 -<pgid>` does): while each of these jobs runs.
-KILLED_IN = ["survey/tiny", "stamps/tiny", "clean", "blend/val", "train/blend2flux"]
+# killer, a lost node or `kill -9 -<pgid>` does): while each of these jobs runs, every stage
+# up to training, each that many seconds after it opened its log (the quick ones at once).
+KILLED_IN = {"survey/tiny": 1.0, "select": 0.0, "stamps/tiny": 0.5, "clean": 1.0, "inspect": 0.0, "split": 0.0,
+             "blend/val": 0.5, "train/blend2flux": 1.0}
 TARGET = "results/train/blend2flux/model.pt"
 COMPARED = ["survey/tiny/image.fits", "survey/tiny/truth.csv", "select/selected.csv", "stamps/tiny/images.npy",
             "clean/images.npy", "clean/masks.npy", "clean/catalog.csv", "split/galaxies.csv", "blend/val/images.npy",
@@ -166,7 +168,7 @@ def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_close
     run_snakemake(args, reference)
     work = copy_workflow(tmp_path / "work")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDPHOT_MLFLOW")}
-    for stage in KILLED_IN:
+    for stage, delay in KILLED_IN.items():
         log = work / "results/logs" / f"{stage}.log"
         log.unlink(missing_ok=True)
         proc = subprocess.Popen(SNAKEMAKE + args, cwd=work, env=env, start_new_session=True,
@@ -175,7 +177,7 @@ def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_close
         while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, f"the run ended before {stage} started"
-        time.sleep(1.0)  # into the job's work
+        time.sleep(delay)  # into the job's work
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         run_snakemake(["--unlock", *args], work)  # what Snakemake asks for after a kill
@@ -192,7 +194,8 @@ def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_close
                if r.info.status == "RUNNING"]
     assert running == []
     killed = {r.data.tags.get("blendphot.stage") for r in children if r.info.status == "KILLED"}
-    assert killed and killed <= {"make_mock_field", "cut_stamps", "remove_neighbours", "make_blends", "train_model"}
+    assert killed and killed <= {"make_mock_field", "select_galaxies", "cut_stamps", "remove_neighbours",
+                                 "build_inspection", "split_galaxies", "make_blends", "train_model"}
 
 
 def test_a_selection_that_keeps_no_galaxy_stops_there_naming_the_keys(tmp_path):
