@@ -179,9 +179,11 @@ def test_a_transfer_summary_puts_each_method_beside_its_in_domain_figures(blends
     with pytest.raises(InputError, match="in-domain headline table.*mape_flux"):
         ev.domain_gap(here, in_domain.drop(columns="mape_flux"))
     # a set at another depth or in other units is said to be
-    noise = ev.border_noise(np.random.default_rng(0).normal(0.0, 0.3, (50, 32, 32)))
+    from blendphot.photometry import border_noise
+
+    noise = border_noise(np.random.default_rng(0).normal(0.0, 0.3, (50, 32, 32)))
     assert noise == pytest.approx(0.3, rel=0.03)
-    (lines,) = ev.noise_lines(0.02, {"a": 0.019, "b": 0.005})
+    lines = ev.noise_note(0.02, {"a": 0.019, "b": 0.005})
     assert "a was trained on blends of noise 0.019 e-/s (ratio 1.05)" in lines
     assert "Warning: b sees blends 4.00 times as noisy" in lines and "Warning: a" not in lines
 

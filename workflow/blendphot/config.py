@@ -127,9 +127,8 @@ def _check_consistency(config: dict) -> None:
             f"config key 'blend.max_shift' ({config['blend']['max_shift']}) exceeds half the stamp "
             f"size ({size // 2})"
         )
-    _expand_user_paths(config["survey"])
-    if config["inspect"]["decisions"]:
-        config["inspect"]["decisions"] = os.path.expanduser(config["inspect"]["decisions"])
+    for section in ("survey", "inspect", "transfer"):
+        _expand_user_paths(config.get(section))
     source = config["survey"]["source"]
     if source == "candels":
         candels = config["survey"]["candels"]
@@ -141,9 +140,6 @@ def _check_consistency(config: dict) -> None:
     if source == "stamps":
         _check_stampset(config["survey"]["stamps"], "survey.stamps", " for source 'stamps'")
     for name, entry in config.get("transfer", {}).items():
-        _expand_user_paths(entry)
-        if entry["decisions"]:
-            entry["decisions"] = os.path.expanduser(entry["decisions"])
         _check_stampset(entry["stamps"], f"transfer.{name}.stamps", "")
     _check_models(config)
     _check_evaluation(config)
@@ -160,10 +156,10 @@ def _check_stampset(stamps: dict, key: str, why: str) -> None:
 
 
 def _expand_user_paths(node) -> None:
-    """``~/data/...`` in a survey file's ``path`` means the home directory, as in a shell."""
+    """``~/data/...`` in a file's ``path`` (or ``decisions``) means the home directory, as in a shell."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "path" and isinstance(value, str):
+            if key in ("path", "decisions") and isinstance(value, str):
                 node[key] = os.path.expanduser(value)
             else:
                 _expand_user_paths(value)

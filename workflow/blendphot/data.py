@@ -18,6 +18,7 @@ import torch
 
 from blendphot.blend import Blends
 from blendphot.errors import InputError
+from blendphot.photometry import border_noise
 
 __all__ = ["Batch", "Batches", "fingerprint", "noise_sigma"]
 
@@ -32,17 +33,9 @@ class Batch(NamedTuple):
 
 
 def noise_sigma(images: np.ndarray, *, sample: int = 2000, border: int = 8) -> float:
-    """Robust background noise (e-/s) from the stamp borders of up to ``sample`` blends.
-
-    1.4826 × the median absolute deviation of the border pixels; galaxies touching the
-    border barely move the median.
-    """
-    x = torch.from_numpy(np.asarray(images[:sample], dtype=np.float32))
-    edge = torch.cat([x[:, :border].reshape(-1), x[:, -border:].reshape(-1),
-                      x[:, border:-border, :border].reshape(-1), x[:, border:-border, -border:].reshape(-1)])
-    edge = edge.double()
-    mad = (edge - edge.median()).abs().median()
-    sigma = float(1.4826 * mad)
+    """Robust background noise (e-/s) of blends, which sets a network's input scale:
+    :func:`blendphot.photometry.border_noise` of up to ``sample`` of them; zero is an error."""
+    sigma = border_noise(images, sample=sample, border=border)
     if not sigma > 0:
         raise InputError("the blend borders have zero noise; cannot set the input normalisation")
     return sigma

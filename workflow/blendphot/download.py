@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import logging
 import os
 import re
 import time
@@ -39,7 +38,6 @@ class _FileChanged(DownloadError):
 
 
 _CHUNK = 1 << 20
-log = logging.getLogger(__name__)
 
 
 def sha256sum(path: str | os.PathLike, chunk: int = _CHUNK) -> str:
@@ -69,14 +67,14 @@ def _resumable(url: str, part: Path) -> dict | None:
         meta = json.loads(_meta_path(part).read_text())
     except (OSError, ValueError):
         meta = None
-    if not isinstance(meta, dict) or meta.get("url") != url or not meta.get("validator"):
-        why = ("it was downloaded from " + str(meta.get("url"))) if isinstance(meta, dict) and meta.get("url") != url \
-            else "nothing shows it is the start of the same file"
-        log.warning("%s: discarding the partial download (%s); starting again", part, why)
-        print(f"{part}: discarding the partial download ({why}); starting again")
-        _discard(part)
-        return None
-    return meta
+    if isinstance(meta, dict) and meta.get("url") == url and meta.get("validator"):
+        return meta
+    other = meta.get("url") if isinstance(meta, dict) else None
+    why = f"it was downloaded from {other}" if other and other != url else \
+        "nothing shows it is the start of the same file"
+    print(f"{part}: discarding the partial download ({why}); starting again")  # the job's log, or the terminal
+    _discard(part)
+    return None
 
 
 def _validator(headers) -> str | None:

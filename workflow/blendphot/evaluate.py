@@ -39,12 +39,11 @@ from blendphot import io
 from blendphot.architectures import architecture
 from blendphot.blend import Blends
 from blendphot.errors import InputError
-from blendphot.photometry import INTERVAL_K, delta_mag, flux_to_mag, laplace_pit, log_flux_z
+from blendphot.photometry import INTERVAL_K, border_noise, delta_mag, flux_to_mag, laplace_pit, log_flux_z
 from blendphot.prediction import PREDICTION_COLUMNS, Prediction
 
 __all__ = [
     "ROLES",
-    "border_noise",
     "domain_gap",
     "galaxy_table",
     "headline",
@@ -54,7 +53,7 @@ __all__ = [
     "iou_by_pair",
     "latex_table",
     "mask_iou",
-    "noise_lines",
+    "noise_note",
     "photometry_stats",
     "run_evaluate",
     "sep_outcomes",
@@ -323,15 +322,13 @@ def uncertainty_stats(flux: np.ndarray, flux_err: np.ndarray, reference: np.ndar
     pit = np.sort(laplace_pit(z))
     n = pit.size
     ks = max(np.max(np.arange(1, n + 1) / n - pit), np.max(pit - np.arange(n) / n))
-    out = {"n_sigma": int(n), "n_galaxies": np.nan}
     ids = pd.factorize(np.asarray(galaxy)[ok])[0] if galaxy is not None else None
+    out = {"n_sigma": int(n), "n_galaxies": int(ids.max() + 1) if ids is not None else np.nan}
     for p, k in INTERVAL_K.items():
         inside = np.abs(z) <= k
         out[f"coverage{p}"] = float(np.mean(inside))
-        out[f"coverage{p}_lo"] = out[f"coverage{p}_hi"] = np.nan
-        if ids is not None:
-            out["n_galaxies"] = int(ids.max() + 1)
-            out[f"coverage{p}_lo"], out[f"coverage{p}_hi"] = _galaxy_bootstrap(inside, ids, n_boot)
+        out[f"coverage{p}_lo"], out[f"coverage{p}_hi"] = (_galaxy_bootstrap(inside, ids, n_boot) if ids is not None
+                                                          else (np.nan, np.nan))
     return out | {"pit_ks": float(ks), "s68": float(np.median(s68))}
 
 
@@ -429,17 +426,7 @@ def headline(metrics: pd.DataFrame, *, reference: str = "isolated") -> pd.DataFr
     return m[cols].reset_index(drop=True)
 
 
-def border_noise(images: np.ndarray, *, sample: int = 2000, border: int = 8) -> float:
-    """Background noise (e-/s) of blends: 1.4826 × the MAD of the stamp borders of up to
-    ``sample`` of them, the estimator that sets a network's input scale in training
-    (:func:`blendphot.data.noise_sigma`, there in torch)."""
-    x = np.asarray(images[:sample], dtype=np.float64)
-    edge = np.concatenate([x[:, :border].ravel(), x[:, -border:].ravel(),
-                           x[:, border:-border, :border].ravel(), x[:, border:-border, -border:].ravel()])
-    return float(1.4826 * np.median(np.abs(edge - np.median(edge))))
-
-
-def noise_lines(noise: float, trained: dict[str, float], *, tolerance: float = 1.5) -> list[str]:
+def noise_note(noise: float, trained: dict[str, float], *, tolerance: float = 1.5) -> str:
     """The summary's lines on the background noise of these blends against each network's
     training blends (``trained``: name -> noise σ), with a warning outside ``tolerance``."""
     lines = [f"\nBackground noise of these blends: {noise:.4g} e-/s (1.4826 × MAD of the stamp borders).\n"]
@@ -449,7 +436,7 @@ def noise_lines(noise: float, trained: dict[str, float], *, tolerance: float = 1
         if not 1 / tolerance <= ratio <= tolerance:
             lines.append(f"  **Warning: {name} sees blends {ratio:.2f} times as noisy as it was trained on: "
                          "another depth, or pixels in other units or at another zero point.**\n")
-    return ["".join(lines)]
+    return "".join(lines)
 
 
 def domain_gap(here: pd.DataFrame, in_domain: pd.DataFrame) -> pd.DataFrame:
@@ -539,12 +526,13 @@ def _with_interval(row, column: str) -> str:
 
 def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious: pd.DataFrame,
                      *, deep_methods: list[str], mask_notes: list[str] | None = None,
-                     image_table: pd.DataFrame | None = None, title: str = "blendphot results on the test blends",
-                     in_domain: pd.DataFrame | None = None, noise_notes: list[str] | None = None) -> str:
+                     image_table: pd.DataFrame | None = None, title: str | None = None,
+                     in_domain: pd.DataFrame | None = None, noise: str | None = None) -> str:
     """``results/summary.md``: the headline table, sep's outcomes, IoU (with ``mask_notes``,
     the warnings of :func:`mask_warnings`), and the DL/sep ratios. ``in_domain``: the headline
-    table of the blends the networks were trained for, shown beside this one (a transfer set)."""
-    parts = [f"# {title}\n",
+    table of the blends the networks were trained for, shown beside this one with ``noise``
+    (:func:`noise_note`; a transfer set)."""
+    parts = [f"# {title or 'blendphot results on the test blends'}\n",
              "Δmag = mag_blend − mag_isolated. bias = mean Δmag, σ = its standard deviation, σ_MAD = "
              "1.4826 × MAD, outliers = |Δmag| > 0.75, MAPE on flux and on magnitude (%). "
              "Completeness = fraction of galaxies given a flux.\n"]
@@ -556,7 +544,8 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
                   "A network that loses more than sep from one set to the other has learnt the training "
                   "survey's particulars.\n",
                   _md(domain_gap(head, in_domain))]
-        parts += noise_notes or []
+        if noise:
+            parts.append(noise)
     sep_found = metrics[(metrics["group_by"] == "sep_found") & (metrics["group"] == "found")
                         & (metrics["reference"] == "isolated")]
     if not sep_found.empty:
@@ -669,9 +658,9 @@ def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path],
     health = {name: mask_health(pred.masks) for name, pred in predictions.items() if pred.masks is not None}
     noise = None
     if reference is not None:  # another set: is it at the depth and in the units trained on?
-        noise = noise_lines(border_noise(blends.images), {m: infos[m]["noise_sigma"] for m in prediction_dirs})
+        noise = noise_note(border_noise(blends.images), {m: infos[m]["noise_sigma"] for m in prediction_dirs})
     with io.atomic_path(out["summary"], ".md") as tmp:
         tmp.write_text(summary_markdown(metrics, outcomes, ious, deep_methods=flux_networks, image_table=image_table,
-                                        mask_notes=mask_warnings(health), in_domain=reference, noise_notes=noise,
-                                        **({"title": title} if title else {})))
+                                        mask_notes=mask_warnings(health), title=title, in_domain=reference,
+                                        noise=noise))
     return tables["headline"][0], ious

@@ -24,6 +24,7 @@ from blendphot.errors import DiskFullError, InputError
 __all__ = [
     "atomic_path",
     "create_array",
+    "disk_full",
     "load_array",
     "native",
     "read_csv",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from blendphot.errors import ConfigError, InputError
 
-__all__ = ["CATALOG_HELP", "DECISIONS_HELP", "check_local_file", "stampset_files"]
+__all__ = ["CATALOG_HELP", "DECISIONS_HELP", "check_local_file", "check_local_path", "stampset_files"]
 
 CATALOG_HELP = (
     "The Dimauro et al. (2018) bulge/disc catalogue, which also holds the Huertas-Company (2015) "
@@ -29,14 +29,16 @@ DECISIONS_HELP = ("Export the decisions from the review page (results/inspect/in
                   "or set the key to null to keep the automatic decisions.")
 
 
-def check_local_file(entry: dict, key: str, *, help: str = "", exact: bool = False) -> None:
-    """Raise a ConfigError naming ``key`` (``key.path``; ``key`` itself when ``exact``) when
-    ``entry['path']`` is set and does not exist."""
-    path = entry.get("path")
+def check_local_path(path: str | None, key: str, *, help: str = "") -> None:
+    """Raise a ConfigError naming config key ``key`` when ``path`` is set and does not exist."""
     if path and not Path(path).exists():
         where = f" (relative to {os.getcwd()})" if not Path(path).is_absolute() else ""
-        name = key if exact else f"{key}.path"
-        raise ConfigError(f"config key '{name}': {path} does not exist{where}. {help}".rstrip())
+        raise ConfigError(f"config key '{key}': {path} does not exist{where}. {help}".rstrip())
+
+
+def check_local_file(entry: dict, key: str, *, help: str = "") -> None:
+    """:func:`check_local_path` of a file entry's ``path`` (config key ``key.path``)."""
+    check_local_path(entry.get("path"), f"{key}.path", help=help)
 
 
 def stampset_files(path: str | os.PathLike, key: str = "survey.stamps") -> list[str]:

@@ -113,16 +113,15 @@ def close_abandoned(tracking_uri: str, experiment: str, workdir: str, superseded
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return 0
-    abandoned = client.search_runs([exp.experiment_id], max_results=1000, filter_string=(
+    running = client.search_runs([exp.experiment_id], max_results=1000, filter_string=(
         f"tags.`{WORKDIR_TAG}` = '{workdir}' and tags.`blendphot.kind` = 'workflow' and attributes.status = 'RUNNING'"))
-    for run in abandoned:
-        if run.info.run_id == superseded_by:
-            continue
-        _kill_running(client, exp.experiment_id, {"mlflow.parentRunId": run.info.run_id})
+    abandoned = [run.info.run_id for run in running if run.info.run_id != superseded_by]
+    for run_id in abandoned:
+        _kill_running(client, exp.experiment_id, {"mlflow.parentRunId": run_id})
         if superseded_by:
-            client.set_tag(run.info.run_id, "blendphot.superseded_by", superseded_by)
-        client.set_terminated(run.info.run_id, status="KILLED")
-    return sum(run.info.run_id != superseded_by for run in abandoned)
+            client.set_tag(run_id, "blendphot.superseded_by", superseded_by)
+        client.set_terminated(run_id, status="KILLED")
+    return len(abandoned)
 
 
 def check_server(tracking_uri: str, *, timeout: float = 10.0) -> None:

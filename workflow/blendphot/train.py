@@ -652,24 +652,22 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     if summary["best_epoch"] < 0:
         raise BlendphotError("training ended before the first epoch finished")
     calibration = {}
-    if model_cfg.flux_sigma and architecture(model_cfg.arch).images:  # a table from its validation errors
+    if model_cfg.flux_sigma:  # calibrated on the validation blends
         state = load_checkpoint(summary["best_path"])
-        edges, s68, calibration = calibrate_image_model(load_model(state, device)[0], val, target=target,
-                                                        clean=settings.get("measure"), device=device)
-        state["model_config"].update(sigma_edges=edges, sigma_s68=s68)
-        log.info("flux uncertainties: s68 %s in bins of mag_self - mag_other with inner edges %s; 68/95 %% "
-                 "coverage %.3f/%.3f on the validation blends", np.round(s68, 3).tolist(), np.round(edges, 2).tolist(),
-                 calibration["val_coverage68"], calibration["val_coverage95"])
-        with io.atomic_path(model_out, ".pt") as tmp:
-            torch.save(state, tmp)
-    elif model_cfg.flux_sigma:  # the σ head, calibrated on the validation blends
-        state = load_checkpoint(summary["best_path"])
-        scale, calibration = calibrate_model(load_model(state, device)[0], val, target=target, device=device)
-        state["model_config"]["sigma_scale"] = scale
-        calibration["sigma_scale"] = scale
-        log.info("flux uncertainties: calibration factor %.3f on the validation blends; 68/95 %% coverage "
-                 "%.3f/%.3f before, %.3f/%.3f after", scale, calibration["val_coverage68_raw"],
-                 calibration["val_coverage95_raw"], calibration["val_coverage68"], calibration["val_coverage95"])
+        model = load_model(state, device)[0]
+        if architecture(model_cfg.arch).images:  # a table of its measured fluxes' errors
+            edges, s68, calibration = calibrate_image_model(model, val, target=target, clean=settings.get("measure"),
+                                                            device=device)
+            state["model_config"].update(sigma_edges=edges, sigma_s68=s68)
+            log.info("flux uncertainties: s68 %s in bins of mag_self - mag_other with inner edges %s; 68/95 %% "
+                     "coverage %.3f/%.3f on the validation blends", np.round(s68, 3).tolist(),
+                     np.round(edges, 2).tolist(), calibration["val_coverage68"], calibration["val_coverage95"])
+        else:  # one factor on the σ head
+            scale, calibration = calibrate_model(model, val, target=target, device=device)
+            state["model_config"]["sigma_scale"] = calibration["sigma_scale"] = scale
+            log.info("flux uncertainties: calibration factor %.3f on the validation blends; 68/95 %% coverage "
+                     "%.3f/%.3f before, %.3f/%.3f after", scale, calibration["val_coverage68_raw"],
+                     calibration["val_coverage95_raw"], calibration["val_coverage68"], calibration["val_coverage95"])
         with io.atomic_path(model_out, ".pt") as tmp:
             torch.save(state, tmp)
     else:

@@ -73,15 +73,25 @@ def params_dict(smk) -> dict:
 
 def _job_paths(smk) -> list[str]:
     """The job's outputs, and a training job's resumable state folder."""
-    paths = [str(p) for p in smk.output]
-    state = smk.params.get("state_dir") if hasattr(smk.params, "get") else None
-    return paths + ([str(state)] if state else [])
+    state = smk.params.get("state_dir")
+    return [str(p) for p in smk.output] + ([str(state)] if state else [])
+
+
+def _disk_full(smk, exc: OSError):
+    """The DiskFullError of a job's ENOSPC, naming the output it was writing (not its temporary)."""
+    from blendphot.io import disk_full
+
+    written = Path(str(exc.filename or (smk.output[0] if len(smk.output) else "an output")))
+    for out in smk.output:
+        if written.name.startswith(f".{Path(out).name}."):
+            written = Path(out)
+    return disk_full(written)
 
 
 @contextlib.contextmanager
 def stage(smk, *, name: str | None = None):
     name = name or smk.rule
-    from blendphot.io import disk_full, remove_stale_temporaries
+    from blendphot.io import remove_stale_temporaries
 
     stale = remove_stale_temporaries(_job_paths(smk))  # what a killed attempt of this job left
     log_path = smk.log[0] if len(smk.log) else None
@@ -97,22 +107,14 @@ def stage(smk, *, name: str | None = None):
             with open_run(mlflow_cfg, name, params_dict(smk),
                           tags={"blendphot.wildcards": str(dict(smk.wildcards.items()))}) as run:
                 yield run
-    except BlendphotError as exc:
+    except (BlendphotError, OSError) as exc:
         traceback.print_exc(file=log)
+        if isinstance(exc, OSError):
+            if exc.errno != errno.ENOSPC:
+                raise
+            exc = _disk_full(smk, exc)  # a full disk is the user's to fix: one line, as bad input
+            print(f"blendphot: error in rule {smk.rule}: {exc}", file=log)
         print(f"blendphot: error in rule {smk.rule}: {exc}", file=terminal)
-        raise SystemExit(1) from None
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            traceback.print_exc(file=log)
-            raise
-        written = Path(str(exc.filename or (smk.output[0] if len(smk.output) else "an output")))
-        for out in smk.output:  # a temporary file is reported as the output it was to become
-            if written.name.startswith(f".{Path(out).name}."):
-                written = Path(out)
-        full = disk_full(written)
-        traceback.print_exc(file=log)
-        print(f"blendphot: error in rule {smk.rule}: {full}", file=log)
-        print(f"blendphot: error in rule {smk.rule}: {full}", file=terminal)
         raise SystemExit(1) from None
     except Terminated:
         print(f"blendphot: rule {smk.rule} terminated by SIGTERM (cancelled, preempted or out of time)", file=log)

@@ -3,7 +3,7 @@
 
 from blendphot.architectures import architecture, has_fluxes, has_masks
 from blendphot.config import model_seed, model_settings
-from blendphot.sources import CATALOG_HELP, DECISIONS_HELP, check_local_file, stampset_files
+from blendphot.sources import CATALOG_HELP, DECISIONS_HELP, check_local_file, check_local_path, stampset_files
 from blendphot.workflow import cpu_training_warning
 
 SOURCE = config["survey"]["source"]
@@ -63,10 +63,14 @@ def field_file(field, kind):
     return entry["path"] if entry.get("path") else f"results/survey/{field}/{kind}.fits"
 
 
+def archive_path(url, folder):
+    """Where a stamp-set archive downloaded from ``url`` lands in ``folder``: the URL's file name."""
+    return f"{folder}/{Path(url.split('?')[0]).name or 'stampset.tar.gz'}"
+
+
 def stampset_archive():
     """Where the stamp-set archive of survey.stamps.url lands."""
-    name = Path(STAMPSET["url"].split("?")[0]).name or "stampset.tar.gz"
-    return f"results/survey/stampset/download/{name}"
+    return archive_path(STAMPSET["url"], "results/survey/stampset/download")
 
 
 # --- select, clean, split ------------------------------------------------------------------
@@ -83,11 +87,15 @@ def select_inputs(wildcards):
     return {"photometry": [catalog_path("photometry")], "morphology": [catalog_path("morphology")]}
 
 
+def own_segmentations(stamps, folder):
+    """A stamp set's own segmentation maps (under ``folder``), when its ``segmentation`` key says
+    to use them instead of sep's."""
+    return [f"{folder}/segmentation.npy"] if stamps["segmentation"] == "archive" else []
+
+
 def given_segmentations(wildcards):
-    """A stamp set's own segmentation maps, when survey.stamps.segmentation says to use them."""
-    if SOURCE == "stamps" and STAMPSET["segmentation"] == "archive":
-        return ["results/stamps/stampset/segmentation.npy"]
-    return []
+    """The survey's stamp set's own segmentation maps, when survey.stamps.segmentation says so."""
+    return own_segmentations(STAMPSET, "results/stamps/stampset") if SOURCE == "stamps" else []
 
 
 def decisions_file(wildcards):
@@ -126,23 +134,16 @@ def train_inputs(wildcards):
 # --- transfer (transfer.smk) --------------------------------------------------------------
 
 
-def transfer_archive(tset):
-    """Where a transfer set's archive (its `stamps.url`) lands."""
-    name = Path(TRANSFER[tset]["stamps"]["url"].split("?")[0]).name or "stampset.tar.gz"
-    return f"results/transfer/{tset}/download/{name}"
-
-
 def transfer_source(wildcards):
+    """A transfer set's files (a declared input), or where its archive (`stamps.url`) lands."""
     stamps = TRANSFER[wildcards.tset]["stamps"]
     if stamps["path"]:
         return stampset_files(stamps["path"], key=f"transfer.{wildcards.tset}.stamps")
-    return transfer_archive(wildcards.tset)
+    return archive_path(stamps["url"], f"results/transfer/{wildcards.tset}/download")
 
 
 def transfer_segmentations(wildcards):
-    if TRANSFER[wildcards.tset]["stamps"]["segmentation"] == "archive":
-        return [f"results/transfer/{wildcards.tset}/stamps/stampset/segmentation.npy"]
-    return []
+    return own_segmentations(TRANSFER[wildcards.tset]["stamps"], f"results/transfer/{wildcards.tset}/stamps/stampset")
 
 
 def transfer_decisions(wildcards):
@@ -228,10 +229,10 @@ if SOURCE == "candels":
         check_local_file(CANDELS["catalogs"][_kind], f"survey.candels.catalogs.{_kind}", help=CATALOG_HELP)
 if SOURCE == "stamps":
     check_local_file(STAMPSET, "survey.stamps")
-check_local_file({"path": config["inspect"]["decisions"]}, "inspect.decisions", help=DECISIONS_HELP, exact=True)
+check_local_path(config["inspect"]["decisions"], "inspect.decisions", help=DECISIONS_HELP)
 for _name, _entry in TRANSFER.items():
     check_local_file(_entry["stamps"], f"transfer.{_name}.stamps")
-    check_local_file({"path": _entry["decisions"]}, f"transfer.{_name}.decisions", help=DECISIONS_HELP, exact=True)
+    check_local_path(_entry["decisions"], f"transfer.{_name}.decisions", help=DECISIONS_HELP)
 
 _CPU_WARNING = cpu_training_warning(config) if workflow.local_exec else None
 if _CPU_WARNING:

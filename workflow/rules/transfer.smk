@@ -3,7 +3,9 @@
 # the survey's own selection, neighbour removal and inspection, all its accepted galaxies become
 # test blends, and the networks and sep are evaluated on them with the usual tables, beside the
 # in-domain results: results/transfer/<set>/summary.md. Everything of a set lives under
-# results/transfer/<set>/, laid out like results/.
+# results/transfer/<set>/, laid out like results/. The stages a survey of any source has are
+# those very rules (`use rule`), with a set's paths; the import and the stamps, which exist in
+# the main workflow only for a stamp-set survey, are written out here.
 
 
 wildcard_constraints:
@@ -49,25 +51,6 @@ rule transfer_import:
         "../scripts/import_stampset.py"
 
 
-rule transfer_select:
-    input:
-        stampset="results/transfer/{tset}/survey/stampset/catalog.csv",
-    output:
-        catalog="results/transfer/{tset}/select/selected.csv",
-        counts="results/transfer/{tset}/select/counts.csv",
-    log:
-        "results/logs/transfer/{tset}/select.log",
-    conda:
-        "../../envs/data.yaml"
-    container:
-        CONTAINERS["data"]
-    params:
-        select=config["select"],
-        columns={},
-    script:
-        "../scripts/select_galaxies.py"
-
-
 rule transfer_stamps:
     input:
         images="results/transfer/{tset}/survey/stampset/images.npy",
@@ -92,7 +75,19 @@ rule transfer_stamps:
         "../scripts/take_stamps.py"
 
 
-rule transfer_clean:
+use rule select_galaxies as transfer_select with:
+    input:
+        stampset="results/transfer/{tset}/survey/stampset/catalog.csv",
+    output:
+        catalog="results/transfer/{tset}/select/selected.csv",
+        counts="results/transfer/{tset}/select/counts.csv",
+    log:
+        "results/logs/transfer/{tset}/select.log",
+    params:
+        columns={},  # a stamp set is classified already
+
+
+use rule remove_neighbours as transfer_clean with:
     input:
         images=["results/transfer/{tset}/stamps/stampset/images.npy"],
         weights=["results/transfer/{tset}/stamps/stampset/weights.npy"],
@@ -104,19 +99,9 @@ rule transfer_clean:
         "results/logs/transfer/{tset}/clean.log",
     benchmark:
         "results/benchmarks/transfer/{tset}/clean.tsv"
-    conda:
-        "../../envs/data.yaml"
-    container:
-        CONTAINERS["data"]
-    params:
-        clean=config["clean"],
-        seed=config["seed"],
-        zeropoint=config["survey"]["zeropoint"],
-    script:
-        "../scripts/remove_neighbours.py"
 
 
-rule transfer_inspect:
+use rule build_inspection as transfer_inspect with:
     input:
         **{k: v.replace("results/", "results/transfer/{tset}/", 1) for k, v in CLEAN_OUTPUTS.items()},
     output:
@@ -125,17 +110,11 @@ rule transfer_inspect:
         gallery=directory("results/transfer/{tset}/inspect/gallery"),
     log:
         "results/logs/transfer/{tset}/inspect.log",
-    conda:
-        "../../envs/data.yaml"
-    container:
-        CONTAINERS["data"]
-    params:
-        inspect={"reject_flags": config["inspect"]["reject_flags"]},  # not the survey's decisions file
-    script:
-        "../scripts/build_inspection.py"
+    benchmark:
+        "results/benchmarks/transfer/{tset}/inspect.tsv"
 
 
-rule transfer_split:
+use rule split_galaxies as transfer_split with:
     input:
         manifest="results/transfer/{tset}/inspect/manifest.csv",
         catalog="results/transfer/{tset}/clean/catalog.csv",
@@ -145,18 +124,11 @@ rule transfer_split:
         table1="results/transfer/{tset}/split/table1.csv",
     log:
         "results/logs/transfer/{tset}/split.log",
-    conda:
-        "../../envs/data.yaml"
-    container:
-        CONTAINERS["data"]
     params:
         split=TRANSFER_SPLIT,
-        seed=config["seed"],
-    script:
-        "../scripts/split_galaxies.py"
 
 
-rule transfer_blend:
+use rule make_blends as transfer_blend with:
     input:
         galaxies="results/transfer/{tset}/split/galaxies.csv",
         images="results/transfer/{tset}/clean/images.npy",
@@ -173,19 +145,11 @@ rule transfer_blend:
         "results/benchmarks/transfer/{tset}/blend-{split}.tsv"
     wildcard_constraints:
         split="test",
-    conda:
-        "../../envs/data.yaml"
-    container:
-        CONTAINERS["data"]
     params:
         blend=lambda wildcards: config["blend"] | {"n_blends": {"test": TRANSFER[wildcards.tset]["n_blends"]}},
-        seed=config["seed"],
-        pixel_scale=config["survey"]["pixel_scale"],
-    script:
-        "../scripts/make_blends.py"
 
 
-rule transfer_predict:
+use rule predict_model as transfer_predict with:
     input:
         model="results/train/{model}/model.pt",
         images="results/transfer/{tset}/blend/test/images.npy",
@@ -196,19 +160,9 @@ rule transfer_predict:
         "results/logs/transfer/{tset}/predict-{model}.log",
     benchmark:
         "results/benchmarks/transfer/{tset}/predict-{model}.tsv"
-    wildcard_constraints:
-        model="|".join(MODELS),
-    conda:
-        "../../envs/train.yaml"
-    container:
-        CONTAINERS["train"]
-    params:
-        clean=config["clean"],
-    script:
-        "../scripts/predict_model.py"
 
 
-rule transfer_baseline:
+use rule run_baseline as transfer_baseline with:
     input:
         images="results/transfer/{tset}/blend/test/images.npy",
         catalog="results/transfer/{tset}/blend/test/catalog.csv",
@@ -218,17 +172,9 @@ rule transfer_baseline:
         "results/logs/transfer/{tset}/baseline.log",
     benchmark:
         "results/benchmarks/transfer/{tset}/baseline.tsv"
-    conda:
-        "../../envs/evaluate.yaml"
-    container:
-        CONTAINERS["evaluate"]
-    params:
-        baseline=config["baseline"],
-    script:
-        "../scripts/run_baseline.py"
 
 
-rule transfer_evaluate:
+use rule evaluate as transfer_evaluate with:
     input:
         catalog="results/transfer/{tset}/blend/test/catalog.csv",
         masks="results/transfer/{tset}/blend/test/masks.npy",
@@ -248,18 +194,10 @@ rule transfer_evaluate:
         summary=report("results/transfer/{tset}/summary.md", caption="../report/transfer.rst", category="Transfer"),
     log:
         "results/logs/transfer/{tset}/evaluate.log",
-    conda:
-        "../../envs/evaluate.yaml"
-    container:
-        CONTAINERS["evaluate"]
+    benchmark:
+        "results/benchmarks/transfer/{tset}/evaluate.tsv"
     params:
-        models=MODELS,
-        evaluate=config["evaluate"],
-        baseline=config["baseline"],
-        zeropoint=config["survey"]["zeropoint"],
         title=lambda wildcards: (
             f"blendphot transfer: the networks trained on the {SOURCE} survey, tested on the "
             f"blends of stamp set '{wildcards.tset}'"
         ),
-    script:
-        "../scripts/evaluate_methods.py"
