@@ -13,7 +13,6 @@ from blendphot.inference import predict_model, run_predict, run_predict_model
 from blendphot.models import build_model
 from blendphot.prediction import Prediction
 from blendphot.train import TrainConfig, fit, load_model
-from tests.test_train import toy_config
 from tests.toy import toy_blends, toy_pool
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -62,7 +61,7 @@ def test_the_blend_stage_writes_the_central_images_and_loads_them_on_request(tmp
         Blends.load(tmp_path, central=True)
 
 
-def test_the_image_network_splits_the_blend_without_making_or_losing_light():
+def test_the_image_network_splits_the_blend_without_making_or_losing_light(toy_config):
     data = toy_blends(4)
     model = build_model(toy_config("blend2image", data=data)).eval()
     with torch.inference_mode():
@@ -75,7 +74,7 @@ def test_the_image_network_splits_the_blend_without_making_or_losing_light():
 
 
 @pytest.fixture(scope="module")
-def trained_image_model(tmp_path_factory):
+def trained_image_model(tmp_path_factory, toy_config):
     root = tmp_path_factory.mktemp("deblend")
     train, val = toy_blends(1500, seed=1), toy_blends(300, seed=2)
     cfg = toy_config("blend2image", data=train, unet_centre_channel=True)

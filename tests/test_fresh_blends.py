@@ -13,18 +13,12 @@ from blendphot.blend import FreshBlends, dihedral, load_pool, make_blends
 from blendphot.clean import CleanedStamps
 from blendphot.data import Batches
 from blendphot.train import TrainConfig, fit, load_checkpoint
-from tests.test_train import toy_config
-from tests.toy import toy_blends, toy_pool
+from tests.toy import TOY_RULE as RULE
+from tests.toy import toy_blends, toy_fresh_blends, toy_pool
 
 ROOT = Path(__file__).resolve().parents[1]
-RULE = {"rule": "candels_blender", "max_mag_diff": 2.0, "min_shift_re": 0.5, "max_shift": 12}
 # bitwise-reproducible CPU kernels (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def fresh(n=64, seed=11, pool_seed=0, **kw):
-    images, masks, pool = toy_pool(40, seed=pool_seed)
-    return FreshBlends(images, masks, pool, n, settings=RULE, pixel_scale=0.06, seed=seed, **kw)
 
 
 @pytest.mark.parametrize("size", [8, 9])
@@ -68,14 +62,15 @@ def test_augmented_blends_hold_the_turned_stamps_and_their_masks():
 
 
 def test_fresh_blends_repeat_bit_for_bit_for_a_seed_and_differ_between_epochs_and_seeds():
-    a, b = fresh(), fresh()
+    a, b = toy_fresh_blends(), toy_fresh_blends()
     for k in (0, 3):
         ea, eb = a.epoch(k), b.epoch(k)
         assert np.array_equal(ea.images, eb.images) and np.array_equal(ea.masks, eb.masks)
         assert ea.catalog.equals(eb.catalog)
     assert not np.array_equal(a.epoch(0).images, a.epoch(1).images)
-    assert not np.array_equal(a.epoch(0).images, fresh(seed=12).epoch(0).images)
-    assert a.fingerprint() == b.fingerprint() != fresh(seed=12).fingerprint() != fresh(augment=False).fingerprint()
+    assert not np.array_equal(a.epoch(0).images, toy_fresh_blends(seed=12).epoch(0).images)
+    assert (a.fingerprint() == b.fingerprint() != toy_fresh_blends(seed=12).fingerprint()
+            != toy_fresh_blends(augment=False).fingerprint())
     # the same seed gives the same batches
     batches = [list(Batches(a.epoch(2), 16, torch.device("cpu"), shuffle=True,
                             generator=torch.Generator().manual_seed(5))) for _ in range(2)]
@@ -105,10 +100,10 @@ def test_no_galaxy_of_another_split_ever_enters_a_training_batch(tmp_path):
         assert np.allclose(blends.images[k][blends.masks[k, 1] == 0], central[blends.masks[k, 1] == 0], atol=0.5)
 
 
-def test_fresh_training_draws_each_epoch_once(tmp_path, monkeypatch):
+def test_fresh_training_draws_each_epoch_once(tmp_path, monkeypatch, toy_config):
     import blendphot.blend as blend
 
-    sampler, val = fresh(n=256), toy_blends(64, seed=2)
+    sampler, val = toy_fresh_blends(n=256), toy_blends(64, seed=2)
     drawn, make = [], blend.make_blends
     monkeypatch.setattr(blend, "make_blends", lambda *a, **kw: drawn.append(kw["rng"]) or make(*a, **kw))
     cfg = toy_config(data=sampler.epoch(0))  # epoch 0 drawn once, as run_train_model does for the input scales
@@ -121,9 +116,9 @@ _KILLED_MID_EPOCH = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {root!r})
     import blendphot.train as train
-    from tests.test_fresh_blends import resume_setup
+    from tests.conftest import make_resume_setup
     torch.set_num_threads(1)
-    cfg, tcfg, sampler, val = resume_setup()
+    cfg, tcfg, sampler, val = make_resume_setup("fresh")
     steps, step = [0], train.train_step
     def dying_step(*args):
         steps[0] += 1
@@ -135,21 +130,14 @@ _KILLED_MID_EPOCH = textwrap.dedent("""
 """)
 
 
-def resume_setup():
-    sampler, val = fresh(n=128, seed=21), toy_blends(48, seed=6)
-    tcfg = TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3, seed=7, checkpoint_interval_s=0,
-                       flux_loss="log", mask_weight=1.0)
-    return toy_config("blend2mask2flux", data=sampler.epoch(0)), tcfg, sampler, val
-
-
-def test_a_fresh_blend_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+def test_a_fresh_blend_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, resume_setup):
     state = tmp_path / "state"
     proc = subprocess.run([sys.executable, "-c", _KILLED_MID_EPOCH.format(root=str(ROOT), state=str(state))],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == -9, proc.stderr
     assert load_checkpoint(state / "last.pt")["epoch"] == 1  # epochs 0 and 1 done, killed inside 2
 
-    cfg, tcfg, sampler, val = resume_setup()
+    cfg, tcfg, sampler, val = resume_setup("fresh")
     resumed = fit(cfg, tcfg, sampler, val, state, data_id=sampler.fingerprint())
     assert resumed["resumed"] and [h["epoch"] for h in resumed["history"]] == list(range(4))
     reference = fit(cfg, tcfg, sampler, val, tmp_path / "reference", data_id=sampler.fingerprint())
@@ -159,7 +147,7 @@ def test_a_fresh_blend_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path
     assert [h["val_loss"] for h in resumed["history"]] == [h["val_loss"] for h in reference["history"]]
 
 
-def test_a_frozen_unet_is_not_updated_until_its_epochs_are_over(tmp_path):
+def test_a_frozen_unet_is_not_updated_until_its_epochs_are_over(tmp_path, toy_config):
     from blendphot.models import build_model
 
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
@@ -181,7 +169,7 @@ def test_a_frozen_unet_is_not_updated_until_its_epochs_are_over(tmp_path):
     assert not torch.equal(head[0], head[1])  # the head trains meanwhile
 
 
-def test_the_true_flux_target_and_the_log_loss(tmp_path):
+def test_the_true_flux_target_and_the_log_loss(tmp_path, toy_config):
     from blendphot.models import ModelOutput
     from blendphot.train import batch_loss, log_flux_error
 
@@ -191,7 +179,7 @@ def test_the_true_flux_target_and_the_log_loss(tmp_path):
     loss, parts = batch_loss(cfg, TrainConfig(flux_loss="log"), ModelOutput(fluxes=pred), true, None)
     assert float(loss) == float(parts["flux_log"]) and "flux_mape" in parts
 
-    sampler = fresh(n=32)
+    sampler = toy_fresh_blends(n=32)
     blends = sampler.epoch(0)
     assert np.array_equal(blends.targets("truth"), blends.catalog[["cen_flux_true", "comp_flux_true"]]
                           .to_numpy(np.float32))

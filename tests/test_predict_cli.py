@@ -10,14 +10,13 @@ from blendphot.inference import run_predict, run_predict_model
 from blendphot.mlflow_model import save_pyfunc
 from blendphot.prediction import Prediction
 from blendphot.train import TrainConfig, fit
-from tests.test_train import toy_config
 from tests.toy import toy_blends
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, toy_config):
     """A tiny blend2flux with a σ head, trained 2 epochs on toy blends, saved where the workflow puts it."""
     root = tmp_path_factory.mktemp("predict")
     train, val = toy_blends(200, seed=1), toy_blends(60, seed=2)
@@ -153,7 +152,7 @@ def test_a_mosaic_that_cannot_be_measured_says_why(trained, tmp_path, case, mess
         assert list(skipped["id"]) == ["edge"] and "edge" in skipped["reason"][0]
 
 
-def test_a_mask_model_on_a_mosaic_writes_masks_with_each_stamps_wcs(tmp_path):
+def test_a_mask_model_on_a_mosaic_writes_masks_with_each_stamps_wcs(tmp_path, toy_config):
     from astropy.io import fits
     from astropy.wcs import WCS
 

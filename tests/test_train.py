@@ -11,7 +11,7 @@ import torch
 
 from blendphot import evaluate as ev
 from blendphot.blend import Blends
-from blendphot.data import Batches, noise_sigma
+from blendphot.data import Batches
 from blendphot.errors import InputError
 from blendphot.models import ModelConfig
 from blendphot.train import (
@@ -23,19 +23,12 @@ from blendphot.train import (
     load_model,
     mape,
     mask_targets,
-    median_flux,
 )
 from tests.toy import toy_blends
 
 ROOT = Path(__file__).resolve().parents[1]
 # bitwise-reproducible CPU kernels (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def toy_config(arch="blend2flux", data=None, **kw):
-    data = data if data is not None else toy_blends(10)
-    return ModelConfig(arch, image_size=32, filters=8, unet_depth=3, unet_filters=4, normalisation="linear",
-                       noise_sigma=noise_sigma(data.images, border=4), flux_scale=median_flux(data.fluxes), **kw)
 
 
 def test_mape_is_the_papers_equation_1():
@@ -59,7 +52,7 @@ def test_iou_and_mask_targets():
     assert np.isnan(ev.iou(empty.numpy(), empty.numpy())).all()
 
 
-def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path):
+def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path, toy_config):
     train, val = toy_blends(2000, seed=1), toy_blends(500, seed=2)
     summary = fit(toy_config(data=train), TrainConfig(epochs=40, learning_rate=1e-3, seed=3), train, val,
                   tmp_path / "state")
@@ -73,10 +66,10 @@ def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path):
 _KILLED_RUN = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {root!r})
-    from tests.test_train import resume_setup
+    from tests.conftest import make_resume_setup
     from blendphot.train import fit
     torch.set_num_threads(1)
-    cfg, tcfg, train, val = resume_setup()
+    cfg, tcfg, train, val = make_resume_setup("fixed")
     def on_epoch(record, epoch):
         if epoch == 2:
             os.kill(os.getpid(), signal.SIGKILL)  # the job dies right here, like a killed SLURM job
@@ -84,20 +77,14 @@ _KILLED_RUN = textwrap.dedent("""
 """)
 
 
-def resume_setup():
-    train, val = toy_blends(300, seed=5), toy_blends(100, seed=6)
-    tcfg = TrainConfig(epochs=6, learning_rate=1e-3, seed=7, checkpoint_interval_s=0)  # a checkpoint every epoch
-    return toy_config("blend2mask2flux", data=train), tcfg, train, val
-
-
-def test_a_killed_training_resumes_where_it_stopped_and_ends_as_if_never_killed(tmp_path):
+def test_a_killed_training_resumes_where_it_stopped_and_ends_as_if_never_killed(tmp_path, resume_setup):
     state = tmp_path / "state"
     proc = subprocess.run([sys.executable, "-c", _KILLED_RUN.format(root=str(ROOT), state=str(state))],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == -9, proc.stderr
     assert load_checkpoint(state / "last.pt")["epoch"] == 2
 
-    cfg, tcfg, train, val = resume_setup()
+    cfg, tcfg, train, val = resume_setup("fixed")
     resumed = fit(cfg, tcfg, train, val, state)
     assert resumed["resumed"] and [h["epoch"] for h in resumed["history"]] == list(range(6))
 
@@ -110,7 +97,7 @@ def test_a_killed_training_resumes_where_it_stopped_and_ends_as_if_never_killed(
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
-def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
+def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path, toy_config):
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
     cfg = toy_config(data=train)
     fit(cfg, TrainConfig(epochs=1, seed=1), train, val, tmp_path)
@@ -118,7 +105,7 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path):
     assert not again["resumed"] and again["epochs_run"] == 2
 
 
-def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path, toy_config):
     from blendphot.data import fingerprint
 
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
@@ -129,7 +116,7 @@ def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
     assert not fit(cfg, tcfg, other, val, tmp_path, data_id=fingerprint(other, val))["resumed"]
 
 
-def test_checkpoints_load_with_weights_only_and_hold_everything_to_resume(tmp_path):
+def test_checkpoints_load_with_weights_only_and_hold_everything_to_resume(tmp_path, toy_config):
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
     summary = fit(toy_config("unet", data=train), TrainConfig(epochs=1, seed=1), train, val, tmp_path)
     state = torch.load(summary["last_path"], weights_only=True)
@@ -140,7 +127,7 @@ def test_checkpoints_load_with_weights_only_and_hold_everything_to_resume(tmp_pa
     assert cfg.arch == "unet" and not model.training
 
 
-def test_evaluate_reports_flux_and_mask_metrics():
+def test_evaluate_reports_flux_and_mask_metrics(toy_config):
     data = toy_blends(40, seed=3)
     cfg = toy_config("blend2mask2flux", data=data)
     from blendphot.models import build_model
@@ -228,7 +215,7 @@ def test_blends_load_and_reject_bad_files(tmp_path):
         Blends.load(broken("cut", cut))
 
 
-def test_blend2mask2flux_starts_from_the_trained_unet(tmp_path):
+def test_blend2mask2flux_starts_from_the_trained_unet(tmp_path, toy_config):
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
     unet = fit(toy_config("unet", data=train), TrainConfig(epochs=1, seed=1), train, val, tmp_path / "u")
     cfg = toy_config("blend2mask2flux", data=train)
@@ -244,7 +231,7 @@ def test_blend2mask2flux_starts_from_the_trained_unet(tmp_path):
         fit(wrong, TrainConfig(epochs=1), train, val, tmp_path / "c", init_from=unet["best_path"])
 
 
-def test_checkpoints_follow_their_interval_and_the_best_weights_stay_in_memory(tmp_path):
+def test_checkpoints_follow_their_interval_and_the_best_weights_stay_in_memory(tmp_path, toy_config):
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
     saved = []
 
@@ -293,7 +280,7 @@ def test_a_gpu_asked_for_and_not_usable_is_an_error(monkeypatch):
         resolve_device("auto", gpu_requested=True)
 
 
-def test_a_cosine_schedule_anneals_over_the_epochs(tmp_path):
+def test_a_cosine_schedule_anneals_over_the_epochs(tmp_path, toy_config):
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
     summary = fit(toy_config(data=train), TrainConfig(epochs=3, seed=1, learning_rate=1e-3, lr_min=0.0,
                                                       lr_schedule="cosine"), train, val, tmp_path)

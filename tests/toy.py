@@ -2,7 +2,10 @@
 import numpy as np
 import pandas as pd
 
-from blendphot.blend import Blends
+from blendphot.blend import Blends, FreshBlends
+
+# The blending rule of the toy pools: candels_blender with shifts that fit 32 x 32 stamps.
+TOY_RULE = {"rule": "candels_blender", "max_mag_diff": 2.0, "min_shift_re": 0.5, "max_shift": 12}
 
 
 def toy_blends(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, sigma_px: float = 2.0) -> Blends:
@@ -54,3 +57,9 @@ def toy_pool(n: int, *, size: int = 32, seed: int = 0, noise: float = 0.05, pixe
                          "mag_auto": 25.0 - 2.5 * np.log10(flux), "flux_auto": flux * 0.95,
                          "re_arcsec": 1.1774 * sigma * pixel_scale, "flux_true": flux})
     return images, masks, pool
+
+
+def toy_fresh_blends(n: int = 64, *, seed: int = 11, pool_seed: int = 0, **kw) -> FreshBlends:
+    """``n`` blends drawn afresh every epoch from a toy pool of 40 galaxies (:func:`toy_pool`)."""
+    images, masks, pool = toy_pool(40, seed=pool_seed)
+    return FreshBlends(images, masks, pool, n, settings=TOY_RULE, pixel_scale=0.06, seed=seed, **kw)

@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "envs", "containers", "tests", "pyproject.toml",
                   "README.md")
+TINY = "tests/config/tiny.yaml"  # the tiny end-to-end config
+PAPER_CATALOGUE = "data/dimauro2018_candels.fits"  # config/paper.yaml's local catalogue
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -26,8 +28,22 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+# The markers of the tests that may start Snakemake (`make test-fast` leaves them out), and the
+# test running now (set by tests/conftest.py; None outside pytest).
+STARTS_SNAKEMAKE = ("workflow", "slurm", "containers")
+CURRENT_TEST = None
+
+
+def require_workflow_marker() -> None:
+    """Fail the test running now if it starts Snakemake without a STARTS_SNAKEMAKE marker."""
+    item = CURRENT_TEST
+    if item is not None and not any(item.get_closest_marker(m) for m in STARTS_SNAKEMAKE):
+        raise AssertionError(f"{item.nodeid} starts Snakemake: mark it @pytest.mark.workflow")
+
+
 def run_snakemake(args, cwd, check=True, env=None, timeout=None):
     """Run Snakemake in ``cwd``; on failure, raise with the tail of its output."""
+    require_workflow_marker()
     base = {k: v for k, v in os.environ.items() if not k.startswith("BLENDPHOT_MLFLOW")}
     proc = subprocess.run(SNAKEMAKE + list(args), cwd=cwd, capture_output=True, text=True,
                           env={**base, **(env or {})}, timeout=timeout)
@@ -58,6 +74,33 @@ def planned_rules(dry_run_stdout: str) -> set[str]:
             values = dict(part.strip().split("=", 1) for part in line.split(":", 1)[1].split(","))
             jobs.add(f"{current}:{values[PER_ITEM_RULES[current]]}")
     return (rules - set(PER_ITEM_RULES)) | jobs
+
+
+def planned_jobs(dry_run_stdout: str) -> list[dict]:
+    """Every job of a dry run's plan as Snakemake resolved it: its rule, wildcards, threads (1
+    where it prints none) and resources (strings, as printed)."""
+    jobs, job = [], None
+    for line in dry_run_stdout.splitlines():
+        words = line.split()
+        if line.startswith(("rule ", "localrule ")) and len(words) == 2 and words[1].endswith(":"):
+            job = {"rule": words[1][:-1], "wildcards": {}, "threads": 1, "resources": {}}
+            jobs.append(job)
+        elif job is not None and line.startswith("    ") and ":" in line:
+            key, value = (part.strip() for part in line.split(":", 1))
+            if key == "threads":
+                job["threads"] = int(value)
+            elif key in ("wildcards", "resources"):
+                job[key] = dict(part.strip().split("=", 1) for part in value.split(", ") if "=" in part)
+        elif not line.startswith("    "):
+            job = None
+    return jobs
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """A copy of a workflow folder with its results and Snakemake's records, file times kept:
+    what is up to date in ``src`` is up to date in the copy."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
 
 
 def stage_runs(tracking_uri: str, experiment: str):
