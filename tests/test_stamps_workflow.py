@@ -1,6 +1,7 @@
 """The stamps source through Snakemake: a stamp set in the exact Zenodo layout (padded bytes-like
-FIELD, mag_err = mag, neighbours in the images, a segmentation map), cut from a tiny mock
-survey so that the truth is known, run from the import to the report."""
+FIELD, mag_err = mag, neighbours in the images, a segmentation map), cut from the tiny mock
+survey (conftest.py's tiny_run, selected there) so that the truth is known, run from the import
+to the report. Every test here starts Snakemake."""
 import json
 
 import numpy as np
@@ -9,43 +10,37 @@ import pytest
 
 from blendphot.stampset import mock_stampset
 
-from .workflow_helpers import copy_workflow, planned_rules, run_snakemake, stage_runs
+from .workflow_helpers import TINY, copy_run, planned_rules, run_snakemake, stage_runs
+
+pytestmark = pytest.mark.workflow
 
 CONFIG = "tests/config/tiny-stamps.yaml"
 STAMPSET = "stampset/candels-blender-data"  # the path in CONFIG, relative to the workflow
 
 
 @pytest.fixture(scope="module")
-def mock_run(tmp_path_factory):
-    """The tiny mock survey, selected: mosaics, weight maps and catalogues whose truth is known."""
-    mock = copy_workflow(tmp_path_factory.mktemp("mock"))
-    run_snakemake(["results/select/selected.csv", "--cores", "2", "--configfile", "tests/config/tiny.yaml"], mock)
-    return mock
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, mock_run):
-    """A workflow copy holding a mock-built stamp set (and its archive) where CONFIG points."""
-    root = copy_workflow(tmp_path_factory.mktemp("stamps"))
-    mock_stampset(mock_run / "results", root / STAMPSET, archive=True)
+def stamps_workdir(workflow_copy, tiny_run):
+    """A workflow copy holding a stamp set (and its archive) where CONFIG points, made from the
+    tiny mock survey (mosaics, weight maps and catalogues whose truth is known), selected."""
+    root = workflow_copy("stamps")
+    mock_stampset(tiny_run / "results", root / STAMPSET, archive=True)
     return root
 
 
-def test_the_set_is_in_the_published_layout(workdir):
-    cat = pd.read_csv(workdir / STAMPSET / "candels_cat.csv")
+def test_the_set_is_in_the_published_layout(stamps_workdir):
+    cat = pd.read_csv(stamps_workdir / STAMPSET / "candels_cat.csv")
     assert list(cat.columns) == ["ID", "RA", "DEC", "FIELD", "mag", "mag_err", "radius", "z", "galtype", "segval"]
     assert cat["FIELD"].iat[0] == "b'tiny      '" and (cat["mag_err"] == cat["mag"]).all()
-    seg = np.load(workdir / STAMPSET / "candels_seg.npy")
+    seg = np.load(stamps_workdir / STAMPSET / "candels_seg.npy")
     assert (seg[:, 64, 64] == cat["segval"]).all()
     assert (seg.max(axis=(1, 2)) > 1).mean() > 0.5  # most stamps hold neighbours
 
 
-@pytest.mark.workflow
-def test_tiny_stamps_end_to_end(workdir):
+def test_tiny_stamps_end_to_end(stamps_workdir):
     run_snakemake(["--cores", "2", "--configfile", CONFIG, "--report-after-run", "--report", "results/report.html"],
-                  workdir)
-    res = workdir / "results"
-    truth = pd.read_csv(workdir / STAMPSET / "truth.csv")
+                  stamps_workdir)
+    res = stamps_workdir / "results"
+    truth = pd.read_csv(stamps_workdir / STAMPSET / "truth.csv")
     stampset = pd.read_csv(res / "survey/stampset/catalog.csv")
     assert len(stampset) == len(truth) and stampset["field"].eq("tiny").all()
     assert pd.read_csv(res / "select/counts.csv").set_index("class").loc["TOTAL", "selected"] == len(truth)
@@ -71,52 +66,56 @@ def test_tiny_stamps_end_to_end(workdir):
     assert all(r.info.status == "FINISHED" for r in parents + children)
 
     # The stamp set is a declared input: a file changed in place is imported again
-    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", CONFIG], workdir).stdout)
+    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", CONFIG], stamps_workdir).stdout)
     assert plan == set()
-    cat = workdir / STAMPSET / "candels_cat.csv"
+    cat = stamps_workdir / STAMPSET / "candels_cat.csv"
     original = cat.read_bytes()
     pd.read_csv(cat).assign(mag=lambda c: c["mag"] + 0.01).to_csv(cat, index=False)
-    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", CONFIG], workdir).stdout)
+    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", CONFIG], stamps_workdir).stdout)
     assert {"import_stampset", "select_galaxies", "take_stamps", "remove_neighbours", "make_blends"} <= plan
     cat.write_bytes(original)
 
     # The set's own segmentation instead of sep's: the cleaning and what follows, nothing upstream
-    archive_seg = workdir / "tests/config/tiny-stamps-archive.yaml"
-    archive_seg.write_text((workdir / CONFIG).read_text().replace("segmentation: sep", "segmentation: archive"))
-    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(archive_seg)], workdir).stdout)
+    archive_seg = stamps_workdir / "tests/config/tiny-stamps-archive.yaml"
+    archive_seg.write_text((stamps_workdir / CONFIG).read_text().replace("segmentation: sep", "segmentation: archive"))
+    plan = planned_rules(run_snakemake(["-n", "--cores", "1", "--configfile", str(archive_seg)], stamps_workdir).stdout)
     assert {"remove_neighbours", "make_blends"} <= plan and not plan & {"import_stampset", "take_stamps"}
 
-def test_a_stampset_url_is_downloaded_by_a_local_rule(workdir, tmp_path):
-    archive = workdir / (STAMPSET + ".tar.gz")
+def test_a_stampset_url_is_downloaded_by_a_local_rule(stamps_workdir, tmp_path):
+    archive = stamps_workdir / (STAMPSET + ".tar.gz")
     config = tmp_path / "url.yaml"
-    config.write_text((workdir / CONFIG).read_text().replace(f"path: {STAMPSET}", f"url: {archive.as_uri()}"))
-    run_snakemake(["results/survey/stampset/catalog.csv", "--cores", "1", "--configfile", str(config)], workdir)
-    downloaded = workdir / "results/survey/stampset/download/candels-blender-data.tar.gz"
+    config.write_text((stamps_workdir / CONFIG).read_text().replace(f"path: {STAMPSET}", f"url: {archive.as_uri()}"))
+    run_snakemake(["results/survey/stampset/catalog.csv", "--cores", "1", "--configfile", str(config)], stamps_workdir)
+    downloaded = stamps_workdir / "results/survey/stampset/download/candels-blender-data.tar.gz"
     assert downloaded.read_bytes() == archive.read_bytes()
-    truth = pd.read_csv(workdir / STAMPSET / "truth.csv")
-    assert len(pd.read_csv(workdir / "results/survey/stampset/catalog.csv")) == len(truth)
-    assert not list((workdir / "results/survey/stampset").glob(".stampset-*"))  # unpacked copy removed
+    truth = pd.read_csv(stamps_workdir / STAMPSET / "truth.csv")
+    assert len(pd.read_csv(stamps_workdir / "results/survey/stampset/catalog.csv")) == len(truth)
+    assert not list((stamps_workdir / "results/survey/stampset").glob(".stampset-*"))  # unpacked copy removed
 
 
-def test_a_missing_stampset_path_is_named(workdir, tmp_path):
+def test_a_missing_stampset_path_is_named(stamps_workdir, tmp_path):
     config = tmp_path / "missing.yaml"
-    config.write_text((workdir / CONFIG).read_text().replace(f"path: {STAMPSET}", "path: no/such/set"))
-    proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(config)], workdir, check=False)
+    config.write_text((stamps_workdir / CONFIG).read_text().replace(f"path: {STAMPSET}", "path: no/such/set"))
+    proc = run_snakemake(["-n", "--cores", "1", "--configfile", str(config)], stamps_workdir, check=False)
     assert proc.returncode != 0
     assert "config key 'survey.stamps.path': no/such/set does not exist" in proc.stdout + proc.stderr
 
 
-@pytest.mark.workflow
-def test_the_trained_networks_are_tested_on_another_stamp_set_in_one_run(mock_run, tmp_path):
-    """Sim-to-real in one run: train on one mock survey (seed 7), test on a stamp set cut from
-    another (the tiny survey of seed 42, neighbours included), with the usual tables and the
-    in-domain figures beside them."""
-    root = copy_workflow(tmp_path / "wf")
-    configs = ["--configfile", "tests/config/tiny.yaml", "tests/config/tiny-transfer.yaml"]
+def test_the_trained_networks_are_tested_on_another_stamp_set_in_one_run(tiny_run, workflow_copy, tmp_path):
+    """Sim-to-real in one run: the networks trained on one mock survey (the tiny run's, seed 42)
+    tested on a stamp set cut from another (the tiny survey of seed 7, neighbours included),
+    with the usual tables and the in-domain figures beside them. Run in a copy of the tiny run:
+    only the transfer stages run."""
+    other = workflow_copy("other-survey")
+    (tmp_path / "seed7.yaml").write_text("seed: 7\n")
+    run_snakemake(["results/select/selected.csv", "--cores", "2", "--configfile", TINY, str(tmp_path / "seed7.yaml")],
+                  other)
+    root = copy_run(tiny_run, tmp_path / "transfer")
+    configs = ["--configfile", TINY, "tests/config/tiny-transfer.yaml"]
     proc = run_snakemake(["-n", "--cores", "1", *configs], root, check=False)  # the set is not there yet
     assert proc.returncode != 0
     assert "config key 'transfer.other-survey.stamps.path': transfer-set does not exist" in proc.stdout + proc.stderr
-    mock_stampset(mock_run / "results", root / "transfer-set", archive=False)
+    mock_stampset(other / "results", root / "transfer-set", archive=False)
     run_snakemake(["transfer", "--cores", "2", *configs], root)
 
     out = root / "results/transfer/other-survey"
@@ -142,7 +141,7 @@ def test_the_trained_networks_are_tested_on_another_stamp_set_in_one_run(mock_ru
     assert all(r.info.status == "FINISHED" for r in parents + children)
 
     # One setting of the set changed: its blends and what follows rerun, no training
-    more = tmp_path / "more.yaml"
+    more = root / "more.yaml"
     more.write_text("transfer:\n  other-survey:\n    n_blends: 30\n")
     plan = planned_rules(run_snakemake(["transfer", "-n", "--cores", "1", *configs, str(more)], root).stdout)
     assert plan == {"transfer_blend", "transfer_predict", "transfer_baseline", "transfer_evaluate", "transfer"}
@@ -158,11 +157,11 @@ def _candels_config(survey: dict) -> str:
                            "train": {"models": {"blend2flux": {"arch": "blend2flux", "filters": 4}}}})
 
 
-def test_the_candels_path_reads_local_files_and_downloads(mock_run, tmp_path):
+def test_the_candels_path_reads_local_files_and_downloads(tiny_run, workflow_copy, tmp_path):
     """source: candels with the tiny mock's files in the CANDELS formats: the mosaic by URL
     (downloaded by the local rule), its weight map and the catalogues read in place."""
-    survey = mock_run / "results/survey/tiny"
-    root = copy_workflow(tmp_path / "wf")
+    survey = tiny_run / "results/survey/tiny"
+    root = workflow_copy("candels")
     config = root / "candels.yaml"
     config.write_text(_candels_config({
         "fields": {"tiny": {"image": {"url": (survey / "image.fits").as_uri()},
@@ -173,7 +172,7 @@ def test_the_candels_path_reads_local_files_and_downloads(mock_run, tmp_path):
     assert (root / "results/survey/tiny/image.fits").read_bytes() == (survey / "image.fits").read_bytes()
     assert not (root / "results/survey/tiny/weight.fits").exists()  # read in place
     selected = pd.read_csv(root / "results/select/selected.csv")
-    assert len(selected) == len(pd.read_csv(mock_run / "results/select/selected.csv"))
+    assert len(selected) == len(pd.read_csv(tiny_run / "results/select/selected.csv"))
     assert json.loads((root / "results/clean/qa.json").read_text())["single_source_fraction"] > 0.85
 
     # A catalogue URL that serves a web page, and a column that is not in the file, are named
