@@ -12,6 +12,8 @@ import contextlib
 import errno
 import os
 import subprocess
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,47 +148,82 @@ def test_a_split_too_small_for_a_blend_stops_at_the_split(tmp_path):
 
 
 # Where a whole invocation is killed (SIGKILL to Snakemake and its jobs at once, as an OOM
-# killer, a lost node or `kill -9 -<pgid>` does): while each of these jobs runs, every stage
-# up to training, each that many seconds after it opened its log (the quick ones at once).
-KILLED_IN = {"survey/tiny": 1.0, "select": 0.0, "stamps/tiny": 0.5, "clean": 1.0, "inspect": 0.0, "split": 0.0,
-             "blend/val": 0.5, "train/blend2flux": 1.0}
+# killer, a lost node or `kill -9 -<pgid>` does): in each stage up to training, once that stage's
+# job is at an event of its own, seen in its log or its MLflow run:
+#   "log"    its log was opened: a quick stage, killed at once (before its MLflow run opens)
+#   "run"    its MLflow run is open: the job is in its work
+#   "epoch"  its log says epoch 0 is over (and its checkpoint written): the next run resumes
+# (its log, its rule, its event)
+KILLED_IN = [("survey/tiny", "make_mock_field", "run"), ("select", "select_galaxies", "log"),
+             ("stamps/tiny", "cut_stamps", "run"), ("clean", "remove_neighbours", "run"),
+             ("inspect", "build_inspection", "log"), ("split", "split_galaxies", "log"),
+             ("blend/val", "make_blends", "run"), ("train/blend2flux", "train_model", "epoch")]
 TARGET = "results/train/blend2flux/model.pt"
 COMPARED = ["survey/tiny/image.fits", "survey/tiny/truth.csv", "select/selected.csv", "stamps/tiny/images.npy",
             "clean/images.npy", "clean/masks.npy", "clean/catalog.csv", "split/galaxies.csv", "blend/val/images.npy",
             "blend/val/central.npy", "blend/val/catalog.csv"]
 
 
+class _Runs:
+    """The stage runs of the killed invocations' MLflow store, by rule and status (read only
+    once the store exists: the workflow creates it before its first job opens its log)."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri, self.experiment, self.client = uri, experiment, None
+
+    def of(self, rule: str, status: str) -> list:
+        from mlflow.tracking import MlflowClient
+
+        self.client = self.client or MlflowClient(tracking_uri=self.uri)
+        exp = self.client.get_experiment_by_name(self.experiment)
+        return self.client.search_runs([exp.experiment_id], filter_string=(
+            f"tags.`blendphot.stage` = '{rule}' and attributes.status = '{status}'"))
+
+
+def _wait_for(event, proc, what: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not event():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.02)
+
+
 @pytest.mark.workflow
-def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_closes_the_runs(tmp_path):
+def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_closes_the_runs(tiny_run, workflow_copy):
+    """Killed in each stage in turn, then run to the end: the outputs are those of the tiny run,
+    byte for byte, no temporary is left, and every run the kills left open is closed."""
     import signal
-    import time
 
-    from .workflow_helpers import SNAKEMAKE, copy_workflow, run_snakemake, stage_runs
+    from .workflow_helpers import SNAKEMAKE, TINY, require_workflow_marker, run_snakemake, stage_runs
 
-    args = [TARGET, "--cores", "2", "--configfile", "tests/config/tiny.yaml"]
-    reference = copy_workflow(tmp_path / "reference")
-    run_snakemake(args, reference)
-    work = copy_workflow(tmp_path / "work")
+    args = [TARGET, "--cores", "2", "--configfile", TINY]
+    work = workflow_copy("killed")
+    res, ref = work / "results", tiny_run / "results"  # the reference: the same config, never killed
+    runs = _Runs(f"sqlite:///{res / 'mlflow/mlflow.db'}", "blendphot-test")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDPHOT_MLFLOW")}
-    for stage, delay in KILLED_IN.items():
-        log = work / "results/logs" / f"{stage}.log"
+    for stage, rule, event in KILLED_IN:
+        log = res / "logs" / f"{stage}.log"
         log.unlink(missing_ok=True)
+        require_workflow_marker()
         proc = subprocess.Popen(SNAKEMAKE + args, cwd=work, env=env, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, f"the run ended before {stage} started"
-        time.sleep(delay)  # into the job's work
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        try:
+            _wait_for(log.exists, proc, f"{stage} started")
+            if event == "run":
+                _wait_for(lambda rule=rule: runs.of(rule, "RUNNING"), proc, f"the MLflow run of {rule}")
+            elif event == "epoch":
+                _wait_for(lambda log=log: "epoch 0: train" in log.read_text(), proc, f"epoch 0 of {stage}")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert not runs.of(rule, "FINISHED"), f"killed too late: {stage} had finished"
         run_snakemake(["--unlock", *args], work)  # what Snakemake asks for after a kill
     run_snakemake(args, work)
 
-    res, ref = work / "results", reference / "results"
     for name in COMPARED:
         assert (res / name).read_bytes() == (ref / name).read_bytes(), name
     assert (res / "train/blend2flux/model.pt").exists()
+    assert "resumed from" in (res / "logs/train/blend2flux.log").read_text()  # killed after its first epoch
     assert sorted(p.relative_to(res) for p in res.rglob(".*.part")) == []  # no hidden temporary left
     _, parents, children = stage_runs(f"sqlite:///{res / 'mlflow/mlflow.db'}", "blendphot-test")
     assert len(parents) == len(KILLED_IN) + 1
@@ -194,8 +231,8 @@ def test_killed_at_every_stage_the_next_run_recovers_identical_outputs_and_close
                if r.info.status == "RUNNING"]
     assert running == []
     killed = {r.data.tags.get("blendphot.stage") for r in children if r.info.status == "KILLED"}
-    assert killed and killed <= {"make_mock_field", "select_galaxies", "cut_stamps", "remove_neighbours",
-                                 "build_inspection", "split_galaxies", "make_blends", "train_model"}
+    # every job killed with its run open; a job killed at once may have opened none
+    assert {rule for _, rule, event in KILLED_IN if event != "log"} <= killed <= {rule for _, rule, _ in KILLED_IN}
 
 
 def test_a_selection_that_keeps_no_galaxy_stops_there_naming_the_keys(tmp_path):
@@ -255,12 +292,49 @@ def test_a_gpu_asked_for_where_there_is_none_is_one_message():
         resolve_device("cuda", what="train.models.x")
 
 
-def test_the_package_metadata_installs_without_a_deprecation_warning():
-    """A license table (the old form) makes setuptools warn twice on every install."""
-    import tomllib
+_BUILD_WHEEL = textwrap.dedent("""
+    import json, sys, warnings
+    from setuptools import build_meta
+    from setuptools.warnings import SetuptoolsWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wheel = build_meta.build_wheel(sys.argv[1])
+    print(json.dumps({"wheel": wheel, "warnings": [f"{w.category.__name__}: {w.message}" for w in caught
+                                                   if issubclass(w.category, SetuptoolsWarning)]}))
+""")
 
-    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert isinstance(project["project"]["license"], str)  # an SPDX expression
-    assert any(r.startswith("setuptools>=77") for r in project["build-system"]["requires"])
-    # a data folder that is not a listed package makes it warn too ("Package would be ignored")
-    assert "blendphot.templates" in project["tool"]["setuptools"]["packages"]
+
+def test_the_package_builds_without_a_setuptools_warning(tmp_path):
+    """The wheel pip builds from the project: a license table (the old form) makes setuptools
+    warn twice on every install, and a data folder that is not a listed package once more
+    ("Package would be ignored"). Built here with setuptools' own backend, it gives no warning,
+    carries the SPDX license expression and the inspection page's templates."""
+    import json
+    import shutil
+    import sys
+    import zipfile
+
+    import tomllib
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    shutil.copytree(root / "workflow/blendphot", src / "workflow/blendphot",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    proc = subprocess.run([sys.executable, "-c", _BUILD_WHEEL, str(tmp_path / "dist")], cwd=src,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert built["warnings"] == []
+    with zipfile.ZipFile(tmp_path / "dist" / built["wheel"]) as wheel:
+        names = wheel.namelist()
+        metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: BSD-3-Clause" in metadata.splitlines()  # an SPDX expression
+    assert "Classifier: License ::" not in metadata
+    assert any(n.startswith("blendphot/templates/") for n in names)  # the page's files, as a listed package
+    # an isolated build (pip's default) must not pick a setuptools that cannot read the expression
+    requires = tomllib.loads((root / "pyproject.toml").read_text())["build-system"]["requires"]
+    setuptools = next(r for r in map(Requirement, requires) if r.name == "setuptools")
+    assert not setuptools.specifier.contains("76.9") and setuptools.specifier.contains("77.0")
