@@ -82,6 +82,7 @@ def trained_image_model(tmp_path_factory, toy_config):
     return summary, val
 
 
+@pytest.mark.slow
 def test_the_image_network_learns_to_deblend_two_blobs(trained_image_model):
     summary, val = trained_image_model
     history = summary["history"]
@@ -148,6 +149,7 @@ def test_image_metrics_of_a_perfect_and_an_imperfect_deblending():
     assert (swapped["chi2"] > 5).all() and (swapped["residual"] > 0.5).all() and (swapped["ssim"] < 0.9).all()
 
 
+@pytest.mark.slow
 def test_predictions_of_an_image_network_hold_images_fluxes_and_masks(trained_image_model, tmp_path):
     summary, val = trained_image_model
     model, _ = load_model(summary["best_path"])
@@ -176,6 +178,7 @@ def test_predictions_of_an_image_network_hold_images_fluxes_and_masks(trained_im
     assert (tmp_path / "mine/images.npy").exists() and (tmp_path / "mine/masks.npy").exists()
 
 
+@pytest.mark.slow
 def test_an_image_networks_fluxes_get_uncertainties_from_its_validation_errors(trained_image_model):
     from blendphot.photometry import binned_s68
     from blendphot.train import calibrate_image_model, load_checkpoint

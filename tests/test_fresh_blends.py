@@ -130,6 +130,7 @@ _KILLED_MID_EPOCH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_fresh_blend_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, resume_setup):
     state = tmp_path / "state"
     proc = subprocess.run([sys.executable, "-c", _KILLED_MID_EPOCH.format(root=str(ROOT), state=str(state))],

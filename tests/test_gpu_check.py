@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from .workflow_helpers import ROOT
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_every_phase_at_toy_size(tmp_path):
     out = tmp_path / "check.json"
     proc = subprocess.run([sys.executable, str(ROOT / "bench/gpu_check.py"), "--toy", "--out", str(out)],

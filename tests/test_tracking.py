@@ -10,6 +10,7 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from blendphot import tracking
@@ -63,11 +64,13 @@ def check_runs(uri: str, parent: str, n: int):
         assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["artifact.txt"]
 
 
+@pytest.mark.slow
 def test_parallel_jobs_against_a_tracking_server(mlflow_server, tmp_path):
     parent = run_parallel_stages(mlflow_server, tmp_path, n=12)
     check_runs(mlflow_server, parent, n=12)
 
 
+@pytest.mark.slow
 def test_parallel_jobs_against_sqlite(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     parent = run_parallel_stages(uri, tmp_path, n=6)

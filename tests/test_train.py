@@ -52,6 +52,7 @@ def test_iou_and_mask_targets():
     assert np.isnan(ev.iou(empty.numpy(), empty.numpy())).all()
 
 
+@pytest.mark.slow
 def test_flux_head_learns_two_gaussian_blobs_to_better_than_5_percent(tmp_path, toy_config):
     train, val = toy_blends(2000, seed=1), toy_blends(500, seed=2)
     summary = fit(toy_config(data=train), TrainConfig(epochs=40, learning_rate=1e-3, seed=3), train, val,
@@ -77,6 +78,7 @@ _KILLED_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_training_resumes_where_it_stopped_and_ends_as_if_never_killed(tmp_path, resume_setup):
     state = tmp_path / "state"
     proc = subprocess.run([sys.executable, "-c", _KILLED_RUN.format(root=str(ROOT), state=str(state))],
