@@ -1,14 +1,17 @@
 # blendphot: the two everyday commands.
 #   make run   - run the whole workflow on config/config.yaml (embedded mock survey)
-#   make test  - run the test suite
+#   make test  - run the whole test suite
+#   make test-fast - the unit layer only (no Snakemake, no long training): the edit loop
 #   make lint  - ruff, snakefmt and snakemake --lint (CI runs it before the tests)
 PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= all
 CONFIG ?= config/config.yaml
+# pytest-xdist workers of `make test` (the tests that share a run or a cluster keep to one worker)
+TEST_WORKERS ?= 2
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench clean-results
+.PHONY: run test test-fast lint bench clean-results
 
 $(BIN)/.installed: pyproject.toml envs/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +30,11 @@ run: $(BIN)/.installed
 	@echo "Browse the tracked runs with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The unit layer: the markers of pyproject.toml's [tool.pytest.ini_options] left out.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not workflow and not slow and not slurm and not containers and not browser"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
