@@ -11,6 +11,8 @@ rule plot_figure:
         expand("results/figures/{{fig}}.{ext}", ext=FIG["formats"]),
     log:
         "results/logs/figures/{fig}.log",
+    benchmark:
+        "results/benchmarks/figures/{fig}.tsv"
     wildcard_constraints:
         fig="|".join(FIGURE_INPUTS),
     conda:

@@ -10,6 +10,8 @@ rule select_galaxies:
         counts="results/select/counts.csv",
     log:
         "results/logs/select.log",
+    benchmark:
+        "results/benchmarks/select.tsv"
     conda:
         "../../envs/data.yaml"
     container:

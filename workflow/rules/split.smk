@@ -11,6 +11,8 @@ rule split_galaxies:
         table1="results/split/table1.csv",
     log:
         "results/logs/split.log",
+    benchmark:
+        "results/benchmarks/split.tsv"
     conda:
         "../../envs/data.yaml"
     container:

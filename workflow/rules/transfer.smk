@@ -83,6 +83,8 @@ use rule select_galaxies as transfer_select with:
         counts="results/transfer/{tset}/select/counts.csv",
     log:
         "results/logs/transfer/{tset}/select.log",
+    benchmark:
+        "results/benchmarks/transfer/{tset}/select.tsv"
     params:
         columns={},  # a stamp set is classified already
 
@@ -124,6 +126,8 @@ use rule split_galaxies as transfer_split with:
         table1="results/transfer/{tset}/split/table1.csv",
     log:
         "results/logs/transfer/{tset}/split.log",
+    benchmark:
+        "results/benchmarks/transfer/{tset}/split.tsv"
     params:
         split=TRANSFER_SPLIT,
 
