@@ -355,6 +355,17 @@ def unwanted(plan: set, never: set) -> set:
     return {job for job in plan if job in never or job.startswith(prefixes)}
 
 
+def assert_plan(dry_run_stdout: str, exactly: set | None, including: set, excluding: set) -> None:
+    """The plan is ``exactly`` (when given; an empty one says "Nothing to be done"), holds
+    ``including`` and nothing that ``excluding`` rules out (:func:`unwanted`)."""
+    plan = planned_rules(dry_run_stdout)
+    if exactly is not None:
+        assert plan == exactly
+    if exactly == set():
+        assert "Nothing to be done" in dry_run_stdout  # up to date
+    assert including <= plan and not unwanted(plan, excluding)
+
+
 # (change of tests/config/tiny.yaml, the plan exactly or None, jobs it must hold, jobs and job
 # prefixes it must not hold)
 RERUNS = {
@@ -386,15 +397,7 @@ def test_a_changed_setting_reruns_what_it_shapes(change, tiny_run, tmp_path):
     edit, exactly, including, excluding = RERUNS[change]
     changed = tmp_path / "tiny_changed.yaml"
     changed.write_text(edit((tiny_run / TINY).read_text()))
-    if change == "runtime switches":
-        assert "amp: false" in changed.read_text()
-    out = run_snakemake([*DRY[:-1], str(changed)], tiny_run).stdout
-    plan = planned_rules(out)
-    if exactly is not None:
-        assert plan == exactly
-    if exactly == set():
-        assert "Nothing to be done" in out
-    assert including <= plan and not unwanted(plan, excluding)
+    assert_plan(run_snakemake([*DRY[:-1], str(changed)], tiny_run).stdout, exactly, including, excluding)
 
 
 ONE = "results/train/blend2flux/model.pt"
@@ -419,13 +422,7 @@ README_RERUNS = {
 @pytest.mark.parametrize("command", list(README_RERUNS))
 def test_the_readme_rerun_one_stage_commands(command, tiny_run):
     args, exactly, including, excluding = README_RERUNS[command]
-    out = run_snakemake(args, tiny_run).stdout
-    plan = planned_rules(out)
-    if exactly is not None:
-        assert plan == exactly
-    if exactly == set():
-        assert "Nothing to be done" in out  # up to date
-    assert including <= plan and not plan & excluding
+    assert_plan(run_snakemake(args, tiny_run).stdout, exactly, including, excluding)
 
 
 @pytest.mark.workflow
@@ -433,20 +430,19 @@ def test_a_decisions_file_reruns_the_split_and_what_follows(tiny_run, tmp_path):
     """A person's decisions file reruns the split and what follows, nothing upstream."""
     manifest = pd.read_csv(tiny_run / "results/inspect/manifest.csv")
     decisions = manifest[["id"]].head(3).assign(decision="reject", reason="unrecognised_blend")
-    decisions.to_csv(tiny_run / "config/inspection_decisions.csv", index=False)
+    exported = tmp_path / "inspection_decisions.csv"  # outside the shared run, which stays as it is
+    decisions.to_csv(exported, index=False)
     decided = tmp_path / "decided.yaml"
-    decided.write_text("inspect: {decisions: config/inspection_decisions.csv}\n")
+    decided.write_text(f"inspect: {{decisions: {exported}}}\n")
     with_decisions = [*DRY, str(decided)]
-    try:
-        plan = planned_rules(run_snakemake(with_decisions, tiny_run).stdout)
-    finally:
-        (tiny_run / "config/inspection_decisions.csv").unlink()
+    plan = planned_rules(run_snakemake(with_decisions, tiny_run).stdout)
     assert {"split_galaxies", "make_blends"} <= plan
     assert not plan & {"build_inspection", "remove_neighbours", "make_mock_field"}  # they do not read it
     # ... and a decisions file that is not where the key says is never silently dropped
+    exported.unlink()
     proc = run_snakemake(with_decisions, tiny_run, check=False)
     assert proc.returncode != 0
-    assert "config key 'inspect.decisions': config/inspection_decisions.csv does not exist" in proc.stdout + proc.stderr
+    assert f"config key 'inspect.decisions': {exported} does not exist" in proc.stdout + proc.stderr
 
 
 @pytest.mark.workflow

@@ -59,21 +59,10 @@ PER_ITEM_RULES = {"train_model": "model", "predict_model": "model", "plot_figure
 
 
 def planned_rules(dry_run_stdout: str) -> set[str]:
-    """The jobs a dry run plans: rule names (its job-stats table), and "<rule>:<item>" for the
-    rules of :data:`PER_ITEM_RULES` (from each job's wildcards)."""
-    if "Job stats:" not in dry_run_stdout:
-        return set()
-    table = dry_run_stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    rules = {line.split()[0] for line in table.splitlines()[3:] if line.strip() and line.split()[0] != "total"}
-    jobs, current = set(), None
-    for line in dry_run_stdout.splitlines():
-        words = line.split()
-        if line.startswith(("rule ", "localrule ")) and len(words) == 2:
-            current = words[1].rstrip(":")
-        elif current in PER_ITEM_RULES and line.strip().startswith("wildcards:"):
-            values = dict(part.strip().split("=", 1) for part in line.split(":", 1)[1].split(","))
-            jobs.add(f"{current}:{values[PER_ITEM_RULES[current]]}")
-    return (rules - set(PER_ITEM_RULES)) | jobs
+    """The jobs a dry run plans (:func:`planned_jobs`): rule names, and "<rule>:<item>" for the
+    rules of :data:`PER_ITEM_RULES`."""
+    return {f"{job['rule']}:{job['wildcards'][PER_ITEM_RULES[job['rule']]]}" if job["rule"] in PER_ITEM_RULES
+            else job["rule"] for job in planned_jobs(dry_run_stdout)}
 
 
 def planned_jobs(dry_run_stdout: str) -> list[dict]:
