@@ -7,9 +7,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 CORES  ?= all
 CONFIG ?= config/config.yaml
-# make run: trainings and predictions side by side, half the cores each (on 2 cores two
-# 1-thread jobs: 1.67 jobs at a time on average against 1.12 with one 2-thread job).
-TRAIN_THREADS ?= $(shell n=$$(nproc); echo $$(( n > 1 ? n / 2 : 1 )))
 # pytest-xdist workers of `make test` (the tests that share a run or a cluster keep to one worker)
 TEST_WORKERS ?= 2
 BIN    := $(VENV)/bin
@@ -25,8 +22,7 @@ $(BIN)/.installed: pyproject.toml envs/constraints.txt
 # check-config first: Snakemake's own reading of a broken YAML file names no file and no line.
 run: $(BIN)/.installed
 	$(BIN)/blendphot check-config $(CONFIG)
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) \
-		--set-threads train_model=$(TRAIN_THREADS) predict_model=$(TRAIN_THREADS) --report-after-run --report results/report.html
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report-after-run --report results/report.html
 	@echo
 	@cat results/summary.md
 	@echo
