@@ -33,7 +33,7 @@ def crop(a: np.ndarray, size: int) -> np.ndarray:
 
 
 def isolated_fluxes(results: Path, config: dict, size: int) -> pd.DataFrame:
-    params = CleanParams(**{k: v for k, v in config["clean"].items()})
+    params = CleanParams(**config["clean"])
     tables = []
     for field_dir in sorted((results / "stamps").iterdir()):
         images = np.load(field_dir / "images.npy", mmap_mode="r")
@@ -45,22 +45,19 @@ def isolated_fluxes(results: Path, config: dict, size: int) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def companion_light(results: Path, size: int) -> np.ndarray:
+def companion_light(clean: CleanedStamps, blends: pd.DataFrame, size: int) -> np.ndarray:
     """Fraction of each test companion's segment light inside the S x S blend after its shift."""
-    clean = CleanedStamps.load(results / "clean")
     light = np.where(clean.masks > 0, np.clip(clean.images, 0, None), 0).astype(np.float64)
     row = dict(zip(clean.catalog["gid"], range(len(clean.catalog)), strict=True))
-    blends = pd.read_csv(results / "blend/test/catalog.csv")
     full = light.shape[-1]
-    c = full // 2
-    yy, xx = np.mgrid[:full, :full]
+    lo = full // 2 - size // 2  # the crop() window [lo, lo + size) of the blend
     out = np.empty(len(blends))
     for i, (gid, dx, dy) in enumerate(blends[["comp_gid", "dx", "dy"]].itertuples(index=False)):
         img = light[row[gid]]
-        # the companion's pixel (y, x) lands at (y + dy, x + dx) of the blend, whose window is centred on c
-        lo, hi = c - size // 2, c - size // 2 + size  # the crop() window
-        inside = (yy + dy >= lo) & (yy + dy < hi) & (xx + dx >= lo) & (xx + dx < hi)
-        out[i] = img[inside].sum() / img.sum()
+        # the companion's pixel (y, x) lands at (y + dy, x + dx): the window holds its pixels
+        # [lo - dy, lo + size - dy) x [lo - dx, lo + size - dx), clipped to its stamp
+        ys, xs = slice(max(lo - dy, 0), max(lo + size - dy, 0)), slice(max(lo - dx, 0), max(lo + size - dx, 0))
+        out[i] = img[ys, xs].sum() / img.sum()
     return out
 
 
@@ -72,11 +69,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     with open(args.config) as fh:
         config = validate_config(yaml.safe_load(fh))
+    clean = CleanedStamps.load(args.results / "clean")
+    blends = pd.read_csv(args.results / "blend/test/catalog.csv")
     rows = []
     for size in args.sizes:
         iso = isolated_fluxes(args.results, config, size)
         ratio = iso["flux_auto"] / iso["flux_true"]
-        comp = companion_light(args.results, size)
+        comp = companion_light(clean, blends, size)
         rows.append({"size": size, "galaxies_kept": len(iso), "flux_auto/true_median": ratio.median(),
                      "p16": ratio.quantile(0.16), "p84": ratio.quantile(0.84),
                      "within_10pct": (abs(ratio - 1) < 0.1).mean(),
