@@ -36,10 +36,11 @@ def isolated_fluxes(results: Path, config: dict, size: int) -> pd.DataFrame:
     params = CleanParams(**config["clean"])
     tables = []
     for field_dir in sorted((results / "stamps").iterdir()):
-        images = np.load(field_dir / "images.npy", mmap_mode="r")
-        weights = np.load(field_dir / "weights.npy", mmap_mode="r")
+        images = np.load(field_dir / "images.npy")
+        weights = np.load(field_dir / "weights.npy")
         catalog = pd.read_csv(field_dir / "catalog.csv")
-        cleaned = clean_stamps(crop(images, size), crop(weights, size), catalog, params, seed=config["seed"],
+        images, weights = (np.ascontiguousarray(crop(a, size)) for a in (images, weights))  # sep needs it
+        cleaned = clean_stamps(images, weights, catalog, params, seed=config["seed"],
                                zeropoint=config["survey"]["zeropoint"], progress=False)
         tables.append(cleaned.catalog[["gid", "flux_auto", "flux_true"]])
     return pd.concat(tables, ignore_index=True)
