@@ -43,6 +43,36 @@ def pytest_collection_modifyitems(config, items):
 
 
 # ---------------------------------------------------------------------------------------------
+# pytest-xdist: the tests of these modules share one system resource, so each module runs whole
+# on one worker. (xdist's own `--dist loadgroup` marks group nothing under pytest 9.2: xdist 3.8
+# renames `item._nodeid`, which pytest 9.2 no longer reads, so a group's tests went to both
+# workers and two local SLURM clusters cancelled each other's jobs.)
+ONE_WORKER_MODULES = {
+    "tests/test_slurm.py": "one local SLURM cluster, in one state folder",
+    "tests/test_containers.py": "podman images shared by name",
+}
+
+
+def one_worker_scope(nodeid: str) -> str:
+    """The unit of work of a test under `make test`: its module for ONE_WORKER_MODULES, else itself."""
+    module = nodeid.split("::", 1)[0]
+    return module if module in ONE_WORKER_MODULES else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return one_worker_scope(nodeid)
+
+    return OneWorkerModules(config, log)
+
+
+# ---------------------------------------------------------------------------------------------
 # Unit-level fixtures
 
 

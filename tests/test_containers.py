@@ -20,8 +20,8 @@ import pytest
 
 from .workflow_helpers import ROOT, copy_workflow, missing_system_needs, run_snakemake, skip_unless_possible, stage_runs
 
-# one worker under pytest-xdist: the tests share podman images by name
-pytestmark = [pytest.mark.containers, pytest.mark.xdist_group("containers")]
+# runs whole on one pytest-xdist worker: conftest.ONE_WORKER_MODULES
+pytestmark = pytest.mark.containers
 
 STANDIN = ROOT / "tests/containers/apptainer_standin.py"
 DATA_RULES = {"make_mock_field", "select_galaxies", "cut_stamps", "remove_neighbours", "build_inspection",

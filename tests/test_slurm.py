@@ -31,8 +31,8 @@ from .workflow_helpers import (
     stage_runs,
 )
 
-# one worker under pytest-xdist: there is one local cluster, in one state folder
-pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+# runs whole on one pytest-xdist worker: conftest.ONE_WORKER_MODULES
+pytestmark = pytest.mark.slurm
 
 CLUSTER_SCRIPT = ROOT / "tests/cluster/slurm-cluster.sh"
 NEEDED = ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "sbatch", "sacct")
