@@ -91,3 +91,53 @@ def test_review_page_in_headless_chromium(tmp_path):
     # the exported file is what the split stage reads
     final = apply_decisions(auto, exported, source=str(out))
     assert list(final.decision) == ["reject", "accept", "accept"]
+
+
+HOSTILE = ['<img src=x onerror="window.pwned=1">', '</script><script>window.pwned=2</script>',
+           '<!--<script>window.pwned=3//', '"><svg onload="window.pwned=4">']
+
+
+@pytest.mark.browser
+def test_catalogue_text_reaches_the_page_as_text(tmp_path):
+    """Ids, classes and flags that hold markup are shown as text in Chromium and run nothing
+    (the ids are refused when a catalogue is read; the page does not rely on it)."""
+    skip_unless_possible("" if CHROMIUM else "needs chromium", "browser test", "BLENDPHOT_REQUIRE_BROWSER")
+    from playwright.sync_api import sync_playwright
+
+    n = len(HOSTILE)
+    manifest = pd.DataFrame({"id": HOSTILE, "cls": HOSTILE[::-1], "mag_auto": [21.0] * n, "re_arcsec": [0.3] * n,
+                             "qa_flags": HOSTILE, "decision": ["accept"] * n, "reason": [""] * n,
+                             "image": [f"{h}.png" for h in HOSTILE]})
+    page_path = tmp_path / "index.html"
+    page_path.write_text(render_page(manifest, "gallery"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page()
+        dialogs, errors = [], []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_path.as_uri())
+        page.wait_for_timeout(300)  # let an injected onerror/onload fire if there were one
+        pwned = page.evaluate("window.pwned")
+        cards = page.locator(".card").count()
+        meta = page.locator(".card .meta span:first-child").all_text_contents()
+        flags = page.locator(".card .flags").all_text_contents()
+        alts = [page.locator(".card img").nth(i).get_attribute("alt") for i in range(n)]
+        injected = page.locator("#grid svg, #grid script, #grid img:not(.card > img)").count()
+        browser.close()
+    assert pwned is None and not dialogs and not errors
+    assert cards == n and injected == 0
+    assert [m.split(" (")[0] for m in meta] == HOSTILE
+    assert flags == [f"flags: {h}" for h in HOSTILE]
+    assert alts == HOSTILE
+
+
+def test_page_json_cannot_end_its_script_element():
+    html = render_page(pd.DataFrame({"id": ["</script><b>x"], "cls": ["disk"], "mag_auto": [21.0],
+                                     "re_arcsec": [0.3], "qa_flags": ["<!--"], "decision": ["accept"],
+                                     "reason": [""], "image": ["a.png"]}), "gallery")
+    script = html.split('<script id="manifest" type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in script and ">" not in script
+    import json
+
+    assert json.loads(script)["galaxies"][0]["id"] == "</script><b>x"

@@ -84,6 +84,12 @@ def test_cut_archive_is_named(tmp_path):
             pass
 
 
+def _set_cell(root, row, column, value):
+    cat = pd.read_csv(root / "candels_cat.csv", dtype=str)
+    cat.loc[row, column] = value
+    cat.to_csv(root / "candels_cat.csv", index=False)
+
+
 @pytest.mark.parametrize("damage, match", [
     (lambda root: pd.read_csv(root / "candels_cat.csv").assign(galtype="spiral").to_csv(root / "candels_cat.csv"),
      "candels_cat.csv: column 'galtype' has unknown value 'spiral'"),
@@ -95,6 +101,13 @@ def test_cut_archive_is_named(tmp_path):
      "candels_seg.npy: expected integer labels of shape"),
     (lambda root: pd.read_csv(root / "candels_cat.csv").head(3).to_csv(root / "candels_cat.csv"),
      "candels_cat.csv: 3 rows for 4 stamps"),
+    # catalogue text that would name files outside results/ or reach the review page as markup
+    (lambda root: _set_cell(root, 2, "FIELD", "../../x"),
+     r"candels_cat.csv: data row 3, column 'FIELD': '../../x' is not a plain name"),
+    (lambda root: _set_cell(root, 0, "ID", "<img src=x onerror=alert(1)>"),
+     r"candels_cat.csv: data row 1, column 'ID': '<img src=x onerror=alert\(1\)>' is not a plain name"),
+    (lambda root: _set_cell(root, 1, "FIELD", "/etc"), r"data row 2, column 'FIELD': '/etc' is not a plain name"),
+    (lambda root: _set_cell(root, 3, "ID", ".."), r"data row 4, column 'ID': '..' is not a plain name"),
 ])
 def test_bad_stampset_is_named(tmp_path, damage, match):
     _write(tmp_path)

@@ -98,8 +98,18 @@ def render_page(manifest: pd.DataFrame, image_dir: str) -> str:
     records = manifest.to_dict("records")
     template = files("blendphot").joinpath("templates/inspect.html").read_text()
     payload = {"galaxies": records, "imageDir": image_dir, "reasons": list(REASONS)}
-    # "</" must not appear inside a <script> element.
-    return template.replace("__MANIFEST_JSON__", json.dumps(payload, default=str).replace("</", "<\\/"))
+    return template.replace("__MANIFEST_JSON__", script_json(payload))
+
+
+# What a <script> element must not hold as is: "</script>" would end it, "<!--" changes how
+# the browser parses it. Escaped as JSON \u escapes, the text decodes to the same values.
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def script_json(payload) -> str:
+    """``payload`` as JSON that is safe inside an HTML ``<script>`` element, whatever its text."""
+    return json.dumps(payload, default=str).translate(_SCRIPT_ESCAPES)
 
 
 def write_gallery(originals, cleaned, masks, gids, out_dir: str | Path, progress: bool = True) -> list[str]:

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_path",
     "create_array",
     "disk_full",
+    "galaxy_ids",
     "load_array",
     "native",
     "read_csv",
@@ -187,6 +189,30 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], source: str | o
             + (f" (and {len(missing) - 1} more: {missing[1:]})" if len(missing) > 1 else "")
             + f"; available: {list(frame.columns)}"
         )
+
+
+# A galaxy's id names files (gallery images, example stamps): it must be a plain file name.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def galaxy_ids(field: pd.Series, ids: pd.Series, source: str | os.PathLike, *,
+               columns: tuple[str, str] = ("FIELD", "ID")) -> pd.Series:
+    """The galaxy ids ``FIELD-ID`` of a catalogue, each checked to be a plain file name.
+
+    Catalogue text is data: a value with a path separator, a leading dot, markup or anything
+    but letters, digits and ``. _ + -`` is refused here, where it is read, with its row and
+    column, before it can name a file or reach a page.
+    """
+    for column, values in zip(columns, (field, ids), strict=True):
+        text = values.astype(str)
+        bad = ~text.map(lambda v: bool(_PLAIN_NAME.fullmatch(v))).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{source}: data row {row + 1}, column '{column}': {text.iat[row]!r} is not a plain name "
+                f"(letters, digits and . _ + - only, up to 128, not starting with . + - or _); galaxy ids "
+                f"name files, so such text is refused ({int(bad.sum())} rows like it)")
+    return field.astype(str) + "-" + ids.astype(str)
 
 
 def read_csv(path: str | os.PathLike, required: Iterable[str] = (), **kwargs) -> pd.DataFrame:

@@ -48,7 +48,7 @@ def join_catalogs(photometry: pd.DataFrame, morphology: pd.DataFrame, columns: d
 
     Returns a frame with columns gid, field, id, ra, dec, mag, re_arcsec, p_sph, p_disk, p_irr.
     """
-    from blendphot.io import require_columns
+    from blendphot.io import galaxy_ids, require_columns
 
     pc, mc = columns["photometry"], columns["morphology"]
     for kind, frame, mapping, source in (("photometry", photometry, pc, sources[0]),
@@ -59,6 +59,8 @@ def join_catalogs(photometry: pd.DataFrame, morphology: pd.DataFrame, columns: d
     morph = morphology[list(mc.values())].rename(columns={v: k for k, v in mc.items()})
     for frame in (phot, morph):
         frame["field"] = frame["field"].astype(str).str.strip()
+    # every joined galaxy is a photometry row: its ids are checked there, with the file's row numbers
+    galaxy_ids(phot["field"], phot["id"], sources[0], columns=(pc["field"], pc["id"]))
     joined = phot.merge(morph, on=["field", "id"], how="inner", validate="one_to_one")
     joined = joined.rename(columns={"re": "re_arcsec"})
     origin = {k: (sources[0], v) for k, v in pc.items()} | {k: (sources[1], v) for k, v in mc.items()}

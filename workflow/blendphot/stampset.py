@@ -175,13 +175,14 @@ def read_stampset(root: str | os.PathLike, *, pixel_scale: float) -> StampSet:
     if len(cat) != len(images):
         raise InputError(f"{cat_path}: {len(cat)} rows for {len(images)} stamps in {img_path.name}")
     field, ids = _text(cat["FIELD"]), _text(cat["ID"])
-    repeated = (field + "-" + ids).duplicated().to_numpy()
+    gids = io.galaxy_ids(field, ids, cat_path)
+    repeated = gids.duplicated().to_numpy()
     if repeated.any():
         log.warning("%s: %d rows repeat an earlier galaxy (same FIELD and ID, e.g. %s-%s); only the first is kept",
                     cat_path, int(repeated.sum()), field[repeated].iat[0], ids[repeated].iat[0])
         keep = ~repeated
         images, seg = images[keep], seg[keep]
-        cat, field, ids = (x[keep].reset_index(drop=True) for x in (cat, field, ids))
+        cat, field, ids, gids = (x[keep].reset_index(drop=True) for x in (cat, field, ids, gids))
     images = io.native(images).astype(np.float32, copy=False)
     if not np.isfinite(images).any():
         raise InputError(f"{img_path}: every pixel is NaN or infinite")
@@ -198,7 +199,7 @@ def read_stampset(root: str | os.PathLike, *, pixel_scale: float) -> StampSet:
     optional = {c: pd.to_numeric(cat[c], errors="coerce") if c in cat else np.nan for c in ("RA", "DEC", "z")}
     c = images.shape[-1] // 2
     table = pd.DataFrame({
-        "gid": field + "-" + ids, "cls": galtype.map(GALTYPES), "field": field, "id": ids, "ra": optional["RA"],
+        "gid": gids, "cls": galtype.map(GALTYPES), "field": field, "id": ids, "ra": optional["RA"],
         "dec": optional["DEC"], "mag": pd.to_numeric(cat["mag"]),
         "re_arcsec": pd.to_numeric(cat["radius"]) * pixel_scale, "z": optional["z"],
         "segval": seg[:, c, c].astype(np.int64),
