@@ -21,7 +21,7 @@ $(BIN)/.installed: pyproject.toml envs/constraints.txt
 
 # check-config first: Snakemake's own reading of a broken YAML file names no file and no line.
 run: $(BIN)/.installed
-	$(BIN)/blendphot check-config $(CONFIG)
+	$(BIN)/blendphot check-config --quiet $(CONFIG)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report-after-run --report results/report.html
 	@echo
 	@cat results/summary.md

@@ -66,7 +66,7 @@ def test_defaults_are_filled(default_config):
     (lambda c: c["blend"]["n_blends"].update(val=0), "blend.n_blends.val"),
     (lambda c: c["baseline"].update(flux="auto"), "baseline.flux"),
     (lambda c: c["baseline"]["hot"].update(thresh="4"), "baseline.hot.thresh"),
-    (lambda c: c["baseline"]["cold"].pop("minarea"), "baseline.cold.minarea"),
+    (lambda c: c["baseline"]["cold"].update(minarea=0), "baseline.cold.minarea"),
     (lambda c: c["evaluate"].update(distance_bins_px=[0, 18, 13]), "evaluate.distance_bins_px"),
     (lambda c: c["figures"].update(methods=["blend2flux", "unet"]), "figures.methods"),
     (lambda c: c["figures"].update(formats=["png"]), "figures.formats.0"),
@@ -169,6 +169,45 @@ def test_training_that_is_too_long_refuses_the_cpu_unless_asked():
         check_device("auto", 1.1e17, what="train.models.blend2flux")
     check_device("cpu", 1.1e17, what="train.models.blend2flux")  # an explicit choice
     check_device("auto", 1e12, what="train.models.small")  # cheap: the CPU is fine
+
+
+def test_a_partial_block_takes_the_rest_of_its_defaults(tmp_path, capsys):
+    """An overlay that sets one key of a block keeps the block's other defaults, at every depth;
+    check-config merges files as --configfile does and prints what MLflow records."""
+    import yaml
+
+    from blendphot.cli import main
+    from blendphot.config import load_configs
+
+    overlay = tmp_path / "colder.yaml"
+    overlay.write_text("baseline: {cold: {thresh: 2.0}}\ntrain: {models: {b2f: {arch: blend2flux}}}\n")
+    cfg = load_configs(["tests/config/tiny.yaml", overlay])
+    assert cfg["baseline"]["cold"] == {"thresh": 2.0, "minarea": 10, "deblend_cont": 0.01, "deblend_nthresh": 64}
+    assert cfg["baseline"]["hot"]["thresh"] == 4.0
+    # a map of names is merged, never filled from its default's names
+    assert set(cfg["train"]["models"]) == {"blend2flux", "unet", "blend2mask2flux", "blend2image", "b2f"}
+    alone = validate_config({"seed": 1, "survey": {"source": "mock"},
+                             "train": {"models": {"b2f": {"arch": "blend2flux"}}}})
+    assert set(alone["train"]["models"]) == {"b2f"}
+    assert main(["check-config", "tests/config/tiny.yaml", str(overlay)]) == 0
+    printed = capsys.readouterr().out
+    resolved = yaml.safe_load(printed[: printed.rindex("\n", 0, -1)])
+    assert resolved["baseline"]["cold"]["minarea"] == 10 and resolved["seed"] == 42
+    assert "tiny.yaml + " in printed.splitlines()[-1] and "valid" in printed.splitlines()[-1]
+
+
+def test_null_means_unset_everywhere():
+    cfg = validate_config({"seed": 1, "survey": {"source": "stamps", "stamps": {"url": None, "path": "set/"}}})
+    assert cfg["survey"]["stamps"]["path"] == "set/" and cfg["survey"]["stamps"]["url"] is None
+    field = {"image": {"url": None, "path": "drz.fits"}, "weight": {"path": "wht.fits", "url": None}}
+    cfg = validate_config({"seed": 1, "survey": {"source": "candels", "candels": {
+        "fields": {"GDS": field}, "catalogs": {"photometry": {"path": "p.fits"}, "morphology": {"path": "m.fits"}}}}})
+    assert cfg["survey"]["candels"]["fields"]["GDS"]["image"] == {"path": "drz.fits"}
+    # a key without a default set to null is missing, and said so
+    with pytest.raises(ConfigError, match="config key 'seed' is required but missing"):
+        validate_config({"seed": None, "survey": {"source": "mock"}})
+    cfg = validate_config({"seed": 1, "survey": {"source": "mock"}, "train": {"epochs": None}})
+    assert cfg["train"]["epochs"] == 200
 
 
 def test_survey_file_paths_and_the_url_or_path_choice():

@@ -42,7 +42,7 @@ class FakeJob:
         self.params.named = params or {}
         self.wildcards = self._List()
         self.wildcards.named = {}
-        self.config = {"mlflow": {"tracking_uri": None}}
+        self.config = {"mlflow": {"enabled": False}}
 
 
 def test_a_jobs_rerun_removes_the_hidden_temporaries_a_killed_attempt_left(tmp_path):

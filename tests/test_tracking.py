@@ -183,7 +183,7 @@ def test_a_store_that_cannot_be_written_is_one_message_naming_the_key(tmp_path, 
         tracking.start_workflow({"tracking_uri": uri, "experiment": "ro"}, config={})
     message = str(err.value)
     assert message.startswith(f"config key 'mlflow.tracking_uri': cannot record runs in {uri} (")
-    assert "set it to null" in message and len(message.splitlines()) == 1
+    assert "set mlflow.enabled: false" in message and len(message.splitlines()) == 1
     assert tracking.PARENT_ENV not in os.environ
 
 
@@ -200,10 +200,10 @@ def test_a_server_that_does_not_answer_is_named_at_once(tmp_path, monkeypatch):
         tracking.start_workflow({"tracking_uri": f"http://127.0.0.1:{port}", "experiment": "x"}, config={})
 
 
-def test_a_null_tracking_uri_tracks_nothing(tmp_path, monkeypatch):
+def test_tracking_switched_off_tracks_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
-    cfg = {"tracking_uri": None, "experiment": "off"}
+    cfg = {"enabled": False, "tracking_uri": "sqlite:///x.db", "experiment": "off"}
     tracking.start_workflow(cfg, config={"seed": 1})
     assert tracking.PARENT_ENV not in os.environ
     with tracking.open_run(cfg, "stage", {"a": 1}) as run:

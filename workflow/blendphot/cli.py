@@ -1,6 +1,6 @@
 """The ``blendphot`` command: helpers around the workflow.
 
-    blendphot check-config config/paper.yaml
+    blendphot check-config config/paper.yaml [overlay.yaml ...]
     blendphot download URL DEST [--sha256 HEX]
     blendphot mock-stampset results/ my-stampset/ [--archive]
     blendphot config-reference [--write config/README.md | --check config/README.md]
@@ -20,8 +20,10 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="blendphot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check-config", help="validate a config file against the schema")
-    check.add_argument("config")
+    check = sub.add_parser("check-config", help="validate config files as `snakemake --configfile A B` merges them; "
+                                                "print the resolved config (every default filled in)")
+    check.add_argument("config", nargs="+", help="config files, later ones overriding earlier ones key by key")
+    check.add_argument("-q", "--quiet", action="store_true", help="only say whether the config is valid")
     dl = sub.add_parser("download", help="resumable, verified download of one file")
     dl.add_argument("url")
     dl.add_argument("dest")
@@ -65,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
-            from blendphot.config import load_config
+            import yaml
 
-            cfg = load_config(args.config)
-            print(f"{args.config}: valid (survey.source = {cfg['survey']['source']})")
+            from blendphot.config import load_configs
+
+            cfg = load_configs(args.config)
+            if not args.quiet:
+                print(yaml.safe_dump(cfg, sort_keys=False), end="")
+            print(f"{' + '.join(args.config)}: valid (survey.source = {cfg['survey']['source']})")
         elif args.command == "download":
             from blendphot.download import download, sha256sum
 

@@ -53,8 +53,10 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     return schema
 
 
-def _with_defaults(validator_class):
-    """Extend a jsonschema validator so that it fills in ``default`` values."""
+def _with_defaults(validator_class, root: dict):
+    """Extend a jsonschema validator so that it fills in ``default`` values: a key left out takes
+    its default, and a block of fixed keys given in part (``baseline: {cold: {thresh: 2}}``)
+    takes the rest of its default key by key. Maps of names (``train.models``) are not filled."""
     import jsonschema
 
     validate_props = validator_class.VALIDATORS["properties"]
@@ -62,11 +64,47 @@ def _with_defaults(validator_class):
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, sub in properties.items():
-                if "default" in sub and name not in instance:
+                if "default" not in sub:
+                    continue
+                if name not in instance:
                     instance[name] = copy.deepcopy(sub["default"])
+                elif "properties" in _resolve(sub, root):
+                    _fill(instance[name], sub["default"])
         yield from validate_props(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _fill(value, default):
+    """A partly given block completed from its default, key by key at every depth."""
+    if isinstance(value, dict) and isinstance(default, dict):
+        for key, sub in default.items():
+            value[key] = _fill(value[key], sub) if key in value else copy.deepcopy(sub)
+    return value
+
+
+def drop_nulls(node):
+    """null means unset, everywhere: a key set to null is removed, so that it takes its default
+    (or is reported missing when it has none), as if it had been left out."""
+    if isinstance(node, dict):
+        for key in [k for k, v in node.items() if v is None]:
+            del node[key]
+        for value in node.values():
+            drop_nulls(value)
+    elif isinstance(node, list):
+        for value in node:
+            drop_nulls(value)
+    return node
+
+
+def merge_configs(base: dict, overlay: dict) -> dict:
+    """``overlay`` merged into ``base`` key by key, as Snakemake merges ``--configfile`` files."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_configs(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -93,7 +131,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     import jsonschema  # here, not at import: training imports this module where jsonschema may be absent
 
     schema = schema if schema is not None else load_schema()
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    drop_nulls(config)
+    validator = _with_defaults(jsonschema.Draft202012Validator, schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: len(list(e.absolute_path)))
     if errors:
         err = errors[0]
@@ -179,6 +218,15 @@ def _check_evaluation(config: dict) -> None:
             if name != "sep" and name not in flux_models:
                 raise ConfigError(f"config key 'figures.methods': {name!r} is neither 'sep' nor a flux model of "
                                   f"train.models ({', '.join(flux_models)})")
+
+
+def load_configs(paths, *, validate: bool = True) -> dict:
+    """Several config files merged in order (later files win, key by key), as Snakemake's
+    ``--configfile a.yaml b.yaml`` merges them, then validated and completed from the defaults."""
+    config: dict = {}
+    for path in paths:
+        merge_configs(config, load_config(path, validate=False))
+    return validate_config(config) if validate else config
 
 
 def load_config(path: str | Path, *, validate: bool = True) -> dict:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from blendphot.errors import ConfigError
 
-__all__ = ["PARENT_ENV", "WORKDIR_TAG", "NoTracking", "StageRun", "Terminated", "close_abandoned", "end_parent",
-           "end_workflow", "flatten", "open_run", "runtime_tags", "start_parent", "start_workflow", "workdir_id"]
+__all__ = ["PARENT_ENV", "WORKDIR_TAG", "NoTracking", "StageRun", "Terminated", "active_uri", "close_abandoned",
+           "end_parent", "end_workflow", "flatten", "open_run", "runtime_tags", "start_parent", "start_workflow",
+           "workdir_id"]
 
 PARENT_ENV = "BLENDPHOT_MLFLOW_PARENT"
 
@@ -142,22 +143,30 @@ def check_server(tracking_uri: str, *, timeout: float = 10.0) -> None:
                           f"({reason}). Start it, correct the key, or set it to null to track nothing.") from None
 
 
+def active_uri(mlflow_cfg: dict) -> str | None:
+    """Where runs are tracked, or None when tracking is off (``mlflow.enabled: false``)."""
+    if not mlflow_cfg.get("enabled", True):
+        return None
+    return mlflow_cfg.get("tracking_uri")
+
+
 def start_workflow(mlflow_cfg: dict, *, config: dict | None = None) -> None:
-    """The workflow's parent run, its id exported to the jobs; nothing when ``tracking_uri`` is
-    null. Runs that earlier invocations in this directory left RUNNING are closed first. A
+    """The workflow's parent run, its id exported to the jobs; nothing when tracking is
+    off (``mlflow.enabled: false``). Runs that earlier invocations in this directory left RUNNING are closed first. A
     store that cannot be written, or a server that does not answer, is a ConfigError naming
     ``mlflow.tracking_uri``."""
-    if mlflow_cfg["tracking_uri"] is None:
+    uri = active_uri(mlflow_cfg)
+    if uri is None:
         return
-    uri, experiment, here = mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], workdir_id()
+    experiment, here = mlflow_cfg["experiment"], workdir_id()
     check_server(uri)
     try:
         os.environ[PARENT_ENV] = start_parent(uri, experiment, config=config or {}, tags={WORKDIR_TAG: here})
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ConfigError(f"config key 'mlflow.tracking_uri': cannot record runs in {uri} ({type(exc).__name__}: "
-                          f"{first}). Make it writable, point the key at another store, or set it to null to "
-                          "track nothing.") from None
+                          f"{first}). Make it writable, point the key at another store, or set "
+                          "mlflow.enabled: false to track nothing.") from None
     try:
         closed = close_abandoned(uri, experiment, here, superseded_by=os.environ[PARENT_ENV])
     except Exception as exc:  # housekeeping: never a reason to stop the workflow
@@ -172,10 +181,10 @@ def start_workflow(mlflow_cfg: dict, *, config: dict | None = None) -> None:
 def end_workflow(mlflow_cfg: dict, status: str) -> None:
     """End the parent run. A tracking failure here is reported, never raised: it must not turn
     a finished workflow into a failed one, nor hide why a failed one failed."""
-    if mlflow_cfg["tracking_uri"] is None or PARENT_ENV not in os.environ:
+    if active_uri(mlflow_cfg) is None or PARENT_ENV not in os.environ:
         return
     try:
-        end_parent(mlflow_cfg["tracking_uri"], os.environ[PARENT_ENV], status)
+        end_parent(active_uri(mlflow_cfg), os.environ[PARENT_ENV], status)
     except Exception as exc:
         _warn_not_closed(exc)
 
@@ -185,7 +194,7 @@ def _warn_not_closed(exc: Exception) -> None:
 
 
 class NoTracking:
-    """What a job logs to when ``mlflow.tracking_uri`` is null: nothing."""
+    """What a job logs to when tracking is off (``mlflow.enabled: false``): nothing."""
 
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
         pass
@@ -207,8 +216,8 @@ class NoTracking:
 
 
 def open_run(mlflow_cfg: dict, name: str, params: dict | None = None, tags: dict | None = None):
-    """A job's run: a :class:`StageRun`, or :class:`NoTracking` when ``tracking_uri`` is null."""
-    if mlflow_cfg.get("tracking_uri") is None:
+    """A job's run: a :class:`StageRun`, or :class:`NoTracking` when tracking is off."""
+    if active_uri(mlflow_cfg) is None:
         return NoTracking()
     return StageRun(mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"], name, params, tags=tags)
 
