@@ -87,6 +87,49 @@ def test_a_full_disk_is_one_message_naming_the_output_not_a_sigbus(tmp_path, cap
         assert list(disk.iterdir()) == []
 
 
+def _write_fits(path):
+    io.write_fits_image(path, np.ones((1500, 1500), np.float32))  # 9 MB: astropy checks the space first
+
+
+def _write_npy(path):
+    io.save_array(path, np.ones((1500, 1500), np.float32))  # numpy's short write: an OSError without errno
+
+
+def _write_checkpoint(path):
+    import torch
+
+    from blendphot.models import ModelConfig
+    from blendphot.train import save_checkpoint
+
+    model = torch.nn.Linear(1500, 1500)  # 9 MB of weights: torch's stream writer raises a RuntimeError
+    save_checkpoint(path, model=model, model_cfg=ModelConfig(arch="blend2flux"))
+
+
+@pytest.mark.parametrize(("rule", "output", "write"), [
+    ("make_mock_field", "mosaic.fits", _write_fits),
+    ("cut_stamps", "images.npy", _write_npy),
+    ("remove_neighbours", "images.npy", _write_npy),
+    ("train_model", "model.pt", _write_checkpoint),
+])
+def test_a_disk_that_fills_in_any_writer_is_one_line(tmp_path, capfd, rule, output, write):
+    """Whatever a writer raises when the disk fills (ENOSPC, astropy's own check, numpy's short
+    write, torch's RuntimeError), the job ends with the one line naming the output, even with its
+    log and the MLflow store on the same full disk; nothing partial is left."""
+    from blendphot.workflow import stage
+
+    with _small_disk(tmp_path / "disk", "4m") as disk:
+        job = FakeJob(disk, [str(disk / output)])
+        job.rule = rule
+        job.config = {"mlflow": {"tracking_uri": f"sqlite:///{disk}/mlflow.db", "experiment": "full"}}
+        with pytest.raises(SystemExit) as exit_, stage(job):
+            write(disk / output)
+        assert exit_.value.code == 1
+        err = [line for line in capfd.readouterr().err.splitlines() if line.startswith("blendphot:")]
+        assert err[-1].startswith(f"blendphot: error in rule {rule}: {disk / output}: no space left on the device")
+        assert not any(line.startswith("blendphot: error") for line in err[:-1])
+        assert not list(disk.glob(".*.part")) and not (disk / output).exists()
+
+
 def test_create_array_reserves_its_space_up_front(tmp_path, monkeypatch):
     def full(fd, offset, length):
         raise OSError(errno.ENOSPC, "No space left on device")

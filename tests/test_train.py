@@ -300,3 +300,15 @@ def test_the_soft_dice_loss():
     # all background: BCE is small (the galaxy is 4 pixels of 64), Dice is not
     background = torch.full_like(target, -20.0)
     assert float(soft_dice_loss(background, target)) == pytest.approx(1 - 1 / 5, abs=1e-6)
+
+
+def test_the_same_weights_are_the_same_bytes(tmp_path):
+    """A checkpoint's bytes depend on its content only, not on the temporary file it was written
+    through: reruns are byte-identical and checksums of outputs mean something."""
+    from blendphot.train import save_checkpoint
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    for name in ("a.pt", "another-name.pt"):
+        save_checkpoint(tmp_path / name, model=model, model_cfg=ModelConfig(arch="blend2flux"))
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "another-name.pt").read_bytes()

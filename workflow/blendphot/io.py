@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from blendphot.errors import DiskFullError, InputError
+from blendphot.errors import BlendphotError, DiskFullError, InputError
 
 __all__ = [
     "atomic_path",
     "create_array",
     "disk_full",
+    "disk_full_error",
+    "free_bytes",
     "galaxy_ids",
     "load_array",
     "native",
@@ -56,6 +58,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except BaseException as exc:
+        full = disk_full_error(exc, path)  # judged before the temporary frees its space
+        if full is not None:
+            raise full from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -79,13 +86,55 @@ def remove_stale_temporaries(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def disk_full(path: str | os.PathLike, need: int | None = None) -> DiskFullError:
     """The error for ``path`` not fitting on its file system (``need``: its size in bytes)."""
     path = Path(path)
-    try:
-        free = f"; {_bytes(shutil.disk_usage(path.parent).free)} free there"
-    except OSError:
-        free = ""
+    left = free_bytes(path.parent)
+    free = f"; {_bytes(left)} free there" if left is not None else ""
     size = f" its {_bytes(need)}" if need else " it"
     return DiskFullError(f"{path}: no space left on the device for{size}{free}. Free some space (or point "
                          "results/ at a larger disk) and run the workflow again: it resumes here")
+
+
+# What writers say when the disk fills without an errno: numpy's short write, astropy's own
+# free-space check, torch's stream writer, sqlite.
+_FULL_TEXT = re.compile(r"no space left|not enough space|disk is full|database or disk is full", re.IGNORECASE)
+# Below this, a write that failed is taken to have failed for want of space, whatever it raised.
+FULL_BELOW_BYTES = 1 << 20
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free space on the file system of ``path`` (its nearest existing parent), or None."""
+    path = Path(path)
+    for where in (path, *path.parents):
+        if where.exists():
+            try:
+                return shutil.disk_usage(where).free
+            except OSError:
+                return None
+    return None
+
+
+def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullError | None:
+    """The :class:`DiskFullError` for ``path`` if ``exc``, raised while writing it, means its disk
+    is full, else None. Writers say so in different ways (ENOSPC; numpy, astropy and torch raise
+    OSError or RuntimeError without an errno), so the exception chain is read and, for an
+    OSError or RuntimeError, the free space checked."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    if not isinstance(exc, Exception) or isinstance(exc, BlendphotError):
+        return None
+    seen, chain = set(), [exc]
+    while chain:
+        e = chain.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or _FULL_TEXT.search(str(e)):
+            return disk_full(path)
+        chain += [e.__cause__, e.__context__]
+    if isinstance(exc, (OSError, RuntimeError)):
+        free = free_bytes(path)
+        if free is not None and free < FULL_BELOW_BYTES:
+            return disk_full(path)
+    return None
 
 
 def _bytes(n: int) -> str:

@@ -190,7 +190,14 @@ def end_workflow(mlflow_cfg: dict, status: str) -> None:
 
 
 def _warn_not_closed(exc: Exception) -> None:
-    print(f"blendphot: warning: could not close the MLflow run ({type(exc).__name__}: {exc})", file=sys.stderr)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    for stream in (sys.stderr, sys.__stderr__):  # the job's log may sit on a full disk
+        try:
+            print(f"blendphot: warning: could not close the MLflow run ({type(exc).__name__}: {first})",
+                  file=stream, flush=True)
+            return
+        except (OSError, ValueError):
+            continue
 
 
 class NoTracking:

@@ -369,7 +369,15 @@ def save_checkpoint(path: str | Path, *, model, model_cfg: ModelConfig, train_cf
     state = {"model": weights if weights is not None else model.state_dict(), "model_config": model_cfg.to_dict(),
              "train_config": asdict(train_cfg) if train_cfg else None, **extra}
     with io.atomic_path(path, ".pt") as tmp:
-        torch.save(state, tmp)
+        write_torch(state, tmp)
+
+
+def write_torch(state: dict, path: Path) -> None:
+    """``torch.save`` through a file handle: the archive's inner folder is then always named
+    ``archive`` (given a path, torch names it after the temporary file), so that the same
+    weights give the same bytes and checksums of outputs mean something."""
+    with open(path, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -669,7 +677,7 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
                      "%.3f/%.3f before, %.3f/%.3f after", scale, calibration["val_coverage68_raw"],
                      calibration["val_coverage95_raw"], calibration["val_coverage68"], calibration["val_coverage95"])
         with io.atomic_path(model_out, ".pt") as tmp:
-            torch.save(state, tmp)
+            write_torch(state, tmp)
     else:
         with io.atomic_path(model_out, ".pt") as tmp:
             shutil.copyfile(summary["best_path"], tmp)

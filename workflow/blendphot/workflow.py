@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import signal
@@ -77,15 +76,30 @@ def _job_paths(smk) -> list[str]:
     return [str(p) for p in smk.output] + ([str(state)] if state else [])
 
 
-def _disk_full(smk, exc: OSError):
-    """The DiskFullError of a job's ENOSPC, naming the output it was writing (not its temporary)."""
-    from blendphot.io import disk_full
+def _disk_full(smk, exc: BaseException):
+    """The DiskFullError of a job whose write failed for want of space, naming the output it was
+    writing (not its temporary); None when ``exc`` is not a full disk."""
+    from blendphot.io import disk_full_error
 
-    written = Path(str(exc.filename or (smk.output[0] if len(smk.output) else "an output")))
-    for out in smk.output:
-        if written.name.startswith(f".{Path(out).name}."):
-            written = Path(out)
-    return disk_full(written)
+    filename = getattr(exc, "filename", None)
+    candidates = [Path(str(filename))] if filename else []
+    candidates += [Path(str(out)) for out in smk.output] + [Path(str(p)) for p in smk.log]
+    for written in candidates:
+        error = disk_full_error(exc, written)
+        if error is not None:
+            for out in smk.output:  # a hidden temporary is reported as the output it was to become
+                if written.name.startswith(f".{Path(out).name}."):
+                    return disk_full_error(exc, Path(out))
+            return error
+    return None
+
+
+def _tell(stream, text: str) -> None:
+    """Write to a job's log; a log on a full disk must not hide the job's own error."""
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 @contextlib.contextmanager
@@ -107,22 +121,21 @@ def stage(smk, *, name: str | None = None):
             with open_run(mlflow_cfg, name, params_dict(smk),
                           tags={"blendphot.wildcards": str(dict(smk.wildcards.items()))}) as run:
                 yield run
-    except (BlendphotError, OSError) as exc:
-        traceback.print_exc(file=log)
-        if isinstance(exc, OSError):
-            if exc.errno != errno.ENOSPC:
-                raise
-            exc = _disk_full(smk, exc)  # a full disk is the user's to fix: one line, as bad input
-            print(f"blendphot: error in rule {smk.rule}: {exc}", file=log)
-        print(f"blendphot: error in rule {smk.rule}: {exc}", file=terminal)
-        raise SystemExit(1) from None
     except Terminated:
-        print(f"blendphot: rule {smk.rule} terminated by SIGTERM (cancelled, preempted or out of time)", file=log)
+        _tell(log, f"blendphot: rule {smk.rule} terminated by SIGTERM (cancelled, preempted or out of time)")
         print(f"blendphot: rule {smk.rule} terminated by SIGTERM", file=terminal)
         raise SystemExit(128 + signal.SIGTERM) from None
-    except Exception:
-        traceback.print_exc(file=log)
-        raise
+    except Exception as exc:
+        error = exc if isinstance(exc, BlendphotError) else _disk_full(smk, exc)
+        _tell(log, "".join(traceback.format_exception(exc)).rstrip())
+        if error is None:
+            raise
+        # bad input or a full disk: the user's to fix, one line on the terminal, the traceback in the log
+        if error is not exc:
+            _tell(log, f"blendphot: error in rule {smk.rule}: {error}")
+        print(f"blendphot: error in rule {smk.rule}: {error}", file=terminal)
+        raise SystemExit(1) from None
     finally:
         if log is not sys.stderr:
-            log.close()
+            with contextlib.suppress(OSError):
+                log.close()
