@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from blendphot import tracking
-from blendphot.config import validate_config
+from blendphot.config import check_space, validate_config
 from blendphot.errors import BlendphotError
 from blendphot.workflow import use_package_from
 
@@ -21,6 +21,7 @@ if not workflow.overwrite_configfiles:
 
 
 validate_config(config)  # fills defaults; a bad key stops here with its dotted name
+check_space(config)  # outputs that cannot fit on the disk of results/ stop here, before any job
 
 # Jobs import blendphot from this checkout, in every software environment: the local one, a
 # conda env (--sdm conda, dependencies only) or a stage image (--sdm apptainer), so that a code

@@ -266,10 +266,12 @@ def shared_folder(tmp_path_factory, name: str, make):
 def tiny_run(tmp_path_factory):
     """The whole workflow run once on tests/config/tiny.yaml, for every test that only reads
     its outputs (or plans against them with dry runs): its folder, results/ in it. Tests must not
-    run Snakemake there for real: they copy it first (workflow_helpers.copy_run)."""
+    run Snakemake there for real: they copy it first (workflow_helpers.copy_run). Its folder's
+    name has a space and non-ASCII letters, as a user's project path may: every rule, the MLflow
+    artifact URIs and the report must cope with them."""
 
     def make(root):
         copy_workflow(root)
         run_snakemake(["--cores", "2", "--configfile", TINY], root)
 
-    return shared_folder(tmp_path_factory, "tiny-run", make)
+    return shared_folder(tmp_path_factory, "tiny run Ångström", make)

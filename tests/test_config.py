@@ -240,3 +240,37 @@ def test_the_architectures_are_the_registrys(default_config):
     cfg = {**default_config, "train": {"models": {"x": {"arch": "resnet"}}}}
     with pytest.raises(ConfigError, match="train.models.x.arch"):
         validate_config(cfg)
+
+
+def test_an_impossible_size_is_refused_at_start_up_naming_the_key(tmp_path, default_config, capsys):
+    """A billion training blends would fail deep in the blend stage (a memory map's seek): the
+    start-up check names the key, the size and the space free, and writes nothing."""
+    from blendphot.cli import main
+    from blendphot.config import check_space, disk_needs
+
+    cfg = copy.deepcopy(default_config)
+    cfg["blend"]["n_blends"]["train"] = 1_000_000_000
+    with pytest.raises(ConfigError, match=r"config key 'blend.n_blends.train': 1000000000 train blends of 64 x 64 px "
+                                          r"take 41.0 TB on disk .* the disk of results/ has [0-9.]+ [GMT]B free"):
+        check_space(cfg, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    check_space(default_config, tmp_path)  # the demo fits
+    # what is written already is not asked for again (a rerun, a job on a cluster node)
+    (tmp_path / "results/blend/train").mkdir(parents=True)
+    (tmp_path / "results/blend/train/images.npy").touch()
+    assert "blend.n_blends.train" not in [key for key, _, _ in disk_needs(cfg, tmp_path)]
+    big = tmp_path / "big.yaml"
+    big.write_text("blend: {n_blends: {train: 1000000000}}\n")
+    assert main(["check-config", "config/config.yaml", str(big)]) == 1
+    assert "config key 'blend.n_blends.train'" in capsys.readouterr().err
+
+
+def test_memory_a_job_does_not_have_is_refused_before_allocating():
+    from blendphot import io
+
+    have = io.memory_available()
+    assert have and have > 0
+    io.require_memory(have // 2, "training", "blend.n_blends")
+    with pytest.raises(ConfigError, match=r"config key 'blend.n_blends': training needs [0-9.]+ [GM]B of memory, "
+                                          r"but this job has"):
+        io.require_memory(have * 2, "training", "blend.n_blends")

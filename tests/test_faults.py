@@ -335,6 +335,31 @@ def test_a_gpu_asked_for_where_there_is_none_is_one_message():
         resolve_device("cuda", what="train.models.x")
 
 
+@pytest.mark.parametrize(("argv", "env", "asked"), [
+    ([], {"BLENDPHOT_DEVICE": "cuda"}, "BLENDPHOT_DEVICE=cuda"),
+    (["--device", "cuda"], {}, "--device cuda"),
+    (["--device", "cuda:1"], {"BLENDPHOT_DEVICE": "cpu"}, "--device cuda:1"),
+])
+def test_predict_takes_its_device_from_the_option_or_the_environment(tmp_path, monkeypatch, capsys, argv, env,
+                                                                     asked):
+    """One rule: an explicit device that is not there is an error naming where it was asked for
+    (BLENDPHOT_DEVICE was ignored by `blendphot predict`, which ran on the CPU without a word)."""
+    import torch
+
+    from blendphot.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.delenv("BLENDPHOT_DEVICE", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "blends.npy"), str(tmp_path / "out"),
+                 *argv]) == 1
+    err = capsys.readouterr().err
+    assert f"prediction asked for {asked}, but " in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 _BUILD_WHEEL = textwrap.dedent("""
     import json, sys, warnings
     from setuptools import build_meta

@@ -194,3 +194,34 @@ def test_neighbours_are_removed_from_published_stamps(tmp_path, given):
     assert np.abs(cleaned[around] - 0).max() < 6 * SIGMA < np.abs(originals[around]).max()
     if given:
         np.testing.assert_array_equal(masks, sset.segmentation == 3)
+
+
+def _tar_with(archive, add):
+    with tarfile.open(archive, "w:gz") as tar:
+        add(tar)
+
+
+def _member(tar, name, data=b"x", **kw):
+    import io as _io
+
+    info = tarfile.TarInfo(name)
+    for key, value in kw.items():
+        setattr(info, key, value)
+    info.size = 0 if info.issym() else len(data)
+    tar.addfile(info, None if info.issym() else _io.BytesIO(data))
+
+
+@pytest.mark.parametrize(("add", "why"), [
+    (lambda tar: _member(tar, "set/../../escaped.txt"), r"member 'set/../../escaped.txt' would be written outside"),
+    (lambda tar: _member(tar, "set/candels_img.npy", type=tarfile.SYMTYPE, linkname="/etc/passwd"),
+     r"member 'set/candels_img.npy' is a link that points outside the archive"),
+])
+def test_a_hostile_archive_is_refused_and_said_so(tmp_path, add, why):
+    """An archive with a member that leaves its folder or links out of it is refused (not
+    reported as corrupt), and nothing is unpacked anywhere."""
+    archive = tmp_path / "set.tar.gz"
+    _tar_with(archive, add)
+    with pytest.raises(InputError, match=rf"set.tar.gz: archive refused, nothing unpacked from it: {why}"):
+        with open_stampset(archive, scratch=tmp_path / "scratch"):
+            pass
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["scratch", "set.tar.gz"]

@@ -312,3 +312,19 @@ def test_the_same_weights_are_the_same_bytes(tmp_path):
     for name in ("a.pt", "another-name.pt"):
         save_checkpoint(tmp_path / name, model=model, model_cfg=ModelConfig(arch="blend2flux"))
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "another-name.pt").read_bytes()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_a_checkpoint_that_holds_code_is_not_loaded_and_no_one_is_told_to_allow_it(tmp_path, capsys):
+    bad = tmp_path / "model.pt"
+    torch.save({"model": {}, "payload": _Payload()}, bad)
+    with pytest.raises(InputError) as err:
+        load_checkpoint(bad)
+    message = str(err.value)
+    assert message == (f"{bad}: not a blendphot checkpoint (it holds objects other than tensors and plain values, "
+                       "which could run code); it was not loaded")
+    assert "weights_only" not in message and "this ran" not in capsys.readouterr().out

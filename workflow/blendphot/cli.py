@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--name", help="the method's name in the output (default: the model's folder, e.g. blend2flux)")
     pr.add_argument("--zeropoint", type=float, default=25.9463, help="AB zero point of the magnitudes "
                                                                     "(default: CANDELS F160W, 25.9463)")
-    pr.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    pr.add_argument("--device", default=None, help="auto (a GPU when there is one), cpu, cuda or cuda:N (default: "
+                                                   "BLENDPHOT_DEVICE, else auto)")
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--noise-tolerance", type=float, default=1.5,
                     help="largest ratio between the blends' background noise and the training blends' (1.5)")
@@ -69,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             import yaml
 
-            from blendphot.config import load_configs
+            from blendphot.config import check_space, load_configs
 
             cfg = load_configs(args.config)
+            check_space(cfg)
             if not args.quiet:
                 print(yaml.safe_dump(cfg, sort_keys=False), end="")
             print(f"{' + '.join(args.config)}: valid (survey.source = {cfg['survey']['source']})")
@@ -89,11 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             import tempfile
 
+            from blendphot.device import requested_device, resolve_device
             from blendphot.inference import fetch_model, run_predict
 
+            name, asked_by = requested_device(args.device)
+            device = resolve_device(name, what="prediction", asked_by=asked_by)
             with tempfile.TemporaryDirectory(prefix="blendphot-model-") as download:  # an MLflow model, if any
                 model = fetch_model(args.model, download, args.tracking_uri)
-                pred = run_predict(model, args.blends, args.out, zeropoint=args.zeropoint, device=args.device,
+                pred = run_predict(model, args.blends, args.out, zeropoint=args.zeropoint, device=device,
                                    batch_size=args.batch_size, noise_tolerance=args.noise_tolerance, pairs=args.pairs,
                                    weight=args.weight, pixel_scale=args.pixel_scale, skip=args.skip, name=args.name,
                                    source=args.model)

@@ -220,6 +220,60 @@ def _check_evaluation(config: dict) -> None:
                                   f"train.models ({', '.join(flux_models)})")
 
 
+# Bytes per pixel of one blend on disk: the image (float32), the two masks (uint8) and the
+# central galaxy alone (float32); of one stamp after cleaning: cleaned, original (float32), mask.
+BLEND_BYTES_PER_PIXEL = 4 + 2 + 4
+CLEAN_BYTES_PER_PIXEL = 4 + 4 + 1
+CUT_BYTES_PER_PIXEL = 4 + 4 + 4  # the cut stamps: image, weight, segmentation
+
+
+def disk_needs(config: dict, root: str | Path = ".") -> list[tuple[str, str, int]]:
+    """What the workflow will write that is not written yet: (config key, what, bytes), for the
+    outputs whose size follows from the config (mock mosaics, stamps, blends)."""
+    root = Path(root)
+    size = config["stamps"]["size"]
+    needs = []
+    for split, n in config["blend"]["n_blends"].items():
+        if not (root / f"results/blend/{split}/images.npy").exists():
+            needs.append((f"blend.n_blends.{split}", f"{n} {split} blends of {size} x {size} px",
+                          int(n) * size * size * BLEND_BYTES_PER_PIXEL))
+    if config["survey"]["source"] == "mock":
+        mock = config["survey"]["mock"]
+        for i, field in enumerate(mock["fields"]):
+            if not (root / f"results/survey/{field['name']}").exists():
+                needs.append((f"survey.mock.fields[{i}]", f"the {field['nx']} x {field['ny']} px mosaic "
+                              f"{field['name']} and its weight map", int(field["nx"]) * int(field["ny"]) * 8))
+        if not (root / "results/clean/images.npy").exists():
+            area = sum(f["nx"] * f["ny"] for f in mock["fields"]) * (config["survey"]["pixel_scale"] / 60) ** 2
+            n_stamps = int(mock["density_bright"] * area)  # the catalogued galaxies, an upper bound of the stamps
+            needs.append(("stamps.size", f"about {n_stamps} stamps of {size} x {size} px, cut and cleaned",
+                          n_stamps * size * size * (CUT_BYTES_PER_PIXEL + CLEAN_BYTES_PER_PIXEL)))
+    return needs
+
+
+def check_space(config: dict, root: str | Path = ".") -> None:
+    """Refuse at start-up a config whose outputs cannot fit on the disk of ``results/``: one
+    message naming the key that asks for most, the size it implies and the space free."""
+    from blendphot.io import free_bytes
+
+    needs = disk_needs(config, root)
+    total = sum(n for _, _, n in needs)
+    free = free_bytes(Path(root) / "results")
+    if free is None or total <= free:
+        return
+    key, what, most = max(needs, key=lambda need: need[2])
+    raise ConfigError(f"config key '{key}': {what} take {_size(most)} on disk ({_size(total)} for every output "
+                      f"not written yet), but the disk of results/ has {_size(free)} free. Lower it, or point "
+                      "results/ at a larger disk.")
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.1f} kB"
+
+
 def load_configs(paths, *, validate: bool = True) -> dict:
     """Several config files merged in order (later files win, key by key), as Snakemake's
     ``--configfile a.yaml b.yaml`` merges them, then validated and completed from the defaults."""

@@ -15,7 +15,8 @@ import torch
 
 from blendphot.errors import ConfigError
 
-__all__ = ["check_device", "cuda_unavailable_reason", "device_facts", "resolve_device", "set_determinism"]
+__all__ = ["check_device", "cuda_unavailable_reason", "device_facts", "requested_device", "resolve_device",
+           "set_determinism"]
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -31,9 +32,10 @@ def cuda_unavailable_reason() -> str | None:
 
 
 def resolve_device(name: str | torch.device = "auto", *, gpu_requested: bool = False,
-                   what: str = "this job") -> torch.device:
+                   what: str = "this job", asked_by: str = "BLENDPHOT_DEVICE") -> torch.device:
     """The device for ``name`` (auto, cpu, cuda, cuda:N; a device already resolved is returned
-    as it is); an error naming the cause when a GPU was asked for (``cuda*``, or
+    as it is); an error naming the cause, and where it was asked for (``asked_by``: the
+    environment variable or a command-line option), when a GPU was asked for (``cuda*``, or
     ``gpu_requested`` with ``auto``) and none is usable."""
     if isinstance(name, torch.device):
         return name
@@ -43,14 +45,29 @@ def resolve_device(name: str | torch.device = "auto", *, gpu_requested: bool = F
     why = cuda_unavailable_reason()
     if why is not None:
         if wants_gpu:
-            asked = f"BLENDPHOT_DEVICE={name}" if name != "auto" else "a GPU (the job's gpu resource)"
+            asked = _asked(asked_by, name) if name != "auto" else "a GPU (the job's gpu resource)"
+            cpu = f"pass {asked_by} cpu" if asked_by.startswith("-") else f"set {asked_by}=cpu"
             raise ConfigError(f"{what} asked for {asked}, but {why}. Run it where a GPU is allocated (for a "
-                              "cluster, profiles/default's gpu resource and partition), or set BLENDPHOT_DEVICE=cpu.")
+                              f"cluster, profiles/default's gpu resource and partition), or {cpu}.")
         return torch.device("cpu")
     device = torch.device("cuda" if name == "auto" else name)
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"{what}: BLENDPHOT_DEVICE={name}, but only {torch.cuda.device_count()} GPU(s) are visible")
+        raise ConfigError(f"{what}: {_asked(asked_by, name)}, but only {torch.cuda.device_count()} GPU(s) are "
+                          "visible")
     return device
+
+
+def _asked(asked_by: str, name: str) -> str:
+    return f"{asked_by} {name}" if asked_by.startswith("-") else f"{asked_by}={name}"
+
+
+def requested_device(option: str | None, option_name: str = "--device") -> tuple[str, str]:
+    """(device name, where it was asked for) for a command: its option when given, else
+    ``BLENDPHOT_DEVICE``, else auto. One rule for both: an explicit device that is not there
+    is an error naming where it was asked for."""
+    if option:
+        return option, option_name
+    return os.environ.get("BLENDPHOT_DEVICE") or "auto", "BLENDPHOT_DEVICE"
 
 
 def check_device(name: str, flops: float, *, what: str) -> None:

@@ -30,12 +30,14 @@ __all__ = [
     "free_bytes",
     "galaxy_ids",
     "load_array",
+    "memory_available",
     "native",
     "read_csv",
     "read_fits_image",
     "read_fits_table",
     "remove_stale_temporaries",
     "require_columns",
+    "require_memory",
     "save_array",
     "write_csv",
     "write_fits_image",
@@ -135,6 +137,28 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullErro
         if free is not None and free < FULL_BELOW_BYTES:
             return disk_full(path)
     return None
+
+
+def memory_available() -> int | None:
+    """Memory this process may use: the host's physical memory, or the job's cgroup (SLURM,
+    containers) limit where lower; None when neither can be read."""
+    limits = []
+    with contextlib.suppress(OSError, ValueError):
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    for cgroup in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            limits.append(int(Path(cgroup).read_text().strip()))
+    return min(limits) if limits else None
+
+
+def require_memory(need: int, what: str, key: str) -> None:
+    """Refuse, before allocating, ``need`` bytes that this host or job does not have."""
+    from blendphot.errors import ConfigError
+
+    have = memory_available()
+    if have is not None and need > have:
+        raise ConfigError(f"config key '{key}': {what} needs {_bytes(need)} of memory, but this job has "
+                          f"{_bytes(have)}. Lower it, or ask for more memory (the profile's mem_mb).")
 
 
 def _bytes(n: int) -> str:

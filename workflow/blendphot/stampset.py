@@ -122,14 +122,29 @@ def open_stampset(source: str | os.PathLike, *, scratch: str | os.PathLike | Non
                 with zipfile.ZipFile(source) as archive:
                     for name in archive.namelist():
                         if name.startswith("/") or ".." in Path(name).parts:
-                            raise InputError(f"{source}: archive member {name!r} points outside the archive")
+                            raise InputError(f"{source}: archive refused, nothing unpacked from it: member "
+                                             f"{name!r} points outside the archive")
                     archive.extractall(tmp)
+        except tarfile.FilterError as exc:
+            raise InputError(f"{source}: archive refused, nothing unpacked from it: member {exc.tarinfo.name!r} "
+                             f"{_refusal(exc)}") from None
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
             raise InputError(f"{source}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from exc
         try:
             yield find_stampset(tmp)
         except InputError as exc:
             raise InputError(f"{source}: {str(exc).split(': ', 1)[1]}") from None
+
+
+def _refusal(exc: tarfile.FilterError) -> str:
+    """Why tarfile's ``data`` filter refused a member, in words."""
+    if isinstance(exc, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError)):
+        return "is a link that points outside the archive"
+    if isinstance(exc, (tarfile.AbsolutePathError, tarfile.OutsideDestinationError)):
+        return "would be written outside the archive's folder"
+    if isinstance(exc, tarfile.SpecialFileError):
+        return "is a device or other special file"
+    return f"is not a plain file or folder ({exc})"
 
 
 def _text(values: pd.Series) -> pd.Series:

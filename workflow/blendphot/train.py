@@ -386,7 +386,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     except FileNotFoundError:
         raise InputError(f"{path}: checkpoint not found") from None
     except Exception as exc:
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        if "weights_only" in str(exc):  # torch refused a pickled object: code, never to be run
+            raise InputError(f"{path}: not a blendphot checkpoint (it holds objects other than tensors and plain "
+                             "values, which could run code); it was not loaded") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {first})") from exc
 
 
 def load_model(path: str | Path | dict, device="cpu"):
@@ -628,6 +632,14 @@ def run_train_model(settings: dict, *, seed: int, val_dir: str | Path, state_dir
     target = t["target"]
     t.pop("blends")  # which training blends: the data passed to fit, not a setting of it
     augment = t.pop("augment")
+    per_pixel = 4 + (2 if with_masks else 0) + (4 if with_central else 0)
+    held = [io.load_array(Path(val_dir) / Blends.FILES["images"]).shape]  # memory-mapped: only the shape is read
+    if settings.get("fresh"):  # an epoch of fresh blends, and the next one drawn in the background
+        held += [(settings["fresh"]["n_blends"], *held[0][1:])] * 2
+    else:
+        held.append(io.load_array(Path(train_dir) / Blends.FILES["images"]).shape)
+    io.require_memory(sum(math.prod(shape) for shape in held) * per_pixel,
+                      f"{what} holding its validation and training blends", "blend.n_blends")
     val = Blends.load(val_dir, masks=with_masks, central=with_central)
     val.require_fluxes(target)
     if settings.get("fresh"):
