@@ -1,11 +1,12 @@
 """Science choices of the flux networks, measured on the same fixed test blends.
 
-    python bench/bench_science.py [--variants a,b] [--seeds 1,2] [--threads 2] [--results results]
+    python bench/bench_science.py [--variants a,b] [--seeds 1,2] [--epochs N] [--threads 2] [--results results]
 
 Needs a finished `make run` (or its blend stage): the cleaned stamps and split (the training
 galaxies), the fixed validation and test blends, sep's predictions on them, and, for the
 variants that start from it, the trained U-Net (whose keys they take). Each variant trains one model from scratch
-per seed with the demo's settings unless it says otherwise, then measures on the 1000 fixed
+per seed with the demo's settings unless it says otherwise (``--epochs`` sets the demo's epochs;
+a variant's own epochs still win), at the size of the run's stamps, then measures on the 1000 fixed
 test blends, both galaxies: flux MAPE and sigma(dmag) against the isolated flux (the paper's
 reference) and against the mock's true flux, and sep's ratios to them (sep / network, > 1:
 the network is better). Prints one line per run and appends it to
@@ -50,6 +51,13 @@ VARIANTS = {
     "b2f_fresh_log_cosine": (B2F, {"flux_loss": "log", "lr_schedule": "cosine"}, True, False),
     "b2f_fresh_log_truth": (B2F, {"flux_loss": "log", "target": "truth"}, True, False),
     "b2f_fresh_log_sigma": ({**B2F, "flux_sigma": True}, {"flux_loss": "log"}, True, False),
+    # the demo's blend2flux (train.models.blend2flux; run with --epochs 30), and a cosine schedule; fit's early
+    # stopping applies under cosine too, so _nostop lets the rate anneal to lr_min at the last epoch
+    "b2f_demo_plateau": ({**B2F, "flux_sigma": True}, {"flux_loss": "log"}, True, False),
+    "b2f_demo_cosine": ({**B2F, "flux_sigma": True}, {"flux_loss": "log", "lr_schedule": "cosine"}, True, False),
+    "b2f_demo_cosine_nostop": ({**B2F, "flux_sigma": True},
+                               {"flux_loss": "log", "lr_schedule": "cosine", "early_stopping_patience": 1000},
+                               True, False),
     "b2m2f_paper_weights": ({"arch": "blend2mask2flux", **UNET, "filters": 8}, {"epochs": 10}, False, True),
     "b2m2f_mask_weight_30": ({"arch": "blend2mask2flux", **UNET, "filters": 8},
                              {"epochs": 10, "mask_weight": 30.0}, False, True),
@@ -84,12 +92,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seeds", default="1,2")
+    ap.add_argument("--epochs", type=int, help=f"the demo's epochs (default {DEMO['epochs']})")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results", default="results")
     ap.add_argument("--state", default="bench/state", help="where each run keeps its checkpoints")
     ap.add_argument("--out", default="bench/results/science.csv")
     ap.add_argument("--score-only", action="store_true", help="score the runs' kept best.pt, do not train")
     args = ap.parse_args()
+    demo_train = {**DEMO, **({"epochs": args.epochs} if args.epochs else {})}
     torch.set_num_threads(args.threads)
     r = Path(args.results)
     pool = load_pool(r / "clean", r / "split/galaxies.csv", "train")
@@ -115,10 +125,12 @@ def main():
                 unet_cfg = torch.load(r / "train/unet/model.pt", weights_only=True)["model_config"]
                 model_keys = {**model_keys, **{k: unet_cfg[k] for k in ("unet_depth", "unet_filters",
                                                                         "overlap_channel", "unet_centre_channel")}}
+            if first.size != test.size:
+                raise SystemExit(f"training blends of {first.size} px, test blends of {test.size} px")
             target = train_keys.get("target", "isolated")
-            cfg = ModelConfig(**model_keys, image_size=128, normalisation="linear",
+            cfg = ModelConfig(**model_keys, image_size=first.size, normalisation="linear",
                               noise_sigma=noise_sigma(first.images), flux_scale=median_flux(first.targets(target)))
-            tcfg = TrainConfig(**{**DEMO, **train_keys, "seed": seed})
+            tcfg = TrainConfig(**{**demo_train, **train_keys, "seed": seed})
             t0 = time.perf_counter()
             state = Path(args.state) / f"{name}-{seed}"
             if args.score_only:
@@ -156,7 +168,7 @@ def main():
             if pred.masks is not None:
                 masks = {"iou": float(np.nanmean(mask_iou(pred.masks, test.masks))),
                          **{f"masks_{k}": v for k, v in mask_health(pred.masks).items() if k != "n"}}
-            row = {"variant": name, "seed": seed, "epochs_run": summary["epochs_run"],
+            row = {"variant": name, "seed": seed, "epochs": tcfg.epochs, "epochs_run": summary["epochs_run"],
                    "best_epoch": summary["best_epoch"], "wall_s": round(wall, 1) if not args.score_only else np.nan,
                    **masks,
                    "mape": iso["mape_flux"], "sigma": iso["sigma"], "outliers": iso["outlier_fraction"],
