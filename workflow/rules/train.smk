@@ -1,4 +1,4 @@
-# Stage 8 - train: one job per model under train.models (`snakemake train_model` trains them all,
+# Stage 8 - train: one job per model under train.models (`snakemake train_models` trains them all,
 # `snakemake results/train/<model>/model.pt` one). Each asks for one GPU through the gpu=1
 # resource of profiles/default; without a GPU it runs on the CPU, unless its training is too
 # long for a CPU (config.expensive_on_cpu): then it stops at once, unless BLENDPHOT_DEVICE=cpu
