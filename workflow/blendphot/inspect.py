@@ -102,9 +102,9 @@ def render_page(manifest: pd.DataFrame, image_dir: str) -> str:
 
 
 # What a <script> element must not hold as is: "</script>" would end it, "<!--" changes how
-# the browser parses it. Escaped as JSON \u escapes, the text decodes to the same values.
-_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
-                                 "\u2028": "\\u2028", "\u2029": "\\u2029"})
+# the browser parses it. Escaped as JSON \u escapes, the text decodes to the same values
+# (json.dumps already escapes every non-ASCII character, U+2028 and U+2029 included).
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 def script_json(payload) -> str:

@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from blendphot.errors import BlendphotError, DiskFullError, InputError
+from blendphot.errors import BlendphotError, ConfigError, DiskFullError, InputError
 
 __all__ = [
     "atomic_path",
     "create_array",
     "disk_full",
-    "disk_full_error",
     "free_bytes",
     "galaxy_ids",
+    "is_disk_full",
     "load_array",
     "memory_available",
     "native",
@@ -60,11 +60,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException as exc:
-        full = disk_full_error(exc, path)  # judged before the temporary frees its space
-        if full is not None:
-            raise full from None
-        raise
+    except Exception as exc:
+        if isinstance(exc, BlendphotError) or not is_disk_full(exc, path):  # judged before the temporary
+            raise                                                          # frees its space
+        raise disk_full(path) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -114,15 +113,15 @@ def free_bytes(path: str | os.PathLike) -> int | None:
     return None
 
 
-def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullError | None:
-    """The :class:`DiskFullError` for ``path`` if ``exc``, raised while writing it, means its disk
-    is full, else None. Writers say so in different ways (ENOSPC; numpy, astropy and torch raise
-    OSError or RuntimeError without an errno), so the exception chain is read and, for an
-    OSError or RuntimeError, the free space checked."""
+def is_disk_full(exc: BaseException, path: str | os.PathLike) -> bool:
+    """Whether ``exc``, raised while writing ``path``, means its disk is full. Writers say so in
+    different ways (ENOSPC; numpy, astropy and torch raise OSError or RuntimeError without an
+    errno), so the exception chain is read and, for an OSError or RuntimeError, the free space
+    checked."""
     if isinstance(exc, DiskFullError):
-        return exc
+        return True
     if not isinstance(exc, Exception) or isinstance(exc, BlendphotError):
-        return None
+        return False
     seen, chain = set(), [exc]
     while chain:
         e = chain.pop()
@@ -130,13 +129,10 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike) -> DiskFullErro
             continue
         seen.add(id(e))
         if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or _FULL_TEXT.search(str(e)):
-            return disk_full(path)
+            return True
         chain += [e.__cause__, e.__context__]
-    if isinstance(exc, (OSError, RuntimeError)):
-        free = free_bytes(path)
-        if free is not None and free < FULL_BELOW_BYTES:
-            return disk_full(path)
-    return None
+    free = free_bytes(path) if isinstance(exc, (OSError, RuntimeError)) else None
+    return free is not None and free < FULL_BELOW_BYTES
 
 
 def memory_available() -> int | None:
@@ -153,8 +149,6 @@ def memory_available() -> int | None:
 
 def require_memory(need: int, what: str, key: str) -> None:
     """Refuse, before allocating, ``need`` bytes that this host or job does not have."""
-    from blendphot.errors import ConfigError
-
     have = memory_available()
     if have is not None and need > have:
         raise ConfigError(f"config key '{key}': {what} needs {_bytes(need)} of memory, but this job has "

@@ -59,8 +59,8 @@ def join_catalogs(photometry: pd.DataFrame, morphology: pd.DataFrame, columns: d
     morph = morphology[list(mc.values())].rename(columns={v: k for k, v in mc.items()})
     for frame in (phot, morph):
         frame["field"] = frame["field"].astype(str).str.strip()
-    # every joined galaxy is a photometry row: its ids are checked there, with the file's row numbers
-    galaxy_ids(phot["field"], phot["id"], sources[0], columns=(pc["field"], pc["id"]))
+    # every joined galaxy is a photometry row: its id is made (and checked) there, with the file's row numbers
+    phot.insert(0, "gid", galaxy_ids(phot["field"], phot["id"], sources[0], columns=(pc["field"], pc["id"])))
     joined = phot.merge(morph, on=["field", "id"], how="inner", validate="one_to_one")
     joined = joined.rename(columns={"re": "re_arcsec"})
     origin = {k: (sources[0], v) for k, v in pc.items()} | {k: (sources[1], v) for k, v in mc.items()}
@@ -72,7 +72,6 @@ def join_catalogs(photometry: pd.DataFrame, morphology: pd.DataFrame, columns: d
             src, name = origin[col]
             raise InputError(f"{src}: column '{name}' has {n_bad} non-numeric or NaN values")
         joined[col] = values
-    joined.insert(0, "gid", joined["field"] + "-" + joined["id"].astype(str))
     return joined
 
 

@@ -79,19 +79,18 @@ def _job_paths(smk) -> list[str]:
 def _disk_full(smk, exc: BaseException):
     """The DiskFullError of a job whose write failed for want of space, naming the output it was
     writing (not its temporary); None when ``exc`` is not a full disk."""
-    from blendphot.io import disk_full_error
+    from blendphot.io import disk_full, is_disk_full
 
+    if isinstance(exc, BlendphotError):
+        return None
     filename = getattr(exc, "filename", None)
-    candidates = [Path(str(filename))] if filename else []
-    candidates += [Path(str(out)) for out in smk.output] + [Path(str(p)) for p in smk.log]
-    for written in candidates:
-        error = disk_full_error(exc, written)
-        if error is not None:
-            for out in smk.output:  # a hidden temporary is reported as the output it was to become
-                if written.name.startswith(f".{Path(out).name}."):
-                    return disk_full_error(exc, Path(out))
-            return error
-    return None
+    paths = ([Path(str(filename))] if filename else []) + [Path(str(p)) for p in [*smk.output, *smk.log]]
+    written = next((p for p in paths if is_disk_full(exc, p)), None)
+    if written is None:
+        return None
+    # a hidden temporary is reported as the output it was to become
+    return disk_full(next((Path(str(out)) for out in smk.output if written.name.startswith(f".{Path(out).name}.")),
+                          written))
 
 
 def _tell(stream, text: str) -> None:
