@@ -160,6 +160,18 @@ def test_tables_and_summary(blends):
     md = ev.summary_markdown(ev.summarise(g, zeropoint=ZP), outcomes, ev.iou_by_pair(g), deep_methods=["good", "bad"])
     assert "**Warning: bad is less accurate than sep on these blends** (in σ and flux MAPE)" in md
     assert "Warning: good" not in md
+    # a network without outliers is unboundedly better: words, never a ratio over a tiny number
+    assert "outlier-fraction ratio unbounded (no outliers; sep " in md.split("- good:")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize(("sep", "method", "text"), [
+    (0.10, 0.05, "ratio 2.00"),
+    (0.25, 0.0, "ratio unbounded (no outliers; sep 25.0 %)"),
+    (0.0, 0.0, "ratio undefined (no outliers in either)"),
+    (float("nan"), 0.1, "ratio undefined (nothing measured)"),
+])
+def test_outlier_ratio_reads_right(sep, method, text):
+    assert ev.outlier_ratio(sep, method) == text
 
 
 def test_a_transfer_summary_puts_each_method_beside_its_in_domain_figures(blends):

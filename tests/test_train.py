@@ -282,6 +282,30 @@ def test_a_gpu_asked_for_and_not_usable_is_an_error(monkeypatch):
         resolve_device("auto", gpu_requested=True)
 
 
+@pytest.mark.parametrize(("affinity", "cpu_max", "asked", "threads"), [
+    (2, None, 8, 2),                 # a GPU-node profile's 8 threads on a 2-CPU host
+    (16, "200000 100000", 8, 2),     # a container's quota of 2 CPUs on a 16-CPU host
+    (16, "150000 100000", 8, 2),     # 1.5 CPUs: rounded up
+    (16, "max 100000", 8, 8),        # no quota
+    (4, "max 100000", 1, 1),         # never more than asked
+])
+def test_torch_gets_the_jobs_threads_but_no_more_than_its_cpus(tmp_path, monkeypatch, affinity, cpu_max, asked,
+                                                                threads):
+    import torch
+
+    from blendphot import device
+
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    monkeypatch.setattr(device, "CGROUP_CPU_MAX", tmp_path / "cpu.max")
+    if cpu_max:
+        (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    before = torch.get_num_threads()
+    try:
+        assert device.set_torch_threads(asked) == threads and torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_cosine_schedule_anneals_over_the_epochs(tmp_path, toy_config):
     train, val = toy_blends(64, seed=1), toy_blends(32, seed=2)
     summary = fit(toy_config(data=train), TrainConfig(epochs=3, seed=1, learning_rate=1e-3, lr_min=0.0,

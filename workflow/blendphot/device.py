@@ -9,14 +9,16 @@ there is one and the CPU otherwise (a workstation without a GPU runs the demo co
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 
 import torch
 
 from blendphot.errors import ConfigError
 
-__all__ = ["check_device", "cuda_unavailable_reason", "device_facts", "requested_device", "resolve_device",
-           "set_determinism"]
+__all__ = ["check_device", "cpus_available", "cuda_unavailable_reason", "device_facts", "requested_device",
+           "resolve_device", "set_determinism", "set_torch_threads"]
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -106,3 +108,27 @@ def set_determinism(device: torch.device, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
     torch.backends.cudnn.deterministic = deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=False)
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def cpus_available() -> int:
+    """CPUs this process may run on: its CPU affinity (SLURM's task plugins, taskset), lowered
+    to its cgroup's CPU quota (containers, SLURM's cgroup plugin) where that is smaller."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:  # cgroup v2: "max 100000" (no quota) or "<quota> <period>"
+        quota, period = CGROUP_CPU_MAX.read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def set_torch_threads(asked: int) -> int:
+    """Give torch the job's threads, but never more than the CPUs it can run on: a job that asks
+    for 8 threads on a 2-CPU host (a profile written for GPU nodes, a shared node without CPU
+    binding) would otherwise oversubscribe its CPUs and train slower than with 2."""
+    threads = max(1, min(int(asked), cpus_available()))
+    torch.set_num_threads(threads)
+    return threads

@@ -597,14 +597,24 @@ def summary_markdown(metrics: pd.DataFrame, outcomes: pd.DataFrame | None, ious:
         for m in (m for m in deep_methods if m in both.index):
             rs = both.loc["sep", "sigma"] / both.loc[m, "sigma"]
             rm = both.loc["sep", "mape_flux"] / both.loc[m, "mape_flux"]
-            ro = both.loc["sep", "outlier_fraction"] / max(both.loc[m, "outlier_fraction"], 1e-12)
-            lines.append(f"- {m}: sep's σ / {m}'s = {rs:.2f}, flux MAPE ratio {rm:.2f}, "
-                         f"outlier-fraction ratio {ro:.2f}\n")
+            lines.append(f"- {m}: sep's σ / {m}'s = {rs:.2f}, flux MAPE ratio {rm:.2f}, outlier-fraction "
+                         f"{outlier_ratio(both.loc['sep', 'outlier_fraction'], both.loc[m, 'outlier_fraction'])}\n")
             if rs < 1 or rm < 1:
                 lines.append(f"  **Warning: {m} is less accurate than sep on these blends** (in "
                              f"{' and '.join(w for w, r in (('σ', rs), ('flux MAPE', rm)) if r < 1)}).\n")
         parts.append("".join(lines))
     return "\n".join(parts)
+
+
+def outlier_ratio(sep: float, method: float) -> str:
+    """sep's outlier fraction over a method's, as words where a fraction is zero: a method
+    without outliers is unboundedly better, not better by 1e10."""
+    if not (np.isfinite(sep) and np.isfinite(method)):
+        return "ratio undefined (nothing measured)"
+    if method == 0:
+        return "ratio undefined (no outliers in either)" if sep == 0 else \
+            f"ratio unbounded (no outliers; sep {100 * sep:.1f} %)"
+    return f"ratio {sep / method:.2f}"
 
 
 def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path], sep_dir: str | Path,

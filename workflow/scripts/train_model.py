@@ -2,10 +2,8 @@
 import tempfile
 from pathlib import Path
 
-import torch
-
 from blendphot.config import runtime_settings, training_flops
-from blendphot.device import check_device, device_facts, resolve_device
+from blendphot.device import check_device, device_facts, resolve_device, set_torch_threads
 from blendphot.mlflow_model import save_pyfunc
 from blendphot.tracking import NoTracking
 from blendphot.train import run_train_model
@@ -17,7 +15,7 @@ with stage(snakemake) as run:
     device = resolve_device(runtime_device(), gpu_requested=gpu_job(snakemake.resources), what=what)
     run.set_tags(device_facts(device))
     check_device(runtime_device(), training_flops(snakemake.config, name), what=what)
-    torch.set_num_threads(snakemake.threads)
+    run.set_tags({"torch_threads": set_torch_threads(snakemake.threads)})
     summary = run_train_model(
         p.settings, seed=p.seed, init_from=inp.get("init_from"), device=device,
         **runtime_settings(snakemake.config),
