@@ -165,6 +165,20 @@ def test_sample_figure_sets_the_run_beside_the_papers_published_sample(data):
     labels = [t.get_text() for t in det.texts]  # two, one, none, more found
     assert labels[0] == f"{100 * two:.1f} / 74.3" and labels[2] == "0.0 / 6.2"
 
+    # a mock survey: a second row, its galaxies against the structural catalogue
+    from blendphot.population import compare_structure, draw_structure, read_structure_catalog
+
+    catalog = read_structure_catalog()
+    catalog = catalog[(catalog["mag"] >= 19) & (catalog["mag"] < 23.5)]
+    mock = draw_structure(np.random.default_rng(0), catalog, n=800, mag_range=(19, 23.5))
+    ks, _ = compare_structure(mock, catalog, mag_min=19)
+    fig = fg.figure_sample(table1, cat, outcomes, {"mock": mock, "catalog": catalog, "ks": ks})
+    size, sersic, axis = fig.axes[3:]
+    assert f"KS log Re {ks.loc[0, 'ks']:.3f}" in size.get_title() and "Sérsic index (KS" in sersic.get_title()
+    assert [line.get_label() for line in size.get_lines()] == [f"CANDELS COSMOS (van der Wel+12) ({len(catalog)})",
+                                                               "this mock (800)"]
+    assert axis.get_xlabel() == "axis ratio q" and len(axis.patches) == 2  # one step histogram each
+
 
 def test_deblend_figure_shows_each_galaxy_its_image_and_the_residual_with_its_scores(data, tmp_path):
     cat, _, images, true, _ = data

@@ -13,7 +13,8 @@ PIXEL_SCALE, ZEROPOINT = 0.06, 25.9463
 
 @pytest.fixture(scope="module")
 def params():
-    return load_config("config/config.yaml")["survey"]["mock"]
+    """The demo's mock settings with the hand-set generator (test_population.py: the empirical one)."""
+    return {**load_config("config/config.yaml")["survey"]["mock"], "population": "generator"}
 
 
 @pytest.fixture(scope="module")

@@ -617,17 +617,55 @@ def outlier_ratio(sep: float, method: float) -> str:
     return f"ratio {sep / method:.2f}"
 
 
+def structure_against_catalogue(truth: list, catalog: str | Path | None, mag_min: float
+                                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The mock's galaxies (its truth tables) against the structural catalogue: the KS table and
+    the median radius per magnitude bin of :func:`blendphot.population.compare_structure`."""
+    from blendphot.population import compare_structure, read_structure_catalog
+
+    mock = pd.concat([io.read_csv(t, required=["kind", "mag", "re_arcsec", "sersic_n", "q"]) for t in truth])
+    mock = mock[mock["kind"] == "galaxy"].rename(columns={"sersic_n": "n"})
+    return compare_structure(mock, read_structure_catalog(catalog), mag_min=mag_min)
+
+
+def structure_markdown(ks: pd.DataFrame, bins: pd.DataFrame) -> str:
+    """The summary's section on the mock's galaxy structure against the measured one."""
+    from blendphot.population import COMPARED_MAG_MAX
+
+    k = ks.set_index("quantity")
+    worst = bins.loc[(bins["ratio"] - 1).abs().idxmax()] if bins["ratio"].notna().any() else None
+    lines = [f"\n## The mock's galaxies against measured CANDELS structure (F160W < {COMPARED_MAG_MAX:g})\n\n",
+             f"{int(k['n_mock'].iloc[0])} mock galaxies against {int(k['n_catalogue'].iloc[0])} of van der Wel et "
+             "al. (2012)'s GALFIT fits (or survey.mock.structure_catalog). Two-sample KS distances: "
+             + ", ".join(f"{q.replace('log_re', 'log Re')} {k.loc[q, 'ks']:.3f}" for q in k.index)
+             + "; medians (mock / catalogue): "
+             + ", ".join(f"{q.replace('log_re', 'log Re')} {k.loc[q, 'median_mock']:.2f} / "
+                         f"{k.loc[q, 'median_catalogue']:.2f}" for q in k.index if q != "mag") + ".\n"]
+    if worst is not None:
+        lines.append(f"Median Re per 0.5-mag bin, mock / catalogue: {bins['ratio'].min():.2f}-"
+                     f"{bins['ratio'].max():.2f} (furthest: {worst['mag_lo']:g}-{worst['mag_hi']:g} mag, "
+                     f"{int(worst['n_mock'])} mock galaxies).\n")
+    differ = [q for q in k.index if k.loc[q, "p_value"] < 1e-3]  # beyond what sampling makes
+    if differ:
+        lines.append("**Warning: the mock's galaxies differ from the measured ones** (KS p < 0.001 in "
+                     + ", ".join(differ) + "): see survey.mock.population.\n")
+    return "".join(lines)
+
+
 def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path], sep_dir: str | Path,
                  table1_path: str | Path, out: dict[str, str | Path], *, zeropoint: float, settings: dict,
-                 baseline: dict, title: str | None = None,
-                 in_domain: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 baseline: dict, title: str | None = None, in_domain: str | Path | None = None,
+                 structure: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The evaluate stage: score every method on the test blends, write the tables and summary.
 
     ``prediction_dirs`` maps each network to its prediction folder; ``out`` maps the stage's
     output names (galaxies, metrics, iou, images, sep_outcomes, table1..3, headline and their
     ``_tex``, summary) to paths; ``settings`` is the config's ``evaluate`` section. Returns the headline
     table and the IoU table. ``title``: the summary's heading; ``in_domain``: the headline.csv of
-    the networks' own test blends, compared with these in the summary (a transfer set).
+    the networks' own test blends, compared with these in the summary (a transfer set);
+    ``structure``: for a mock survey, its truth tables (``truth``), the structural catalogue
+    (``catalog``, None for the shipped one) and the mock's brightest magnitude (``mag_min``):
+    the mock's galaxies are compared with the catalogue's (``out`` structure, structure_bins).
     """
     reference = io.read_csv(in_domain, required=["method", "role"]) if in_domain else None
     sep = Prediction.load(sep_dir, method="sep")
@@ -669,8 +707,14 @@ def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path],
     noise = None
     if reference is not None:  # another set: is it at the depth and in the units trained on?
         noise = noise_note(border_noise(blends.images), {m: infos[m]["noise_sigma"] for m in prediction_dirs})
+    structure_text = None
+    if structure is not None:
+        ks, bins = structure_against_catalogue(**structure)
+        io.write_csv(out["structure"], ks)
+        io.write_csv(out["structure_bins"], bins)
+        structure_text = structure_markdown(ks, bins)
     with io.atomic_path(out["summary"], ".md") as tmp:
         tmp.write_text(summary_markdown(metrics, outcomes, ious, deep_methods=flux_networks, image_table=image_table,
                                         mask_notes=mask_warnings(health), title=title, in_domain=reference,
-                                        noise=noise))
+                                        noise=noise) + (structure_text or ""))
     return tables["headline"][0], ious

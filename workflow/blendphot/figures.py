@@ -419,11 +419,54 @@ def figure12(galaxies: pd.DataFrame, methods: list[str], colours: dict) -> plt.F
     return fig
 
 
-def figure_sample(table1: pd.DataFrame, blends: pd.DataFrame, outcomes: pd.DataFrame) -> plt.Figure:
+def _structure_panels(axes, mock: pd.DataFrame, catalog: pd.DataFrame, ks: pd.DataFrame) -> None:
+    """Size-magnitude relation (medians, 16-84 % bands), Sérsic n and axis ratio q of the mock's
+    galaxies against the catalogue's, over the magnitudes the KS distances compare."""
+    size, sersic, axis = axes
+    k = ks.set_index("quantity")["ks"]
+    edges = np.arange(np.floor(catalog["mag"].min()), np.ceil(catalog["mag"].max()) + 0.01, 0.5)
+    for table, label, colour in ((catalog, "CANDELS COSMOS (van der Wel+12)", "0.35"), (mock, "this mock", "#c0392b")):
+        mag, re = table["mag"].to_numpy(), table["re_arcsec"].to_numpy()
+        idx = np.digitize(mag, edges)
+        centres, pct = [], []
+        for i in range(1, len(edges)):
+            sel = re[idx == i]
+            if sel.size >= 10:
+                centres.append(0.5 * (edges[i - 1] + edges[i]))
+                pct.append(np.percentile(sel, [16, 50, 84]))
+        if centres:
+            pct = np.array(pct)
+            size.fill_between(centres, pct[:, 0], pct[:, 2], color=colour, alpha=0.2, lw=0)
+            size.plot(centres, pct[:, 1], color=colour, lw=1.8, label=f"{label} ({len(table)})")
+        # n bins of three steps of the rendered indices' 0.02-dex grid each (population.render_sersic_n)
+        bins = {"n": 10 ** ((np.arange(-36, 48, 3) + 0.5) * 0.02), "q": np.linspace(0, 1, 26)}
+        sersic.hist(table["n"], bins=bins["n"], density=True, histtype="step", color=colour, lw=1.5, label=label)
+        axis.hist(table["q"], bins=bins["q"], density=True, histtype="step", color=colour, lw=1.5, label=label)
+    size.set_yscale("log"), size.set_xlabel("F160W magnitude"), size.set_ylabel("half-light radius (arcsec)")
+    size.set_title(f"size-magnitude, median and 16-84 % (KS log Re {k.get('log_re', np.nan):.3f})", fontsize=9)
+    size.legend(fontsize=7, frameon=False)
+    sersic.set_xscale("log"), sersic.set_xlabel("Sérsic index n"), sersic.set_ylabel("density")
+    sersic.set_xticks([0.3, 0.5, 1, 2, 4, 8], ["0.3", "0.5", "1", "2", "4", "8"])
+    sersic.minorticks_off()
+    sersic.set_title(f"Sérsic index (KS {k.get('n', np.nan):.3f})", fontsize=9)
+    axis.set_xlabel("axis ratio q"), axis.set_ylabel("density")
+    axis.set_title(f"axis ratio (KS {k.get('q', np.nan):.3f})", fontsize=9)
+    axis.legend(fontsize=7, frameon=False)
+
+
+def figure_sample(table1: pd.DataFrame, blends: pd.DataFrame, outcomes: pd.DataFrame,
+                  structure: dict | None = None) -> plt.Figure:
     """This run's sample beside the paper's published one: the morphology mix before and after
     inspection (Table 1), the centre distance of the test blends (the paper catalogue's
-    percentiles), and sep's detection outcomes on them."""
-    fig, (mix, dist, det) = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    percentiles), and sep's detection outcomes on them. For a mock survey (``structure``: its
+    galaxies ``mock``, the catalogue's ``catalog``, the KS table ``ks``), a second row sets its
+    galaxies' size-magnitude relation, Sérsic indices and axis ratios against the measured ones."""
+    rows = 2 if structure is not None else 1
+    fig, axes = plt.subplots(rows, 3, figsize=(14, 4.2 * rows), gridspec_kw={"width_ratios": [1.2, 1, 1]},
+                             squeeze=False)
+    mix, dist, det = axes[0]
+    if structure is not None:
+        _structure_panels(axes[1], **structure)
     classes = [c for c in table1["class"] if c != "TOTAL"]
     rows = table1.set_index("class").loc[classes]
     x = np.arange(len(classes))
@@ -529,10 +572,21 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
         return figure2(io.load_array(inputs.images), io.read_csv(inputs.catalog, required=["distance_px", "mag_diff"]),
                        distance_edges=params["figure2_distance_px"], mag_diff_edges=params["figure2_mag_diff"])
     if name == "sample":
+        structure = None
+        if "truth" in inputs.keys():  # a mock survey: its galaxies against the structural catalogue
+            from blendphot.population import COMPARED_MAG_MAX, read_structure_catalog
+
+            ks = io.read_csv(inputs.structure, required=["quantity", "ks"])
+            lo = params["mock_mag_min"]
+            mock = pd.concat([io.read_csv(t, required=["kind", "mag", "re_arcsec", "sersic_n", "q"])
+                              for t in inputs.truth]).rename(columns={"sersic_n": "n"})
+            catalog = read_structure_catalog(inputs.get("structure_catalog"))
+            compared = lambda t: t[(t["mag"] >= lo) & (t["mag"] < COMPARED_MAG_MAX)]  # the KS distances' range
+            structure = {"mock": compared(mock[mock["kind"] == "galaxy"]), "catalog": compared(catalog), "ks": ks}
         return figure_sample(io.read_csv(inputs.table1, required=["class", "before_inspection", "after_inspection",
                                                                   "paper_before", "paper_after"]),
                              io.read_csv(inputs.catalog, required=["distance_px"]),
-                             io.read_csv(inputs.sep_outcomes, required=["outcome", "fraction"]))
+                             io.read_csv(inputs.sep_outcomes, required=["outcome", "fraction"]), structure)
     galaxies = io.read_csv(inputs.galaxies)
     methods = params.get("methods")
     if name in ("figure5", "figure6"):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from blendphot.photometry import mag_to_flux
+from blendphot.population import assign_classes, draw_structure, read_structure_catalog
 
 __all__ = [
     "CLASSES",
@@ -52,6 +53,9 @@ _LOG_RE22 = {"bulge": -0.58, "disk": -0.36, "bulge_disk": -0.42, "irregular": -0
 _RE_SLOPE = -0.10
 _RE_SCATTER = 0.17
 _SERSIC_N = np.array([3.0, 3.5, 4.0, 4.5, 5.0])  # quantised: GalSim caches one table per n
+# The empirical population gives classes by Sérsic index: discs and irregulars the lowest,
+# bulge+disc and ambiguous objects the middle, bulges the highest (population.assign_classes).
+CLASS_RANK = {"disk": 0, "irregular": 0, "bulge_disk": 1, "ambiguous": 1, "bulge": 2}
 
 
 @dataclass(frozen=True)
@@ -131,11 +135,18 @@ def draw_population(rng: np.random.Generator, field: MockField, params: dict, *,
         k = rng.integers(0, len(xs), n)
         return xs[k] * 8 + rng.random(n) * 8, ys[k] * 8 + rng.random(n) * 8
 
+    empirical = params.get("population", "generator") == "empirical"
+    catalog = read_structure_catalog(params.get("structure_catalog")) if empirical else None
     n_bright = rng.poisson(params["density_bright"] * area)
     classes = np.array(list(params["class_fractions"]))
     probs = np.array([params["class_fractions"][c] for c in classes], dtype=float)
     bright = pd.DataFrame({"kind": "galaxy", "cls": rng.choice(classes, n_bright, p=probs / probs.sum())})
-    bright["mag"] = _truncated_counts(rng, n_bright, *params["mag_bright"], params["count_slope"])
+    if empirical:  # magnitude and structure together from one catalogue galaxy; class follows n
+        structure = draw_structure(rng, catalog, n=n_bright, mag_range=tuple(params["mag_bright"]))
+        bright["mag"] = structure["mag"].to_numpy()
+        bright["cls"] = assign_classes(rng, bright["cls"].to_numpy(), structure["n"].to_numpy(), CLASS_RANK)
+    else:
+        bright["mag"] = _truncated_counts(rng, n_bright, *params["mag_bright"], params["count_slope"])
     bright["x"], bright["y"] = positions(n_bright)
 
     # Faint neighbours: uniform, plus satellites within 0.6-4 arcsec of catalogued galaxies.
@@ -158,6 +169,7 @@ def draw_population(rng: np.random.Generator, field: MockField, params: dict, *,
 
     truth = pd.concat([bright, faint, stars], ignore_index=True)
     keep = (truth.x > -20) & (truth.x < field.nx + 20) & (truth.y > -20) & (truth.y < field.ny + 20)
+    bright_kept = np.flatnonzero(keep.to_numpy()[:n_bright])  # rows of ``structure`` still in the truth
     truth = truth[keep].reset_index(drop=True)
     n = len(truth)
     cls = truth["cls"].to_numpy()
@@ -180,6 +192,16 @@ def draw_population(rng: np.random.Generator, field: MockField, params: dict, *,
                             [1.0, rng.uniform(0.2, 0.8, n), 0.5], 0.0)
     truth["knot_fraction"] = np.where(cls == "irregular", rng.uniform(0.35, 0.7, n), 0.0)
     truth["n_knots"] = np.where(cls == "irregular", rng.integers(15, 60, n), 0)
+    truth["structure"] = "generator"
+    if empirical:  # (Re, n, q) from the catalogue, drawn as single Sérsics (irregulars with their knots)
+        rows_bright = np.arange(len(bright_kept))  # the bright galaxies come first in the truth table
+        rows_faint = np.flatnonzero(cls == "faint")
+        faint = draw_structure(rng, catalog, mags=truth["mag"].to_numpy()[rows_faint])
+        for rows, drawn in ((rows_bright, structure.iloc[bright_kept]), (rows_faint, faint)):
+            truth.loc[rows, "re_arcsec"] = np.clip(drawn["re_arcsec"].to_numpy(), 0.02, 3.0)
+            truth.loc[rows, "sersic_n"] = drawn["n"].to_numpy()
+            truth.loc[rows, "q"] = drawn["q"].to_numpy()
+            truth.loc[rows, "structure"] = "catalogue"
     truth["flux"] = mag_to_flux(truth["mag"], zeropoint)
     truth["draw_seed"] = rng.integers(1, 2**31 - 1, n)
 
@@ -208,7 +230,8 @@ def _profile(row, galsim, gsparams):
     if cls == "star":
         return galsim.DeltaFunction(flux=row.flux, gsparams=gsparams)
     shear = dict(q=row.q, beta=row.pa_deg * galsim.degrees)
-    if cls in ("bulge", "faint"):
+    catalogue = getattr(row, "structure", "generator") == "catalogue"  # a measured single-Sérsic fit: one
+    if cls in ("bulge", "faint") or (catalogue and cls in ("disk", "bulge_disk")):
         gal = galsim.Sersic(n=row.sersic_n, half_light_radius=hlr, flux=row.flux, gsparams=gsparams)
         return gal.shear(**shear)
     if cls == "disk":
@@ -222,8 +245,9 @@ def _profile(row, galsim, gsparams):
         rng = galsim.BaseDeviate(int(row.draw_seed))
         knots = galsim.RandomKnots(npoints=int(row.n_knots), half_light_radius=hlr * 1.2,
                                    flux=row.knot_fraction * row.flux, rng=rng, gsparams=gsparams)
-        smooth = galsim.Exponential(half_light_radius=hlr, flux=(1 - row.knot_fraction) * row.flux,
-                                    gsparams=gsparams)
+        smooth_flux = (1 - row.knot_fraction) * row.flux
+        smooth = (galsim.Sersic(n=row.sersic_n, half_light_radius=hlr, flux=smooth_flux, gsparams=gsparams)
+                  if catalogue else galsim.Exponential(half_light_radius=hlr, flux=smooth_flux, gsparams=gsparams))
         return galsim.Add(smooth, knots).shear(**shear)
     if cls == "ambiguous":  # a compact two-component system: merger-like, no clean class
         sep_arcsec = 0.8 * hlr + 0.1

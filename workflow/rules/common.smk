@@ -157,6 +157,17 @@ TRANSFER_SPLIT = {"fractions": {"train": 0.0, "val": 0.0, "test": 1.0}, "stratif
 
 # --- figures -------------------------------------------------------------------------------
 
+# The mock's galaxy structure against the measured catalogue (population.compare_structure):
+# the mock's truth tables, and the catalogue when it is a file of the user's.
+STRUCTURE_INPUTS, STRUCTURE_OUTPUTS = {}, {}
+if SOURCE == "mock":
+    STRUCTURE_INPUTS = {"truth": expand("results/survey/{field}/truth.csv", field=MOCK_FIELDS)}
+    if config["survey"]["mock"].get("structure_catalog"):
+        STRUCTURE_INPUTS["structure_catalog"] = config["survey"]["mock"]["structure_catalog"]
+    STRUCTURE_OUTPUTS = {
+        "structure": "results/evaluate/structure.csv",
+        "structure_bins": "results/evaluate/structure_bins.csv",
+    }
 EVALUATED = {"galaxies": "results/evaluate/galaxies.csv"}
 TEST_BLENDS = {"images": "results/blend/test/images.npy", "catalog": "results/blend/test/catalog.csv"}
 FIGURE_INPUTS = {
@@ -173,6 +184,8 @@ FIGURE_INPUTS = {
         "table1": "results/evaluate/table1.csv",
         "catalog": "results/blend/test/catalog.csv",
         "sep_outcomes": "results/evaluate/sep_outcomes.csv",
+        **STRUCTURE_INPUTS,
+        **STRUCTURE_OUTPUTS,
     },
 }
 if MASK_MODELS:
@@ -216,6 +229,8 @@ def figure_params(wildcards):
         params["sigma_methods"] = SIGMA_MODELS
     if name == "deblend":
         params |= {"image_methods": IMAGE_MODELS, "examples": FIG["examples"]}
+    if name == "sample" and SOURCE == "mock":
+        params["mock_mag_min"] = config["survey"]["mock"]["mag_bright"][0]
     return params
 
 

@@ -5,6 +5,7 @@
 
 rule evaluate:
     input:
+        **STRUCTURE_INPUTS,
         catalog="results/blend/test/catalog.csv",
         masks="results/blend/test/masks.npy",
         central="results/blend/test/central.npy",
@@ -14,6 +15,7 @@ rule evaluate:
     output:
         **{t: report(f"results/evaluate/{t}.csv", caption=f"../report/{t}.rst", category="Tables") for t in TABLES},
         **{f"{t}_tex": f"results/evaluate/{t}.tex" for t in TABLES},
+        **STRUCTURE_OUTPUTS,
         galaxies="results/evaluate/galaxies.csv",
         metrics="results/evaluate/metrics.csv",
         iou="results/evaluate/iou.csv",
@@ -33,5 +35,6 @@ rule evaluate:
         evaluate=config["evaluate"],
         baseline=config["baseline"],
         zeropoint=config["survey"]["zeropoint"],
+        mock=config["survey"]["mock"],
     script:
         "../scripts/evaluate_methods.py"

@@ -8,6 +8,8 @@
 if SOURCE == "mock":
 
     rule make_mock_field:
+        input:
+            **{k: v for k, v in STRUCTURE_INPUTS.items() if k == "structure_catalog"},
         output:
             image="results/survey/{field}/image.fits",
             weight="results/survey/{field}/weight.fits",
