@@ -171,12 +171,16 @@ def test_sample_figure_sets_the_run_beside_the_papers_published_sample(data):
     catalog = read_structure_catalog()
     catalog = catalog[(catalog["mag"] >= 19) & (catalog["mag"] < 23.5)]
     mock = draw_structure(np.random.default_rng(0), catalog, n=800, mag_range=(19, 23.5))
-    ks, _ = compare_structure(mock, catalog, mag_min=19)
-    fig = fg.figure_sample(table1, cat, outcomes, {"mock": mock, "catalog": catalog, "ks": ks})
+    ks, bins = compare_structure(mock, catalog, mag_min=19)
+    fig = fg.figure_sample(table1, cat, outcomes, {"mock": mock, "catalog": catalog, "ks": ks, "bins": bins})
     size, sersic, axis = fig.axes[3:]
     assert f"KS log Re {ks.loc[0, 'ks']:.3f}" in size.get_title() and "Sérsic index (KS" in sersic.get_title()
     assert [line.get_label() for line in size.get_lines()] == [f"CANDELS COSMOS (van der Wel+12) ({len(catalog)})",
                                                                "this mock (800)"]
+    # the medians drawn are the table's, for the bins with ten galaxies or more
+    mock_line = size.get_lines()[1]
+    enough = bins["n_mock"] >= 10
+    np.testing.assert_allclose(mock_line.get_ydata(), bins.loc[enough, "median_re_mock"])
     assert axis.get_xlabel() == "axis ratio q" and len(axis.patches) == 2  # one step histogram each
 
 

@@ -49,21 +49,29 @@ def test_draws_are_seeded_and_bit_reproducible():
 
 
 def test_the_empirical_mock_matches_the_catalogue_where_the_generator_did_not():
-    """At least 5000 galaxies brighter than 23.5: KS <= 0.05 in log Re, n and q (the rendered n is
-    rounded and clipped to GalSim's 6.2); the hand-set generator is far off in n."""
+    """A mock field dense enough for 5000 galaxies brighter than 23.5: KS <= 0.05 in log Re, n and
+    q (the rendered n is rounded and clipped to GalSim's 6.2) and the median Re within 5 % where
+    bins are large; the hand-set generator is far off in n (and 12-16 % too small at 22-23.5)."""
     catalog = population.read_structure_catalog()
-    rng = np.random.default_rng(5)
-    drawn = population.draw_structure(rng, catalog, n=6500, mag_range=(19.0, 23.5))
-    ks, bins = population.compare_structure(drawn, catalog, mag_min=19.0)
+    field = mock.MockField("f", 150.1, 2.2, 4096, 4096)
+    dense = {**_demo_mock(), "density_bright": 20 * _demo_mock()["density_bright"], "density_faint": 0.0,
+             "satellites_per_galaxy": 0.0}
+
+    def galaxies(kind, seed):
+        truth = mock.draw_population(np.random.default_rng(seed), field, {**dense, "population": kind},
+                                     pixel_scale=PIXEL_SCALE, zeropoint=ZP)
+        return truth[truth["kind"] == "galaxy"].rename(columns={"sersic_n": "n"})
+
+    ks, bins = population.compare_structure(galaxies("empirical", 5), catalog, mag_min=19.0)
     ks = ks.set_index("quantity")
     assert ks.loc["n", "n_mock"] >= 5000
     assert (ks.loc[["log_re", "n", "q"], "ks"] <= 0.05).all(), ks
-    assert (bins.loc[bins["n_catalogue"] >= 400, "ratio"] - 1).abs().max() <= 0.05, bins
-    field = mock.MockField("f", 150.1, 2.2, 2048, 2048)
-    generator = mock.draw_population(rng, field, {**_demo_mock(), "population": "generator"}, pixel_scale=PIXEL_SCALE,
-                                     zeropoint=ZP)
-    generator = generator[generator["kind"] == "galaxy"].rename(columns={"sersic_n": "n"})
-    assert population.compare_structure(generator, catalog, mag_min=19.0)[0].set_index("quantity").loc["n", "ks"] > 0.3
+    # the median Re within 5 % where a bin's sampling noise is below that (>= 800 galaxies: 22-23.5
+    # mag; smaller bins drift by up to 12 % at this sample size, bench/bench_population.py)
+    assert (bins.loc[bins["n_catalogue"] >= 800, "ratio"] - 1).abs().max() <= 0.05, bins
+    assert (bins["re16_mock"] < bins["median_re_mock"]).all() and (bins["median_re_mock"] < bins["re84_mock"]).all()
+    generator = population.compare_structure(galaxies("generator", 5), catalog, mag_min=19.0)[0]
+    assert generator.set_index("quantity").loc["n", "ks"] > 0.3
 
 
 def test_classes_follow_the_sersic_index_and_keep_their_mix():

@@ -617,17 +617,6 @@ def outlier_ratio(sep: float, method: float) -> str:
     return f"ratio {sep / method:.2f}"
 
 
-def structure_against_catalogue(truth: list, catalog: str | Path | None, mag_min: float
-                                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The mock's galaxies (its truth tables) against the structural catalogue: the KS table and
-    the median radius per magnitude bin of :func:`blendphot.population.compare_structure`."""
-    from blendphot.population import compare_structure, read_structure_catalog
-
-    mock = pd.concat([io.read_csv(t, required=["kind", "mag", "re_arcsec", "sersic_n", "q"]) for t in truth])
-    mock = mock[mock["kind"] == "galaxy"].rename(columns={"sersic_n": "n"})
-    return compare_structure(mock, read_structure_catalog(catalog), mag_min=mag_min)
-
-
 def structure_markdown(ks: pd.DataFrame, bins: pd.DataFrame) -> str:
     """The summary's section on the mock's galaxy structure against the measured one."""
     from blendphot.population import COMPARED_MAG_MAX
@@ -709,7 +698,10 @@ def run_evaluate(blends_dir: str | Path, prediction_dirs: dict[str, str | Path],
         noise = noise_note(border_noise(blends.images), {m: infos[m]["noise_sigma"] for m in prediction_dirs})
     structure_text = None
     if structure is not None:
-        ks, bins = structure_against_catalogue(**structure)
+        from blendphot.population import compare_structure, read_mock_galaxies, read_structure_catalog
+
+        ks, bins = compare_structure(read_mock_galaxies(structure["truth"]),
+                                     read_structure_catalog(structure["catalog"]), mag_min=structure["mag_min"])
         io.write_csv(out["structure"], ks)
         io.write_csv(out["structure_bins"], bins)
         structure_text = structure_markdown(ks, bins)

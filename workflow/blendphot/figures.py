@@ -419,29 +419,24 @@ def figure12(galaxies: pd.DataFrame, methods: list[str], colours: dict) -> plt.F
     return fig
 
 
-def _structure_panels(axes, mock: pd.DataFrame, catalog: pd.DataFrame, ks: pd.DataFrame) -> None:
-    """Size-magnitude relation (medians, 16-84 % bands), Sérsic n and axis ratio q of the mock's
-    galaxies against the catalogue's, over the magnitudes the KS distances compare."""
+def _structure_panels(axes, mock: pd.DataFrame, catalog: pd.DataFrame, ks: pd.DataFrame, bins: pd.DataFrame) -> None:
+    """Size-magnitude relation (the medians and 16-84 % of ``bins``, population.compare_structure's
+    table), Sérsic n and axis ratio q of the mock's galaxies against the catalogue's, over the
+    magnitudes the KS distances compare."""
     size, sersic, axis = axes
     k = ks.set_index("quantity")["ks"]
-    edges = np.arange(np.floor(catalog["mag"].min()), np.ceil(catalog["mag"].max()) + 0.01, 0.5)
-    for table, label, colour in ((catalog, "CANDELS COSMOS (van der Wel+12)", "0.35"), (mock, "this mock", "#c0392b")):
-        mag, re = table["mag"].to_numpy(), table["re_arcsec"].to_numpy()
-        idx = np.digitize(mag, edges)
-        centres, pct = [], []
-        for i in range(1, len(edges)):
-            sel = re[idx == i]
-            if sel.size >= 10:
-                centres.append(0.5 * (edges[i - 1] + edges[i]))
-                pct.append(np.percentile(sel, [16, 50, 84]))
-        if centres:
-            pct = np.array(pct)
-            size.fill_between(centres, pct[:, 0], pct[:, 2], color=colour, alpha=0.2, lw=0)
-            size.plot(centres, pct[:, 1], color=colour, lw=1.8, label=f"{label} ({len(table)})")
-        # n bins of three steps of the rendered indices' 0.02-dex grid each (population.render_sersic_n)
-        bins = {"n": 10 ** ((np.arange(-36, 48, 3) + 0.5) * 0.02), "q": np.linspace(0, 1, 26)}
-        sersic.hist(table["n"], bins=bins["n"], density=True, histtype="step", color=colour, lw=1.5, label=label)
-        axis.hist(table["q"], bins=bins["q"], density=True, histtype="step", color=colour, lw=1.5, label=label)
+    centres = 0.5 * (bins["mag_lo"] + bins["mag_hi"])
+    # n bins of three steps of the rendered indices' 0.02-dex grid each (population.render_sersic_n)
+    edges = {"n": 10 ** ((np.arange(-36, 48, 3) + 0.5) * 0.02), "q": np.linspace(0, 1, 26)}
+    for table, name, label, colour in ((catalog, "catalogue", "CANDELS COSMOS (van der Wel+12)", "0.35"),
+                                       (mock, "mock", "this mock", "#c0392b")):
+        enough = bins[f"n_{name}"] >= 10
+        size.fill_between(centres[enough], bins.loc[enough, f"re16_{name}"], bins.loc[enough, f"re84_{name}"],
+                          color=colour, alpha=0.2, lw=0)
+        size.plot(centres[enough], bins.loc[enough, f"median_re_{name}"], color=colour, lw=1.8,
+                  label=f"{label} ({len(table)})")
+        sersic.hist(table["n"], bins=edges["n"], density=True, histtype="step", color=colour, lw=1.5, label=label)
+        axis.hist(table["q"], bins=edges["q"], density=True, histtype="step", color=colour, lw=1.5, label=label)
     size.set_yscale("log"), size.set_xlabel("F160W magnitude"), size.set_ylabel("half-light radius (arcsec)")
     size.set_title(f"size-magnitude, median and 16-84 % (KS log Re {k.get('log_re', np.nan):.3f})", fontsize=9)
     size.legend(fontsize=7, frameon=False)
@@ -459,7 +454,8 @@ def figure_sample(table1: pd.DataFrame, blends: pd.DataFrame, outcomes: pd.DataF
     """This run's sample beside the paper's published one: the morphology mix before and after
     inspection (Table 1), the centre distance of the test blends (the paper catalogue's
     percentiles), and sep's detection outcomes on them. For a mock survey (``structure``: its
-    galaxies ``mock``, the catalogue's ``catalog``, the KS table ``ks``), a second row sets its
+    galaxies ``mock``, the catalogue's ``catalog``, the KS table ``ks`` and the per-magnitude table
+    ``bins`` of population.compare_structure), a second row sets its
     galaxies' size-magnitude relation, Sérsic indices and axis ratios against the measured ones."""
     rows = 2 if structure is not None else 1
     fig, axes = plt.subplots(rows, 3, figsize=(14, 4.2 * rows), gridspec_kw={"width_ratios": [1.2, 1, 1]},
@@ -574,15 +570,13 @@ def render(name: str, inputs, params: dict) -> plt.Figure:
     if name == "sample":
         structure = None
         if "truth" in inputs.keys():  # a mock survey: its galaxies against the structural catalogue
-            from blendphot.population import COMPARED_MAG_MAX, read_structure_catalog
+            from blendphot.population import compared, read_mock_galaxies, read_structure_catalog
 
-            ks = io.read_csv(inputs.structure, required=["quantity", "ks"])
-            lo = params["mock_mag_min"]
-            mock = pd.concat([io.read_csv(t, required=["kind", "mag", "re_arcsec", "sersic_n", "q"])
-                              for t in inputs.truth]).rename(columns={"sersic_n": "n"})
-            catalog = read_structure_catalog(inputs.get("structure_catalog"))
-            compared = lambda t: t[(t["mag"] >= lo) & (t["mag"] < COMPARED_MAG_MAX)]  # the KS distances' range
-            structure = {"mock": compared(mock[mock["kind"] == "galaxy"]), "catalog": compared(catalog), "ks": ks}
+            lo = params["structure_mag_min"]
+            structure = {"mock": compared(read_mock_galaxies(inputs.truth), lo),
+                         "catalog": compared(read_structure_catalog(inputs.get("structure_catalog")), lo),
+                         "ks": io.read_csv(inputs.structure, required=["quantity", "ks"]),
+                         "bins": io.read_csv(inputs.structure_bins, required=["mag_lo", "mag_hi", "n_mock"])}
         return figure_sample(io.read_csv(inputs.table1, required=["class", "before_inspection", "after_inspection",
                                                                   "paper_before", "paper_after"]),
                              io.read_csv(inputs.catalog, required=["distance_px"]),

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["CATALOGUE_COLUMNS", "DEFAULT_CATALOGUE", "assign_classes", "compare_structure", "draw_structure",
-           "read_structure_catalog", "render_sersic_n"]
+__all__ = ["CATALOGUE_COLUMNS", "DEFAULT_CATALOGUE", "assign_classes", "compare_structure", "compared",
+           "draw_structure", "read_mock_galaxies", "read_structure_catalog", "render_sersic_n"]
 
 DEFAULT_CATALOGUE = "vdw2012_cosmos_f160w.csv.gz"
 CATALOGUE_COLUMNS = ("flag", "mag", "re_arcsec", "n", "q")
@@ -53,9 +53,9 @@ def read_structure_catalog(path: str | Path | None = None, *, max_flag: int = 1,
     source = files("blendphot.catalogs") / DEFAULT_CATALOGUE if path is None else Path(path)
     table = io.read_csv(source, required=list(CATALOGUE_COLUMNS))
     values = table[list(CATALOGUE_COLUMNS)]
-    if not all(pd.api.types.is_numeric_dtype(values[c]) for c in CATALOGUE_COLUMNS):
-        bad = next(c for c in CATALOGUE_COLUMNS if not pd.api.types.is_numeric_dtype(values[c]))
-        raise InputError(f"{source}: column '{bad}' must be numeric")
+    bad = [c for c in CATALOGUE_COLUMNS if not pd.api.types.is_numeric_dtype(values[c])]
+    if bad:
+        raise InputError(f"{source}: column '{bad[0]}' must be numeric")
     good = (values["flag"] <= max_flag) & values["re_arcsec"].between(min_re_arcsec, max_re_arcsec)
     good &= np.isfinite(values).all(axis=1) & (values["n"] > 0) & (values["q"] > 0) & (values["q"] <= 1)
     rows = values[good].drop(columns="flag").reset_index(drop=True)
@@ -88,7 +88,10 @@ def draw_structure(rng: np.random.Generator, catalog: pd.DataFrame, *, n: int | 
         lo, hi = mag_range
         pool = np.flatnonzero((cat_mag >= lo) & (cat_mag < hi))
         if pool.size == 0:
-            raise ValueError(f"no catalogue galaxy between magnitudes {lo} and {hi}")
+            from blendphot.errors import ConfigError
+
+            raise ConfigError(f"config key 'survey.mock.mag_bright': the structural catalogue "
+                              f"(survey.mock.structure_catalog) has no usable galaxy between magnitudes {lo} and {hi}")
         pick = rng.choice(pool, n)
         out = catalog.iloc[pick][["mag", "re_arcsec", "n", "q"]].reset_index(drop=True)
     else:
@@ -122,15 +125,30 @@ def assign_classes(rng: np.random.Generator, classes: np.ndarray, sersic_n: np.n
     return out
 
 
+def read_mock_galaxies(truth_paths) -> pd.DataFrame:
+    """The galaxies of a mock survey's truth tables, with the catalogue's column names (mag,
+    re_arcsec, n, q)."""
+    from blendphot import io
+
+    truth = pd.concat([io.read_csv(t, required=["kind", "mag", "re_arcsec", "sersic_n", "q"]) for t in truth_paths])
+    return truth[truth["kind"] == "galaxy"].rename(columns={"sersic_n": "n"})
+
+
+def compared(table: pd.DataFrame, mag_min: float = -np.inf, mag_max: float = COMPARED_MAG_MAX) -> pd.DataFrame:
+    """The rows of ``table`` in the compared magnitude range, ``mag_min <= mag < mag_max``."""
+    return table[(table["mag"] >= mag_min) & (table["mag"] < mag_max)]
+
+
 def compare_structure(mock: pd.DataFrame, catalog: pd.DataFrame, *, mag_min: float = -np.inf,
                       mag_max: float = COMPARED_MAG_MAX, bin_width: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The mock's galaxies between ``mag_min`` (the brightest the mock makes) and ``mag_max``
     against the catalogue's: two-sample KS distances (and their p-values) of log Re, n, q and the
-    magnitude (one row each), and the median Re per ``bin_width``-mag bin (ratio mock / catalogue)."""
+    magnitude (one row each), and per ``bin_width``-mag bin the 16th, 50th and 84th percentiles of
+    Re of both and the ratio of the medians (mock / catalogue)."""
     from scipy.stats import ks_2samp
 
     def prepare(t):
-        t = t[(t["mag"] >= mag_min) & (t["mag"] < mag_max)]
+        t = compared(t, mag_min, mag_max)
         return pd.DataFrame({"mag": t["mag"], "log_re": np.log10(t["re_arcsec"]), "n": t["n"], "q": t["q"]})
 
     ours, theirs = prepare(mock), prepare(catalog)
@@ -141,15 +159,14 @@ def compare_structure(mock: pd.DataFrame, catalog: pd.DataFrame, *, mag_min: flo
                      "median_catalogue": float(theirs[q].median()), "n_mock": len(ours), "n_catalogue": len(theirs)})
     ks = pd.DataFrame(rows)
     lo = np.floor(min(ours["mag"].min(), theirs["mag"].min()) / bin_width) * bin_width if len(ours) else 0.0
-    edges = np.arange(lo, mag_max + 1e-9, bin_width)
     rows = []
-    for a, b in itertools.pairwise(edges):
-        m = ours[(ours["mag"] >= a) & (ours["mag"] < b)]
-        c = theirs[(theirs["mag"] >= a) & (theirs["mag"] < b)]
+    for a, b in itertools.pairwise(np.arange(lo, mag_max + 1e-9, bin_width)):
+        m, c = compared(ours, a, b)["log_re"], compared(theirs, a, b)["log_re"]
         if len(c) == 0:
             continue
-        re_m = float(10 ** m["log_re"].median()) if len(m) else np.nan
-        re_c = float(10 ** c["log_re"].median())
-        rows.append({"mag_lo": a, "mag_hi": b, "n_mock": len(m), "n_catalogue": len(c),
-                     "median_re_mock": re_m, "median_re_catalogue": re_c, "ratio": re_m / re_c})
+        row = {"mag_lo": a, "mag_hi": b, "n_mock": len(m), "n_catalogue": len(c)}
+        for name, values in (("mock", m), ("catalogue", c)):  # log Re percentiles, as radii
+            pct = 10 ** np.percentile(values, [16, 50, 84]) if len(values) else [np.nan] * 3
+            row |= {f"re16_{name}": pct[0], f"median_re_{name}": pct[1], f"re84_{name}": pct[2]}
+        rows.append(row | {"ratio": row["median_re_mock"] / row["median_re_catalogue"]})
     return ks, pd.DataFrame(rows)

@@ -160,6 +160,7 @@ TRANSFER_SPLIT = {"fractions": {"train": 0.0, "val": 0.0, "test": 1.0}, "stratif
 # The mock's galaxy structure against the measured catalogue (population.compare_structure):
 # the mock's truth tables, and the catalogue when it is a file of the user's.
 STRUCTURE_INPUTS, STRUCTURE_OUTPUTS = {}, {}
+STRUCTURE_MAG_MIN = config["survey"]["mock"]["mag_bright"][0]  # compared from the mock's brightest
 if SOURCE == "mock":
     STRUCTURE_INPUTS = {"truth": expand("results/survey/{field}/truth.csv", field=MOCK_FIELDS)}
     if config["survey"]["mock"].get("structure_catalog"):
@@ -230,7 +231,7 @@ def figure_params(wildcards):
     if name == "deblend":
         params |= {"image_methods": IMAGE_MODELS, "examples": FIG["examples"]}
     if name == "sample" and SOURCE == "mock":
-        params["mock_mag_min"] = config["survey"]["mock"]["mag_bright"][0]
+        params["structure_mag_min"] = STRUCTURE_MAG_MIN
     return params
 
 

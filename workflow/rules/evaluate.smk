@@ -35,6 +35,6 @@ rule evaluate:
         evaluate=config["evaluate"],
         baseline=config["baseline"],
         zeropoint=config["survey"]["zeropoint"],
-        mock=config["survey"]["mock"],
+        structure_mag_min=STRUCTURE_MAG_MIN,
     script:
         "../scripts/evaluate_methods.py"

@@ -11,7 +11,7 @@ with stage(snakemake) as run:
                               zeropoint=p.zeropoint, settings=p.evaluate, baseline=p.baseline,
                               title=p.get("title"), in_domain=inp.get("in_domain"),
                               structure={"truth": list(inp.truth), "catalog": inp.get("structure_catalog"),
-                                         "mag_min": p.mock["mag_bright"][0]} if "truth" in inp.keys() else None)
+                                         "mag_min": p.structure_mag_min} if "truth" in inp.keys() else None)
     run.log_metrics({f"{r.method}.{r.role}.{k}": getattr(r, k) for r in head.itertuples()
                      for k in ("bias", "sigma", "outlier_fraction", "mape_flux", "mape_mag", "completeness")})
     run.log_metrics({f"{r.method}.iou": r.mean_iou for r in ious[ious["pair"] == "all"].itertuples()})
