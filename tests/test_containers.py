@@ -48,7 +48,9 @@ def build(env, cwd, image, definition):
                           text=True, timeout=1200)
 
 
-def test_data_stages_run_in_the_data_image(apptainer, tmp_path):
+def test_data_stages_run_in_the_data_image(apptainer, tmp_path, tiny_run):
+    """The data stages in the image give the blends of the same config run on the host (the
+    shared tiny run), bit for bit."""
     workdir = copy_workflow(tmp_path / "wf")
     proc = build(apptainer, workdir, "containers/data.sif", "containers/data.def")
     assert proc.returncode == 0, proc.stderr[-5000:]
@@ -62,8 +64,7 @@ def test_data_stages_run_in_the_data_image(apptainer, tmp_path):
     # Every stage ran on the image's Python environment, not the host's
     assert {r.data.tags["blendphot.python"] for r in runs} == {"/opt/venv"}
 
-    host = copy_workflow(tmp_path / "host")
-    run_snakemake(["--cores", "2", "--configfile", "tests/config/tiny.yaml", "--until", "make_blends"], host)
+    host = tiny_run  # the same config, run on the host's environment
     assert {r.data.tags["blendphot.python"] for r in stage_runs(
         f"sqlite:///{host / 'results/mlflow/mlflow.db'}", "blendphot-test")[2]} == {sys.prefix}
     for name in ("survey/tiny/image.fits", "clean/images.npy", "blend/train/images.npy", "blend/test/masks.npy",

@@ -1,5 +1,5 @@
 """The workflow on a real SLURM cluster: tests/cluster/slurm-cluster.sh brings up slurmctld,
-slurmd, slurmdbd (MariaDB) and munge on this machine, with one node that has a `gpu` gres.
+slurmd, slurmdbd (MariaDB) and munge on this machine, with one node that has four `gpu` gres.
 
 The tiny test config runs end to end through `snakemake --profile` with the project's two
 profiles (profiles/slurm as the global profile, profiles/default loaded on top), and SLURM's own
@@ -144,7 +144,9 @@ TRAIN_ONE = "results/train/blend2flux/model.pt"  # the target that trains one mo
 
 
 def start_training(cluster, config: Path):
-    """Start training blend2flux on the cluster; return it once a checkpoint exists."""
+    """Start training blend2flux on the cluster; return it as soon as its first checkpoint
+    exists (the end of its first epoch): the event the tests stop it at, with the other epochs
+    still to run."""
     workdir = cluster["workdir"]
     last = workdir / "results/train/blend2flux/state/last.pt"
     last.unlink(missing_ok=True)
@@ -175,10 +177,9 @@ def check_resumed(cluster, epochs: int):
 
 def test_requeued_training_resumes_from_its_checkpoint(cluster):
     """Preemption: SLURM requeues the running job; the same Snakemake run waits and finishes."""
-    env, epochs = cluster["env"], 150  # ~15 s of training: still running when it is requeued
+    env, epochs = cluster["env"], 40  # 39 epochs (~4 s idle, more under load) left at the first checkpoint
     config = long_training_config(cluster["workdir"], epochs)
     proc, job = start_training(cluster, config)
-    time.sleep(2)
     subprocess.run(["scontrol", "requeue", job], env=env, check=True)
     # A requeued job waits before it is eligible again; let it start at once.
     for _ in range(60):
@@ -203,10 +204,9 @@ def test_requeued_training_resumes_from_its_checkpoint(cluster):
 
 def test_cancelled_training_resumes_on_the_next_run(cluster):
     """A killed job (scancel, time limit, node loss): Snakemake fails it; the rerun resumes."""
-    env, epochs = cluster["env"], 151  # ~15 s of training: still running when it is cancelled
+    env, epochs = cluster["env"], 41  # 40 epochs left at the first checkpoint; not the requeue test's config
     config = long_training_config(cluster["workdir"], epochs)
     proc, job = start_training(cluster, config)
-    time.sleep(2)
     subprocess.run(["scancel", job], env=env, check=True)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0 and "train_model" in out

@@ -10,9 +10,10 @@
 # (default /tmp/blendphot-slurm); /etc is not touched, clients find the cluster through
 # SLURM_CONF. `up` is idempotent: a running cluster is left alone, stale daemons are stopped.
 #
-# The node is a stand-in for one GPU node of a real cluster: 16 CPUs, 64 GB and one `gpu` gres
-# backed by an empty file, whatever this machine has (SlurmdParameters=config_overrides), so the
-# workflow's own resource requests (8 CPUs and 32 GB per training job) schedule unchanged.
+# The node is a stand-in for one four-GPU node of a real cluster: 32 CPUs, 128 GB and four
+# `gpu` gres backed by empty files, whatever this machine has (SlurmdParameters=config_overrides),
+# so the workflow's own resource requests (8 CPUs and 32 GB per training job) schedule unchanged
+# and the tiny config's four trainings run side by side, as on such a node.
 # slurmd runs configless (--conf-server), so jobs need no SLURM_CONF and /etc/slurm stays as
 # it is. Accounting goes to slurmdbd, so `sacct` works and records each job's gres/gpu request.
 set -euo pipefail
@@ -49,7 +50,7 @@ node_idle() { [[ $(sinfo -h -N -o %t 2>/dev/null) == idle* ]]; }
 
 write_configs() {
     mkdir -p "$STATE"/{etc,run,log,spool/ctld,spool/d,mysql}
-    touch "$STATE/etc/fake-gpu0"
+    touch "$STATE"/etc/fake-gpu{0..3}
     cat >"$STATE/etc/slurm.conf" <<EOF
 ClusterName=$CLUSTER
 SlurmctldHost=$HOST
@@ -81,10 +82,10 @@ AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5
 JobRequeue=1
-NodeName=$HOST CPUs=16 RealMemory=64000 Gres=gpu:1 State=UNKNOWN
+NodeName=$HOST CPUs=32 RealMemory=128000 Gres=gpu:4 State=UNKNOWN
 PartitionName=main Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
-    echo "NodeName=$HOST Name=gpu File=$STATE/etc/fake-gpu0" >"$STATE/etc/gres.conf"
+    echo "NodeName=$HOST Name=gpu File=$STATE/etc/fake-gpu[0-3]" >"$STATE/etc/gres.conf"
     cat >"$STATE/etc/slurmdbd.conf" <<EOF
 AuthType=auth/munge
 DbdHost=$HOST
