@@ -112,3 +112,72 @@ def test_catalogues_list_what_was_drawn(population, params):
     classes = phot.set_index("ID").loc[morph["ID"], "TRUTH_ID"].map(truth.set_index("truth_id")["cls"]).to_numpy()
     assert morph.loc[classes == "bulge", "F_SPH"].mean() > 0.7 > morph.loc[classes == "disk", "F_SPH"].mean()
     assert morph.loc[classes == "irregular", "F_IRR"].mean() > 0.7
+
+
+def _lag_correlation(image: np.ndarray, dy: int, dx: int) -> float:
+    a = image[: image.shape[0] - dy, : image.shape[1] - dx]
+    b = image[dy:, dx:]
+    return float(np.mean((a - a.mean()) * (b - b.mean())) / image.var())
+
+
+@pytest.mark.parametrize("drizzle", [{"native_pixel": 0.128, "pixfrac": 0.8}, {"native_pixel": 0.128, "pixfrac": 0.5},
+                                     False], ids=["candels", "small-drops", "white"])
+def test_a_blank_fields_noise_has_the_models_rms_and_autocorrelation(params, drizzle):
+    """A field without sources: its pixels have the configured rms, their correlation at each lag
+    is the drizzle model's (separable: the diagonal lag is the product of the axes' ones), and the
+    weight map is the inverse per-pixel variance, as a drizzled mosaic's."""
+    from blendphot.noise import mosaic_correlation
+
+    field = mock.MockField("blank", 53.1, -27.8, 768, 768)
+    settings = {**params, "drizzle": drizzle, "noise_sigma": {"wide": 0.0085, "deep": 0.0055}}
+    everywhere = (np.ones((768, 768), bool), np.zeros((768, 768), bool))  # all of it observed, wide
+    image, weight, _ = mock.render_field(pd.DataFrame(columns=["cls"]), field, settings, pixel_scale=PIXEL_SCALE,
+                                         rng=np.random.default_rng(11), progress=False, footprint=everywhere)
+    assert image.std() == pytest.approx(0.0085, rel=0.01)
+    assert np.allclose(weight, 1 / 0.0085**2)
+    c = mosaic_correlation(drizzle, PIXEL_SCALE) or (1.0, 0.0, 0.0)
+    c = [*c, 0.0, 0.0]
+    expected = {(0, 1): c[1], (1, 0): c[1], (1, 1): c[1] ** 2, (0, 2): c[2], (2, 0): c[2], (0, 4): 0.0}
+    measured = {lag: _lag_correlation(image, *lag) for lag in expected}
+    assert measured == pytest.approx(expected, abs=0.01)  # 768^2 pixels: standard error ~0.002
+
+
+@pytest.mark.parametrize("drop_px", [0.5, 1.0, 1.7067, 2.5])
+def test_the_drizzle_model_gives_fruchter_and_hooks_noise_ratio(drop_px):
+    """The noise of a large aperture over the per-pixel rms's white-noise figure, R, against the
+    closed form of Fruchter & Hook (2002) for a drop r = pixfrac x native / output pixels wide:
+    r / (1 - 1 / (3 r)) for r >= 1, 1 / (1 - r / 3) for r < 1. The generated noise has it too."""
+    from blendphot.noise import aperture_noise_ratio, correlated_noise, drizzle_correlation
+
+    c = drizzle_correlation(drop_px)
+    closed_form = drop_px / (1 - 1 / (3 * drop_px)) if drop_px >= 1 else 1 / (1 - drop_px / 3)
+    assert aperture_noise_ratio(c) == pytest.approx(closed_form, rel=1e-3)
+    # ... and its shape: a drop one pixel wide correlates neighbours at 1/4 (two triangles' overlap),
+    # a narrower one at r / (6 (1 - r / 3)); nothing beyond the drop and the pixel
+    if drop_px == 1.0:
+        assert c == pytest.approx((1.0, 0.25, 0.0), abs=1e-4)
+    if drop_px < 1:
+        assert c == pytest.approx((1.0, drop_px / (6 * (1 - drop_px / 3)), 0.0), abs=1e-4)
+    assert len(c) == int(np.ceil(drop_px + 1)) + 1 and c[-1] == pytest.approx(0, abs=1e-6)
+    noise = correlated_noise(np.random.default_rng(2), (1024, 1024), c)
+    block = 32  # sums over 32 x 32 pixels: R up to the blocks' edges
+    sums = noise.reshape(1024 // block, block, 1024 // block, block).sum(axis=(1, 3))
+    edge = (block + 2 * sum((block - k) * ck for k, ck in enumerate(c[1:], start=1))) / block  # exact, 1-D
+    assert sums.std() / block == pytest.approx(edge, rel=0.07)  # 1024 blocks: ~2 % standard error
+
+
+def test_white_noise_is_drizzle_false_and_null_keeps_the_candels_model():
+    """null means unset in a config (the default, CANDELS' drizzle, applies); false is white noise."""
+    from blendphot.config import validate_config
+    from blendphot.errors import ConfigError
+    from blendphot.noise import mosaic_correlation
+
+    def demo_with(drizzle):
+        config = load_config("config/config.yaml", validate=False)
+        config["survey"]["mock"]["drizzle"] = drizzle
+        return validate_config(config)
+
+    for value, white in ((False, True), (None, False)):
+        assert (mosaic_correlation(demo_with(value)["survey"]["mock"]["drizzle"], PIXEL_SCALE) is None) == white
+    with pytest.raises(ConfigError, match="survey.mock.drizzle"):
+        demo_with(True)

@@ -1,7 +1,8 @@
 """A CANDELS-like F160W mock survey generated offline with GalSim.
 
-One field is a mosaic in e-/s at 0.06"/px with a TAN WCS, an inverse-variance weight map
-(zero outside a rotated footprint), a PSF image, a CANDELS-style photometric catalogue, a
+One field is a mosaic in e-/s at 0.06"/px with a TAN WCS, background noise correlated as a
+drizzled mosaic's (:mod:`blendphot.noise`), an inverse-variance weight map (zero outside a
+rotated footprint), a PSF image, a CANDELS-style photometric catalogue, a
 Dimauro-2018-style morphology catalogue whose class probabilities are noisy functions of the
 true class, and the generator's truth (true flux, class, position, structure).
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from blendphot.noise import aperture_noise_ratio, correlated_noise, mosaic_correlation
 from blendphot.photometry import mag_to_flux
 from blendphot.population import assign_classes, draw_structure, read_structure_catalog
 
@@ -270,7 +272,6 @@ def render_field(truth: pd.DataFrame, field: MockField, params: dict, *, pixel_s
     psf_image : (41, 41) float32, unit sum
     """
     import galsim
-    from scipy import ndimage
     from tqdm import tqdm
 
     gsparams = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3, maximum_fft_size=8192)
@@ -292,11 +293,7 @@ def render_field(truth: pd.DataFrame, field: MockField, params: dict, *, pixel_s
 
     inside, deep = footprint or footprint_mask(field.nx, field.ny, params["footprint_angle"])
     sigma = np.where(deep, params["noise_sigma"]["deep"], params["noise_sigma"]["wide"]).astype(np.float32)
-    noise = rng.standard_normal((field.ny, field.nx), dtype=np.float32)
-    c = params["noise_correlation"]
-    if c > 0:  # drizzle-like correlation between neighbouring pixels, variance preserved
-        kernel = np.array([[0, c, 0], [c, 1, c], [0, c, 0]], dtype=np.float32) / np.sqrt(1 + 4 * c * c)
-        noise = ndimage.convolve(noise, kernel, mode="reflect")
+    noise = correlated_noise(rng, (field.ny, field.nx), mosaic_correlation(params["drizzle"], pixel_scale))
     image = np.where(inside, signal + sigma * noise, 0.0).astype(np.float32)
     weight = np.where(inside, 1.0 / sigma**2, 0.0).astype(np.float32)
     psf_image = psf.drawImage(nx=41, ny=41, scale=pixel_scale).array.astype(np.float32)
@@ -320,7 +317,9 @@ def make_catalogs(truth: pd.DataFrame, rng: np.random.Generator, params: dict, *
     detected = truth[(truth.cls != "faint") | (truth.mag < 26.0)].copy()
     re_px = detected.re_arcsec / pixel_scale
     npix = np.pi * (2 * re_px + 2.0) ** 2
-    snr = detected.flux / (sigma_pix * np.sqrt(npix) * 1.5)
+    # the aperture's noise, with the drizzled noise's correlation (noise.py)
+    ratio = aperture_noise_ratio(mosaic_correlation(params["drizzle"], pixel_scale))
+    snr = detected.flux / (sigma_pix * np.sqrt(npix) * ratio)
     magerr = 1.0857 / snr
     phot = pd.DataFrame({
         "ID": np.arange(1, len(detected) + 1, dtype=np.int64),
