@@ -3,7 +3,8 @@ slurmd, slurmdbd (MariaDB) and munge on this machine, with one node that has fou
 
 The tiny test config runs end to end through `snakemake --profile` with the project's two
 profiles (profiles/slurm as the global profile, profiles/default loaded on top), and SLURM's own
-accounting must show that training and prediction jobs got a GPU and the others did not. Then a
+accounting must show that training and prediction jobs got a GPU and the others did not, and
+that the profile's job groups put the short CPU stages into shared jobs. Then a
 training job is requeued (preemption) and another one cancelled mid-training; both must resume
 from their last checkpoint.
 
@@ -101,29 +102,42 @@ def test_tiny_workflow_on_slurm(cluster, mlflow_server):
     res = cluster["workdir"] / "results"
     assert (res / "summary.md").exists() and (res / "figures/figure12.png").stat().st_size > 5000
 
-    jobs = sacct(cluster["env"], since)
-    jobs = jobs[jobs["rule"].notna()]
-    assert (jobs["State"] == "COMPLETED").all(), jobs[["rule", "State"]]
-    # 32 jobs: every rule instance but `all`, a local rule
-    assert len(jobs) == 32 and "all" not in set(jobs["rule"])
-    gpu_rules = jobs["rule"].isin(["train_model", "predict_model"])
-    assert set(zip(jobs.loc[gpu_rules, "rule"], jobs.loc[gpu_rules, "item"], strict=True)) == {
-        (f"{v}_model", m) for v in ("train", "predict")
-        for m in ("blend2flux", "unet", "blend2mask2flux", "blend2image")}
-    assert all(t.get("gres/gpu") == "1" for t in jobs.loc[gpu_rules, "tres"]), "a GPU job got no GPU"
-    assert not any("gres/gpu" in t for t in jobs.loc[~gpu_rules, "tres"]), "a CPU job got a GPU"
-    # CPUs and memory come from profiles/default: 8 CPUs per GPU, 32 GB for training
-    train = jobs[(jobs["rule"] == "train_model") & (jobs["item"] == "blend2flux")].iloc[0]["tres"]
-    assert train["cpu"] == "8" and train["mem"] == "32000M"
-    baseline = jobs[jobs["rule"] == "run_baseline"].iloc[0]["tres"]
-    assert baseline["cpu"] == "8" and "gres/gpu" not in baseline
+    jobs = sacct(cluster["env"], since).set_index("JobID")
+    assert (jobs["State"] == "COMPLETED").all(), jobs[["Comment", "State"]]
 
-    # Every job tracked its MLflow run under the one parent run, from its own node process
+    # Every job tracked its MLflow run under the one parent run, from its own node process:
+    # 32 stage runs, every rule instance but `all` (a local rule), each tagged with its SLURM job
     _, parents, children = stage_runs(mlflow_server, "blendphot-slurm")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 32 and all(r.info.status == "FINISHED" for r in children)
     assert all(r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for r in children)
-    assert {r.data.tags.get("slurm.job_id") for r in children} == set(jobs["JobID"])
+    stages = pd.DataFrame([{"rule": r.data.tags["blendphot.stage"], "wildcards": r.data.tags["blendphot.wildcards"],
+                            "job": r.data.tags.get("slurm.job_id")} for r in children])
+    assert set(stages["job"]) == set(jobs.index)  # no stage ran outside SLURM, no job ran nothing
+
+    # profiles/slurm's groups: the data stages share one SLURM job, as do evaluate and the
+    # figures drawn from its tables; GPU stages and the baseline run alone
+    per_job = stages.groupby("job")["rule"].agg(set)
+    data = {"make_mock_field", "select_galaxies", "cut_stamps", "remove_neighbours", "build_inspection",
+            "split_galaxies", "make_blends"}
+    assert data in list(per_job), per_job
+    assert any({"evaluate", "plot_figure"} == rules for rules in per_job), per_job
+    gpu_stage = stages["rule"].isin(["train_model", "predict_model"])
+    assert stages.loc[gpu_stage, "job"].is_unique and stages.loc[stages["rule"] == "run_baseline", "job"].is_unique
+    assert not set(stages.loc[gpu_stage, "job"]) & set(stages.loc[~gpu_stage, "job"])
+    assert len(jobs) < 32 - len(data)  # the groups saved that many submissions and queue waits
+
+    # GPUs: the training and prediction jobs of every model got one, and no other job did
+    tres = jobs["tres"]
+    assert sorted(stages.loc[gpu_stage, "wildcards"]) == sorted(
+        str({"model": m}) for m in ("blend2flux", "unet", "blend2mask2flux", "blend2image") for _ in range(2))
+    assert all(tres[j].get("gres/gpu") == "1" for j in stages.loc[gpu_stage, "job"]), "a GPU job got no GPU"
+    assert not any("gres/gpu" in tres[j] for j in stages.loc[~gpu_stage, "job"]), "a CPU job got a GPU"
+    # CPUs and memory come from profiles/default: 8 CPUs per GPU, 32 GB for training
+    train = stages[(stages["rule"] == "train_model") & (stages["wildcards"] == str({"model": "blend2flux"}))]
+    assert tres[train["job"].iloc[0]]["cpu"] == "8" and tres[train["job"].iloc[0]]["mem"] == "32000M"
+    baseline = tres[stages.loc[stages["rule"] == "run_baseline", "job"].iloc[0]]
+    assert baseline["cpu"] == "8" and "gres/gpu" not in baseline
 
 
 def long_training_config(workdir: Path, epochs: int) -> Path:
