@@ -5,6 +5,8 @@ import pytest
 from blendphot.config import child_seed, load_config, validate_config
 from blendphot.errors import ConfigError
 
+from .workflow_helpers import ROOT
+
 
 def _merged(base: dict, overlay: dict) -> dict:
     """``--configfile base overlay``: Snakemake updates the first with the second, key by key."""
@@ -242,7 +244,7 @@ def test_the_architectures_are_the_registrys(default_config):
         validate_config(cfg)
 
 
-def test_an_impossible_size_is_refused_at_start_up_naming_the_key(tmp_path, default_config, capsys):
+def test_an_impossible_size_is_refused_at_start_up_naming_the_key(tmp_path, default_config, capsys, monkeypatch):
     """A billion training blends would fail deep in the blend stage (a memory map's seek): the
     start-up check names the key, the size and the space free, and writes nothing."""
     from blendphot.cli import main
@@ -261,7 +263,10 @@ def test_an_impossible_size_is_refused_at_start_up_naming_the_key(tmp_path, defa
     assert "blend.n_blends.train" not in [key for key, _, _ in disk_needs(cfg, tmp_path)]
     big = tmp_path / "big.yaml"
     big.write_text("blend: {n_blends: {train: 1000000000}}\n")
-    assert main(["check-config", "config/config.yaml", str(big)]) == 1
+    # from a project folder with no results yet (the checkout's own results/ may hold a demo's blends)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    assert main(["check-config", str(ROOT / "config/config.yaml"), str(big)]) == 1
     assert "config key 'blend.n_blends.train'" in capsys.readouterr().err
 
 
