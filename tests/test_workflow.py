@@ -160,6 +160,21 @@ def test_every_job_gets_memory_runtime_and_the_global_profiles_defaults(config, 
 
 
 @pytest.mark.workflow
+def test_the_slurm_profiles_groups_are_cpu_rules_of_the_workflow(workdir):
+    """profiles/slurm's groups name rules that exist (a renamed rule would silently leave its
+    group and go back to a job of its own), and never a GPU rule or the baseline, which keep a
+    job to themselves."""
+    import yaml
+
+    groups = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())["groups"]
+    rules = set()
+    for config in ("config/config.yaml", "config/paper-stamps.yaml"):  # the mosaic and the stamp-set rules
+        rules |= set(run_snakemake(["--list-rules", "--configfile", config], workdir).stdout.split())
+    assert set(groups) <= rules - AGGREGATES, set(groups) - rules
+    assert not set(groups) & (GPU_RULES | {"run_baseline", "transfer_baseline"})
+
+
+@pytest.mark.workflow
 def test_a_model_added_to_config_needs_no_profile_edit(workdir, tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text("seed: 1\nsurvey: {source: mock}\ntrain:\n  models:\n    small: {arch: blend2flux, filters: 8}\n")
